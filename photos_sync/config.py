@@ -1,0 +1,178 @@
+"""Settings: parsed and validated from a plain mapping of variables. Pure: no I/O.
+
+`photos_sync.settings_io.load_settings` gathers the mapping (environment, then `.env` in the
+current directory, then `.env` in the data dir) and hands it here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A variable is missing or malformed. The message names it and the expected form."""
+
+
+DEFAULT_STATS_INTERVAL = 60
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY_DELAY = 30.0
+DEFAULT_MAX_DELETE = 1000
+
+# rclone --bwlimit: a single rate ("10M", "off", "512k:1M" for upload:download), or a
+# timetable of "[Day-]HH:MM,RATE" entries separated by spaces.
+_RATE = r"(?:off|\d+(?:\.\d+)?[bBkKmMgGtTpP]?i?)"
+_RATE_PAIR = rf"{_RATE}(?::{_RATE})?"
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_SLOT = rf"(?:{_DAY}-)?(?:[01]\d|2[0-3]):[0-5]\d,{_RATE_PAIR}"
+_BWLIMIT_RE = re.compile(rf"^(?:{_RATE_PAIR}|{_SLOT}(?:\s+{_SLOT})*)$")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything photos-sync reads from its environment."""
+
+    data_dir: Path
+    socket_path: Path
+    immich_path: Path | None = None
+    stats_interval: int = DEFAULT_STATS_INTERVAL
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_delay: float = DEFAULT_RETRY_DELAY
+    bwlimit: str | None = None
+    transfers: int | None = None
+    checkers: int | None = None
+    include_generated: bool = False
+    max_delete: int = DEFAULT_MAX_DELETE
+    rclone_binary: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def require_immich_path(self) -> Path:
+        """The Immich data folder, or ConfigError telling the user how to set it."""
+        if self.immich_path is None:
+            raise ConfigError(
+                "BACKUP_IMMICH_PATH is not set: set it to Immich's UPLOAD_LOCATION folder "
+                "(the one holding library/, upload/, backups/) in the environment or a .env file"
+            )
+        return self.immich_path
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "backup.db"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "backup.log"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} is invalid: expected a whole number above 0")
+    return value
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} is invalid: expected a whole number, 0 or more")
+    return value
+
+
+def _non_negative_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or value != value:  # NaN check
+        raise ConfigError(f"{name}={raw!r} is invalid: expected a number of seconds, 0 or more")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}={env[name]!r} is invalid: expected true or false")
+
+
+def validate_bwlimit(raw: str) -> str:
+    """Return the rclone --bwlimit value if it has rclone's syntax, else raise ConfigError."""
+    value = " ".join(raw.split())
+    if not _BWLIMIT_RE.match(value):
+        raise ConfigError(
+            f"BACKUP_BWLIMIT={raw!r} is invalid: expected an rclone --bwlimit value such as "
+            "'10M', 'off', '10M:1M' or a timetable like '08:00,2M 23:00,off'"
+        )
+    return value
+
+
+def parse_settings(
+    env: Mapping[str, str], *, default_data_dir: Path, runtime_dir: Path | None
+) -> Settings:
+    """Build Settings from `env`, or raise ConfigError naming the first bad variable.
+
+    `default_data_dir` is used when PHOTOS_SYNC_DATA_DIR is unset; the socket defaults to
+    `<runtime_dir>/photos-sync/daemon.sock` when a runtime dir is known, else to the data dir.
+    """
+    data_dir_raw = env.get("PHOTOS_SYNC_DATA_DIR", "").strip()
+    data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else default_data_dir
+    socket_raw = env.get("PHOTOS_SYNC_SOCKET", "").strip()
+    if socket_raw:
+        socket_path = Path(socket_raw).expanduser()
+    elif runtime_dir is not None:
+        socket_path = runtime_dir / "photos-sync" / "daemon.sock"
+    else:
+        socket_path = data_dir / "daemon.sock"
+
+    immich_raw = env.get("BACKUP_IMMICH_PATH", "").strip()
+    immich_path = Path(immich_raw).expanduser() if immich_raw else None
+
+    bwlimit_raw = env.get("BACKUP_BWLIMIT", "").strip()
+    bwlimit = validate_bwlimit(bwlimit_raw) if bwlimit_raw else None
+
+    stats_interval = _positive_int(env, "BACKUP_STATS_INTERVAL", DEFAULT_STATS_INTERVAL)
+    assert stats_interval is not None
+
+    rclone_binary = env.get("RCLONE_BINARY", "").strip() or None
+
+    return Settings(
+        data_dir=data_dir,
+        socket_path=socket_path,
+        immich_path=immich_path,
+        stats_interval=stats_interval,
+        max_retries=_non_negative_int(env, "BACKUP_MAX_RETRIES", DEFAULT_MAX_RETRIES),
+        retry_delay=_non_negative_float(env, "BACKUP_RETRY_DELAY", DEFAULT_RETRY_DELAY),
+        bwlimit=bwlimit,
+        transfers=_positive_int(env, "BACKUP_TRANSFERS", None),
+        checkers=_positive_int(env, "BACKUP_CHECKERS", None),
+        include_generated=_bool(env, "BACKUP_INCLUDE_GENERATED"),
+        max_delete=_non_negative_int(env, "BACKUP_MAX_DELETE", DEFAULT_MAX_DELETE),
+        rclone_binary=rclone_binary,
+        extra={k: v for k, v in env.items() if k.startswith(("BACKUP_", "PHOTOS_SYNC_"))},
+    )

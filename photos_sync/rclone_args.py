@@ -1,0 +1,148 @@
+"""rclone command lines and environments, built as tuples and dicts by pure functions.
+
+Nothing here runs rclone; photos_sync.execute does. Secrets never appear in an argv: a
+remote is described to rclone only through `RCLONE_CONFIG_<REMOTE>_<KEY>` variables in the
+child's own environment, which other users cannot read (unlike /proc/<pid>/cmdline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+#: Name of the raw storage remote (b2, s3, local) in rclone's environment config.
+BASE_REMOTE = "psbase"
+#: Name of the crypt overlay remote; every backup path is addressed through it.
+CRYPT_REMOTE = "pscrypt"
+#: Folder inside the crypt remote that receives files deleted or replaced at the source.
+ARCHIVE_FOLDER = ".deleted"
+#: Small encrypted file written at setup; its presence proves the destination is mounted,
+#: reachable and readable with our password.
+DESTINATION_MARKER = ".photos-sync-destination"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSpec:
+    """One rclone remote: its name, backend type and options (option values may be secret)."""
+
+    name: str
+    type: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+def remote_env(remotes: Sequence[RemoteSpec]) -> dict[str, str]:
+    """Environment variables that define `remotes` for rclone, plus an empty config path.
+
+    `RCLONE_CONFIG=""` keeps rclone from reading (or writing) the user's own rclone.conf,
+    so a same-named remote there can never shadow ours.
+    """
+    env = {"RCLONE_CONFIG": ""}
+    for remote in remotes:
+        prefix = f"RCLONE_CONFIG_{remote.name.upper()}_"
+        env[prefix + "TYPE"] = remote.type
+        for key, value in remote.options.items():
+            env[prefix + key.upper()] = value
+    return env
+
+
+def crypt_remote(underlying: str, obscured_password: str, obscured_salt: str | None) -> RemoteSpec:
+    """The crypt overlay over `underlying` (e.g. "psbase:bucket/path" or "/mnt/nas/immich").
+
+    File and directory names are encrypted as well as contents. Passwords must already be
+    obscured the way rclone.conf stores them (see execute.obscure).
+    """
+    options = {
+        "remote": underlying,
+        "password": obscured_password,
+        "filename_encryption": "standard",
+        "directory_name_encryption": "true",
+    }
+    if obscured_salt:
+        options["password2"] = obscured_salt
+    return RemoteSpec(CRYPT_REMOTE, "crypt", options)
+
+
+def crypt_path(*parts: str) -> str:
+    """An rclone path inside the crypt remote: crypt_path("library") -> "pscrypt:library"."""
+    inner = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    return f"{CRYPT_REMOTE}:{inner}"
+
+
+def archive_path(run_stamp: str, folder: str) -> str:
+    """Where a run moves files that the source deleted or replaced: .deleted/<stamp>/<folder>."""
+    return crypt_path(ARCHIVE_FOLDER, run_stamp, folder)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """Tunables of one `rclone sync`; None leaves rclone's (or the backend's) default."""
+
+    stats_interval: float = 60
+    dry_run: bool = False
+    bwlimit: str | None = None
+    transfers: int | None = None
+    checkers: int | None = None
+    max_delete: int | None = None
+    fast_list: bool = False
+    extra_flags: tuple[str, ...] = ()
+
+
+def _format_interval(seconds: float) -> str:
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{int(seconds * 1000)}ms"
+
+
+def logging_flags(stats_interval: float) -> tuple[str, ...]:
+    """Flags that make rclone log JSON lines to stderr: per-file INFO lines and periodic stats."""
+    return (
+        "--use-json-log",
+        "--verbose",
+        "--stats",
+        _format_interval(stats_interval),
+        "--stats-log-level",
+        "NOTICE",
+    )
+
+
+def sync_argv(
+    binary: str,
+    source: str,
+    destination: str,
+    archive: str,
+    options: SyncOptions,
+) -> tuple[str, ...]:
+    """argv for `rclone sync SOURCE DESTINATION` that archives instead of deleting.
+
+    `--backup-dir` moves every file the sync would delete or overwrite into `archive`, so a
+    sync can never destroy data. `--max-delete` stops a sync that would archive more than
+    that many files (an emptied source). `--retries 1` leaves retrying to photos-sync,
+    which tracks attempts in the DB and backs off between them.
+    """
+    argv: list[str] = [binary, "sync", source, destination, "--backup-dir", archive]
+    argv += logging_flags(options.stats_interval)
+    argv += ["--retries", "1", "--low-level-retries", "10"]
+    if options.dry_run:
+        argv.append("--dry-run")
+    if options.bwlimit:
+        argv += ["--bwlimit", options.bwlimit]
+    if options.transfers is not None:
+        argv += ["--transfers", str(options.transfers)]
+    if options.checkers is not None:
+        argv += ["--checkers", str(options.checkers)]
+    if options.max_delete is not None and options.max_delete > 0:
+        argv += ["--max-delete", str(options.max_delete)]
+    if options.fast_list:
+        argv.append("--fast-list")
+    argv += options.extra_flags
+    return tuple(argv)
+
+
+def simple_argv(binary: str, command: str, *args: str) -> tuple[str, ...]:
+    """argv for a short rclone command (lsjson, rcat, cat, deletefile, mkdir) with JSON logs."""
+    return (binary, command, *args, "--use-json-log", "--retries", "1")
+
+
+def obscure_argv(binary: str) -> tuple[str, ...]:
+    """argv for `rclone obscure -`, which reads the secret from stdin, never from argv."""
+    return (binary, "obscure", "-")

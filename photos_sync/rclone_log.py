@@ -1,0 +1,167 @@
+"""Parse rclone's `--use-json-log` output and exit codes. Pure: no I/O.
+
+Each stderr line of rclone is one JSON object such as
+`{"time": "...", "level": "notice", "msg": "...", "stats": {...}, "source": "..."}`.
+Lines carrying `stats` become Progress records; `error` lines become error messages;
+`Copied ...` INFO lines count finished files.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One rclone stats snapshot, for the current invocation only."""
+
+    bytes: int = 0
+    total_bytes: int = 0
+    transfers: int = 0
+    total_transfers: int = 0
+    speed: float = 0.0
+    eta: float | None = None
+    errors: int = 0
+    checks: int = 0
+    total_checks: int = 0
+    deletes: int = 0
+    renames: int = 0
+    listed: int = 0
+    elapsed: float = 0.0
+    last_error: str | None = None
+    fatal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StatsLine:
+    progress: Progress
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorLine:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileCopied:
+    object: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class OtherLine:
+    level: str
+    message: str
+
+
+LogEvent = StatsLine | ErrorLine | FileCopied | OtherLine
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def parse_stats(stats: dict[str, Any]) -> Progress:
+    """A Progress from rclone's `stats` object; unknown or missing fields default to zero."""
+    eta = stats.get("eta")
+    last_error = stats.get("lastError")
+    return Progress(
+        bytes=_int(stats.get("bytes")),
+        total_bytes=_int(stats.get("totalBytes")),
+        transfers=_int(stats.get("transfers")),
+        total_transfers=_int(stats.get("totalTransfers")),
+        speed=_float(stats.get("speed")),
+        eta=float(eta) if isinstance(eta, int | float) and not isinstance(eta, bool) else None,
+        errors=_int(stats.get("errors")),
+        checks=_int(stats.get("checks")),
+        total_checks=_int(stats.get("totalChecks")),
+        deletes=_int(stats.get("deletes")),
+        renames=_int(stats.get("renames")),
+        listed=_int(stats.get("listed")),
+        elapsed=_float(stats.get("elapsedTime")),
+        last_error=str(last_error) if last_error else None,
+        fatal=bool(stats.get("fatalError")),
+    )
+
+
+def parse_line(line: str) -> LogEvent:
+    """Classify one stderr line of rclone. Non-JSON text becomes an OtherLine (level "text")."""
+    text = line.strip()
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return OtherLine("text", text)
+    if not isinstance(record, dict):
+        return OtherLine("text", text)
+    level = str(record.get("level", ""))
+    message = str(record.get("msg", "")).strip()
+    stats = record.get("stats")
+    if isinstance(stats, dict):
+        return StatsLine(parse_stats(stats))
+    if level in ("error", "critical", "fatal"):
+        obj = record.get("object")
+        return ErrorLine(f"{obj}: {message}" if obj else message)
+    if message.startswith("Copied") and "object" in record:
+        return FileCopied(str(record["object"]), _int(record.get("size")))
+    return OtherLine(level, message)
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = "success"
+    RETRYABLE = "retryable"  # a later attempt may well succeed (network, temporary errors)
+    FATAL = "fatal"  # retrying will not help until something is fixed
+    INTERRUPTED = "interrupted"  # killed by a signal: resume later
+
+
+#: rclone's documented exit codes (https://rclone.org/docs/#exit-code).
+_EXIT_OUTCOMES: dict[int, Outcome] = {
+    0: Outcome.SUCCESS,
+    1: Outcome.FATAL,  # syntax or usage error
+    2: Outcome.RETRYABLE,  # error not otherwise categorised
+    3: Outcome.FATAL,  # directory not found
+    4: Outcome.RETRYABLE,  # file not found (the source changed under us)
+    5: Outcome.RETRYABLE,  # temporary error
+    6: Outcome.RETRYABLE,  # less serious errors (NoRetry): a later run usually clears them
+    7: Outcome.FATAL,  # fatal error: account suspended, --max-delete reached, ...
+    8: Outcome.RETRYABLE,  # transfer limit exceeded
+    9: Outcome.SUCCESS,  # no files transferred (--error-on-no-transfer)
+    10: Outcome.RETRYABLE,  # --max-duration reached
+}
+
+
+def classify_exit(returncode: int) -> Outcome:
+    """Map rclone's exit status (negative: killed by that signal) to what photos-sync does next."""
+    if returncode < 0 or returncode in (128 + 9, 128 + 15, 128 + 2):
+        return Outcome.INTERRUPTED
+    return _EXIT_OUTCOMES.get(returncode, Outcome.RETRYABLE)
+
+
+_HINTS: tuple[tuple[str, str], ...] = (
+    (
+        "max-delete threshold",
+        "more files would be archived than BACKUP_MAX_DELETE allows; "
+        "check the source, then rerun with --force or raise BACKUP_MAX_DELETE",
+    ),
+    ("no space left on device", "the destination disk is full"),
+    (
+        "permission denied",
+        "photos-sync may not write there; check the destination's owner and mode",
+    ),
+)
+
+
+def explain_failure(returncode: int, last_error: str | None) -> str:
+    """One line for error_message: rclone's last error plus a hint where one is known."""
+    base = last_error or f"rclone exited with status {returncode}"
+    lowered = base.lower()
+    for needle, hint in _HINTS:
+        if needle in lowered:
+            return f"{base} ({hint})"
+    return base

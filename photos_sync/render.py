@@ -1,0 +1,216 @@
+"""Turning state into text for people (rich) and into stable JSON for scripts.
+
+`status_document` is pure (the `--status --json` contract); the Live/print helpers write
+to the console.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from photos_sync.runner import RunEvent
+from photos_sync.states import JobStatus, Staleness
+from photos_sync.store import Destination, Job, from_iso
+
+
+def human_bytes(size: float) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def percent(job: Job) -> float:
+    if job.status is JobStatus.COMPLETED:
+        return 100.0
+    if job.bytes_total <= 0:
+        return 0.0
+    return round(100.0 * min(job.bytes_transferred, job.bytes_total) / job.bytes_total, 1)
+
+
+def status_document(
+    destinations: Sequence[Destination],
+    jobs_by_destination: Mapping[int, Sequence[Job]],
+    staleness: Mapping[int, Staleness],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `--status --json` object: {"destinations": [...], "jobs": [...]}.
+
+    Each job carries every stored job field (status upper case), plus `destination` (its
+    name), `percent`, and `stale` (true when a RUNNING job is silent past the threshold).
+    """
+    names = {d.id: d.name for d in destinations}
+    jobs = []
+    for destination in destinations:
+        for job in jobs_by_destination.get(destination.id, ()):
+            item = job.as_dict()
+            item["destination"] = names[job.destination_id]
+            item["percent"] = percent(job)
+            item["stale"] = staleness.get(job.id) is Staleness.STALE
+            jobs.append(item)
+    document = {"destinations": [d.as_dict() for d in destinations], "jobs": jobs}
+    if extra:
+        document.update(extra)
+    return document
+
+
+def dumps(document: Any) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, default=str)
+
+
+def _when(text: str | None) -> str:
+    moment = from_iso(text)
+    if moment is None:
+        return "never"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+_STATUS_STYLE = {
+    "COMPLETED": "green",
+    "RUNNING": "cyan",
+    "PENDING": "white",
+    "INTERRUPTED": "yellow",
+    "FAILED": "red",
+}
+
+
+def print_status(console: Console, document: Mapping[str, Any]) -> None:
+    """The human `--status` view of a status_document."""
+    destinations = document["destinations"]
+    if not destinations:
+        console.print(
+            "No destination yet: run `photos-sync backup --setup local --name NAME --path DIR`."
+        )
+        return
+    for destination in destinations:
+        console.print(
+            f"[bold]{destination['name']}[/bold] ({destination['type']}: "
+            f"{destination['remote_path'] or destination['bucket_name']}) — last complete backup: "
+            f"{_when(destination['last_backup_at'])}"
+        )
+        jobs = [j for j in document["jobs"] if j["destination"] == destination["name"]]
+        if not jobs:
+            console.print("  no backup has run yet")
+            continue
+        table = Table(show_edge=False, pad_edge=False, box=None)
+        for column in ("folder", "status", "done", "files", "%", "speed", "updated"):
+            table.add_column(column)
+        for job in jobs:
+            status = job["status"] + (" (stale)" if job["stale"] else "")
+            style = _STATUS_STYLE.get(job["status"], "white")
+            table.add_row(
+                f"{job['folder']}/",
+                f"[{style}]{status}[/{style}]",
+                f"{human_bytes(job['bytes_transferred'])} / {human_bytes(job['bytes_total'])}",
+                f"{job['files_transferred']} / {job['files_total']}",
+                f"{job['percent']:.1f}",
+                f"{human_bytes(job['transfer_speed'])}/s" if job["status"] == "RUNNING" else "",
+                _when(job["last_update"]),
+            )
+        console.print(table)
+        for job in jobs:
+            if job["error_message"] and job["status"] != "COMPLETED":
+                console.print(
+                    f"  [red]{job['folder']}/: {job['error_message']}[/red] "
+                    f"(attempts: {job['retry_count']})"
+                )
+            if job["stale"]:
+                console.print(
+                    f"  [yellow]{job['folder']}/ is RUNNING but silent since "
+                    f"{_when(job['last_update'])} (pid {job['owner_pid']}): it may be hung[/yellow]"
+                )
+
+
+class LiveView:
+    """Follows RunEvents: a rich progress bar per job on a terminal, plain lines otherwise."""
+
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.interactive = console.is_terminal and not quiet
+        self._progress: Progress | None = None
+        self._tasks: dict[int, TaskID] = {}
+        self._last_plain: dict[int, float] = {}
+
+    def __enter__(self) -> LiveView:
+        if self.interactive:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, highlight=False)
+
+    def __call__(self, event: RunEvent) -> None:
+        data = event.data
+        if event.kind == "run_started":
+            verb = "resuming" if data.get("resumed") else "starting"
+            self._say(
+                f"{verb} backup to {event.destination}: "
+                + ", ".join(f"{f}/" for f in data.get("folders", []))
+            )
+        elif event.kind == "job_started":
+            if self._progress is not None and data["id"] not in self._tasks:
+                self._tasks[data["id"]] = self._progress.add_task(f"{data['folder']}/", total=None)
+            elif self._progress is None:
+                self._say(f"{data['folder']}/: started")
+        elif event.kind == "job_progress":
+            task = self._tasks.get(data["job_id"])
+            if self._progress is not None and task is not None:
+                self._progress.update(
+                    task, completed=data["bytes_done"], total=data["bytes_total"] or None
+                )
+            elif self._progress is None:
+                now = datetime.now().timestamp()
+                if now - self._last_plain.get(data["job_id"], 0) >= 10:
+                    self._last_plain[data["job_id"]] = now
+                    self._say(
+                        f"{data['folder']}/: {human_bytes(data['bytes_done'])} of "
+                        f"{human_bytes(data['bytes_total'])}, {data['files_done']}/"
+                        f"{data['files_total']} files, {human_bytes(data['speed'])}/s"
+                    )
+        elif event.kind == "job_finished":
+            task = self._tasks.get(data["id"])
+            if self._progress is not None and task is not None:
+                total = max(data["bytes_total"], data["bytes_transferred"])
+                if data["status"] == "COMPLETED":
+                    self._progress.update(task, completed=total, total=total or 1)
+            line = (
+                f"{data['folder']}/: {data['status']} — {data['files_transferred']} files, "
+                f"{human_bytes(data['bytes_transferred'])}"
+            )
+            if data.get("error_message") and data["status"] != "COMPLETED":
+                line += f" — {data['error_message']}"
+            self._say(line)
+        elif event.kind == "message":
+            self._say(str(data.get("text", "")))

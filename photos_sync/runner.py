@@ -1,0 +1,720 @@
+"""The backup runner: plans a run, then drives one `rclone sync` per Immich folder.
+
+The same runner serves the foreground CLI and the daemon. It talks to the outside world via
+the store (job state), photos_sync.execute (rclone) and a ProgressSink (whoever is watching).
+
+Contract of `Runner.run`:
+- refuses (RunRefused) before touching the destination when the source looks unmounted, the
+  destination is unreachable, or another process is running a backup to the same destination;
+- otherwise resumes the latest run's unfinished jobs, or creates one PENDING job per folder,
+  and runs them one after another in priority order;
+- writes progress at most once per stats tick per job, retries retryable failures with
+  exponential backoff up to BACKUP_MAX_RETRIES, and leaves every job COMPLETED, FAILED or
+  (when cancelled) INTERRUPTED — never RUNNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from photos_sync import execute, procinfo
+from photos_sync.config import Settings
+from photos_sync.destinations import (
+    ENCRYPTION_PASSWORD,
+    ENCRYPTION_SALT,
+    DestinationError,
+    build_remotes,
+    destination_type,
+    missing_secret_fields,
+)
+from photos_sync.logs import get_logger
+from photos_sync.planning import (
+    IMMICH_MARKER,
+    FolderFacts,
+    ImmichFolder,
+    JobView,
+    SourceRefused,
+    check_not_emptied,
+    check_sources,
+    plan_run,
+    selected_folders,
+)
+from photos_sync.rclone_args import (
+    DESTINATION_MARKER,
+    SyncOptions,
+    archive_path,
+    crypt_path,
+    remote_env,
+    sync_argv,
+)
+from photos_sync.rclone_log import (
+    ErrorLine,
+    FileCopied,
+    Outcome,
+    Progress,
+    StatsLine,
+    classify_exit,
+    explain_failure,
+    parse_line,
+)
+from photos_sync.redact import redact
+from photos_sync.remote import CryptRemote
+from photos_sync.secrets_io import load_secrets
+from photos_sync.states import JobStatus, Staleness, stale_threshold
+from photos_sync.store import Destination, Job, Store, utcnow
+
+log = get_logger("photos_sync.runner")
+
+#: Longest pause between two attempts of a failing job.
+MAX_BACKOFF = 900.0
+
+
+class RunRefused(RuntimeError):
+    """The run did not start; the message is one line saying what is wrong and what to do."""
+
+
+class UsageProblem(RunRefused):
+    """The request itself was wrong (unknown or ambiguous destination): exit code 2."""
+
+
+# -- events for whoever watches a run -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    job_id: int
+    folder: str
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+    speed: float
+    eta: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    kind: str  # run_started | job_started | job_progress | job_finished | message | run_finished
+    destination: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ProgressSink(Protocol):
+    def __call__(self, event: RunEvent) -> None: ...
+
+
+def _ignore(event: RunEvent) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    destination: str | None = None
+    dry_run: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunFolder:
+    folder: str
+    files: int
+    bytes: int
+    archived: int
+    error: str | None
+
+
+@dataclass
+class RunResult:
+    destination: str
+    run_id: str
+    dry_run: bool
+    jobs: list[Job] = field(default_factory=list)
+    dry_run_folders: list[DryRunFolder] = field(default_factory=list)
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        if self.dry_run:
+            return all(f.error is None for f in self.dry_run_folders)
+        return all(j.status is JobStatus.COMPLETED for j in self.jobs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "resumed": self.resumed,
+            "ok": self.ok,
+            "jobs": [j.as_dict() for j in self.jobs],
+            "dry_run_folders": [
+                {
+                    "folder": f.folder,
+                    "files": f.files,
+                    "bytes": f.bytes,
+                    "archived": f.archived,
+                    "error": f.error,
+                }
+                for f in self.dry_run_folders
+            ],
+        }
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _run_stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _has_files(folder: Path) -> bool:
+    """True if `folder` holds any file besides Immich's marker, at any depth (stops early)."""
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.name != IMMICH_MARKER:
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+def gather_facts(immich_path: Path, folders: tuple[ImmichFolder, ...]) -> dict[str, FolderFacts]:
+    facts = {}
+    for folder in folders:
+        path = immich_path / folder.name
+        exists = path.is_dir()
+        facts[folder.name] = FolderFacts(
+            name=folder.name,
+            exists=exists,
+            has_marker=exists and (path / IMMICH_MARKER).exists(),
+            has_files=exists and _has_files(path),
+        )
+    return facts
+
+
+@contextlib.contextmanager
+def _destination_lock(data_dir: Path, destination_id: int) -> Any:
+    """Hold an exclusive flock for runs of one destination; yields False if someone else has it.
+
+    The kernel drops the lock when its holder dies, so a crash never leaves it behind.
+    """
+    lock_dir = data_dir / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    handle: TextIO = (lock_dir / f"destination-{destination_id}.lock").open("a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+class _JobTracker:
+    """Follows rclone's log lines for one attempt and keeps the latest figures in memory."""
+
+    def __init__(self, job: Job, secrets: tuple[str, ...], on_change: Callable[[], None]) -> None:
+        self.base_bytes = job.bytes_confirmed
+        self.base_files = job.files_transferred
+        self.confirmed_bytes = job.bytes_confirmed
+        self.confirmed_files = job.files_transferred
+        self.progress = Progress()
+        self.last_error: str | None = None
+        self._secrets = secrets
+        self._on_change = on_change
+        self.dirty = False
+
+    def on_line(self, line: str) -> None:
+        event = parse_line(line)
+        if isinstance(event, StatsLine):
+            self.progress = event.progress
+            if event.progress.last_error:
+                self.last_error = redact(event.progress.last_error, self._secrets)
+        elif isinstance(event, FileCopied):
+            self.confirmed_bytes += event.size
+            self.confirmed_files += 1
+        elif isinstance(event, ErrorLine):
+            self.last_error = redact(event.message, self._secrets)
+            log.warning("rclone_error", message=self.last_error)
+            return
+        else:
+            return
+        self.dirty = True
+        self._on_change()
+
+    def fields(self) -> dict[str, Any]:
+        p = self.progress
+        return {
+            "bytes_transferred": max(self.base_bytes + p.bytes, self.confirmed_bytes),
+            "bytes_total": max(self.base_bytes + p.total_bytes, self.confirmed_bytes),
+            "bytes_confirmed": self.confirmed_bytes,
+            "files_transferred": self.confirmed_files,
+            "files_total": max(self.base_files + p.total_transfers, self.confirmed_files),
+            "files_archived": p.deletes + p.renames,
+            "transfer_speed": p.speed,
+            "eta_seconds": p.eta,
+        }
+
+
+# -- the runner ------------------------------------------------------------------------------
+
+
+class Runner:
+    """Runs backups for the destinations in `store`. One instance per process is enough."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        sink: ProgressSink = _ignore,
+        live_interval: float | None = None,
+        grace: float = execute.DEFAULT_GRACE,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sink = sink
+        self.live_interval = live_interval
+        self.grace = grace
+
+    # destinations
+
+    async def resolve_destination(self, name: str | None) -> Destination:
+        """The destination called `name`, or the only one when `name` is None."""
+        destinations = await self.store.list_destinations()
+        if not destinations:
+            raise UsageProblem(
+                "no destination is set up yet: run `photos-sync backup --setup local --name NAME "
+                "--path DIR` first"
+            )
+        if name is None:
+            if len(destinations) == 1:
+                return destinations[0]
+            names = ", ".join(d.name for d in destinations)
+            raise UsageProblem(f"several destinations exist ({names}): choose one with --to NAME")
+        for destination in destinations:
+            if destination.name == name:
+                return destination
+        names = ", ".join(d.name for d in destinations)
+        raise UsageProblem(f"unknown destination {name!r}: known destinations are {names}")
+
+    async def open_remote(self, destination: Destination) -> CryptRemote:
+        """The destination's crypt remote, with secrets loaded and obscured in memory."""
+        binary = execute.find_rclone(self.settings.rclone_binary)
+        secrets = await load_secrets(destination)
+        missing = missing_secret_fields(destination.type, secrets)
+        if missing:
+            raise DestinationError(
+                f"destination {destination.name!r}: its secrets lack {', '.join(missing)}; "
+                "add them where the secrets are kept"
+            )
+        password = await execute.obscure(binary, secrets[ENCRYPTION_PASSWORD])
+        salt_plain = secrets.get(ENCRYPTION_SALT)
+        salt = await execute.obscure(binary, salt_plain) if salt_plain else None
+        remotes = build_remotes(destination, secrets, password, salt)
+        secret_values = (*secrets.values(), password, *([salt] if salt else []))
+        return CryptRemote(binary, remote_env(remotes), tuple(secret_values), destination.name)
+
+    async def check_destination(self, destination: Destination, remote: CryptRemote) -> set[str]:
+        """Raise RunRefused unless the destination is there and is ours; return its folders."""
+        if destination.type == "local":
+            path = Path(destination.remote_path or "")
+            if not path.is_dir():
+                raise RunRefused(
+                    f"destination {destination.name!r}: {path} does not exist; is the disk "
+                    "mounted? (photos-sync never creates it outside --setup)"
+                )
+        try:
+            root = await remote.list_root()
+        except DestinationError as exc:
+            raise RunRefused(str(exc)) from None
+        if DESTINATION_MARKER not in root:
+            kind = destination_type(destination.type)
+            raise RunRefused(
+                f"destination {destination.name!r}: no photos-sync backup found at "
+                f"{kind.describe(destination)} (wrong or unmounted volume, or a different "
+                "encryption password); check the mount, or run --setup again for a new folder"
+            )
+        return {name for name, is_dir in root.items() if is_dir}
+
+    # the run
+
+    async def run(self, request: RunRequest) -> RunResult:
+        destination = await self.resolve_destination(request.destination)
+        immich_path = self.settings.require_immich_path()
+        if not immich_path.is_dir():
+            raise RunRefused(
+                f"BACKUP_IMMICH_PATH={immich_path} does not exist or is not a folder: is the "
+                "Immich volume mounted?"
+            )
+        folders = selected_folders(self.settings.include_generated)
+        facts = gather_facts(immich_path, folders)
+        try:
+            check_sources(str(immich_path), facts, folders)
+        except SourceRefused as exc:
+            raise RunRefused(str(exc)) from None
+
+        with _destination_lock(self.settings.data_dir, destination.id) as locked:
+            if not locked or await self.store.active_job(destination.id):
+                await self._take_over_running_jobs(destination, locked, request.force)
+            remote = await self.open_remote(destination)
+            backed_up = await self.check_destination(destination, remote)
+            for folder in folders:
+                if not facts[folder.name].has_files and folder.name in backed_up:
+                    try:
+                        check_not_emptied(
+                            folder.name, False, await remote.folder_has_files(folder.name)
+                        )
+                    except SourceRefused as exc:
+                        if not request.force:
+                            raise RunRefused(str(exc)) from None
+            if request.dry_run:
+                return await self._dry_run(destination, remote, immich_path, folders)
+            return await self._real_run(destination, remote, immich_path, folders, request)
+
+    async def _take_over_running_jobs(
+        self, destination: Destination, locked: bool, force: bool
+    ) -> None:
+        """Settle RUNNING jobs left in the DB before a new run starts.
+
+        If we hold the destination lock, their owner is gone (the kernel released its
+        lock): mark them INTERRUPTED. Otherwise another process is running: refuse, unless it
+        has been silent past the stale threshold and the user passed --force.
+        """
+        threshold = stale_threshold(self.settings.stats_interval)
+        for job in await self.store.jobs_with_status(JobStatus.RUNNING, destination.id):
+            verdict, silence = procinfo.job_staleness(job, threshold)
+            if locked or verdict is Staleness.ORPHANED:
+                await self.store.mark_interrupted(job.id, "the process running it stopped")
+                log.info("job_orphaned", job_id=job.id, folder=job.folder, pid=job.owner_pid)
+                continue
+            if verdict is Staleness.STALE:
+                if not force:
+                    raise RunRefused(
+                        f"a backup to {destination.name!r} (pid {job.owner_pid} on "
+                        f"{job.owner_host}) has not reported for {int(silence)} s and may be "
+                        "hung: stop it, or rerun with --force to take over"
+                    )
+                await self.store.mark_interrupted(job.id, "taken over with --force")
+                log.warning("job_taken_over", job_id=job.id, pid=job.owner_pid)
+                continue
+            raise RunRefused(
+                f"a backup to {destination.name!r} is already running (pid {job.owner_pid} on "
+                f"{job.owner_host}); see `photos-sync backup --status`"
+            )
+        if not locked and not force:
+            raise RunRefused(
+                f"a backup to {destination.name!r} is already starting in another process; "
+                "see `photos-sync backup --status`"
+            )
+
+    def _sync_options(self, dry_run: bool, force: bool) -> SyncOptions:
+        interval: float = self.settings.stats_interval
+        if self.live_interval is not None:
+            interval = min(interval, self.live_interval)
+        return SyncOptions(
+            stats_interval=interval,
+            dry_run=dry_run,
+            bwlimit=self.settings.bwlimit,
+            transfers=self.settings.transfers,
+            checkers=self.settings.checkers,
+            max_delete=None if force else self.settings.max_delete,
+        )
+
+    async def _dry_run(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        immich_path: Path,
+        folders: tuple[ImmichFolder, ...],
+    ) -> RunResult:
+        run_id = _run_stamp(utcnow())
+        result = RunResult(destination.name, run_id, dry_run=True)
+        options = destination_type(destination.type).tune(self._sync_options(True, False))
+        log.info("dry_run_started", destination=destination.name, source=str(immich_path))
+        for folder in folders:
+            argv = sync_argv(
+                remote.binary,
+                str(immich_path / folder.name),
+                crypt_path(folder.name),
+                archive_path(run_id, folder.name),
+                options,
+            )
+            progress = Progress()
+            errors: list[str] = []
+
+            def on_line(line: str, errors: list[str] = errors) -> None:
+                nonlocal progress
+                event = parse_line(line)
+                if isinstance(event, StatsLine):
+                    progress = event.progress
+                elif isinstance(event, ErrorLine):
+                    errors.append(redact(event.message, remote.secrets))
+
+            process = execute.StreamingProcess(argv, remote.child_env(), on_line, grace=self.grace)
+            await process.start()
+            code = await process.wait()
+            outcome = classify_exit(code)
+            error = (
+                None
+                if outcome is Outcome.SUCCESS
+                else explain_failure(code, errors[-1] if errors else None)
+            )
+            entry = DryRunFolder(
+                folder.name,
+                progress.total_transfers,
+                progress.total_bytes,
+                progress.deletes + progress.renames,
+                error,
+            )
+            result.dry_run_folders.append(entry)
+            self.sink(
+                RunEvent(
+                    "message",
+                    destination.name,
+                    {
+                        "text": f"{folder.name}/: would send {entry.files} files "
+                        f"({entry.bytes} bytes), archive {entry.archived}"
+                        + (f"; error: {error}" if error else ""),
+                    },
+                )
+            )
+            log.info(
+                "dry_run_folder",
+                folder=folder.name,
+                files=entry.files,
+                bytes=entry.bytes,
+                archived=entry.archived,
+                error=error,
+            )
+        return result
+
+    async def _real_run(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        immich_path: Path,
+        folders: tuple[ImmichFolder, ...],
+        request: RunRequest,
+    ) -> RunResult:
+        latest = await self.store.latest_run_jobs(destination.id)
+        plan = plan_run(
+            [
+                JobView(j.id, j.run_id, j.folder, j.status, j.retry_count, j.priority)
+                for j in latest
+            ],
+            folders,
+            self.settings.max_retries,
+            _run_stamp(utcnow()),
+        )
+        if plan.is_resume:
+            jobs = [j for j in latest if j.id in plan.resume_job_ids]
+        else:
+            jobs = await self.store.create_jobs(
+                destination.id,
+                plan.run_id,
+                [(f.name, str(immich_path / f.name), f.priority) for f in plan.new_folders],
+            )
+        result = RunResult(destination.name, plan.run_id, dry_run=False, resumed=plan.is_resume)
+        log.info(
+            "run_started",
+            destination=destination.name,
+            run_id=plan.run_id,
+            resumed=plan.is_resume,
+            source=str(immich_path),
+            folders=[j.folder for j in jobs],
+        )
+        self.sink(
+            RunEvent(
+                "run_started",
+                destination.name,
+                {
+                    "run_id": plan.run_id,
+                    "resumed": plan.is_resume,
+                    "folders": [j.folder for j in jobs],
+                },
+            )
+        )
+        options = destination_type(destination.type).tune(self._sync_options(False, request.force))
+        for job in jobs:
+            finished = await self._run_job(destination, remote, job, plan.run_id, options)
+            result.jobs.append(finished)
+        all_jobs = await self.store.jobs_of_run(destination.id, plan.run_id)
+        if all(j.status is JobStatus.COMPLETED for j in all_jobs):
+            await self.store.mark_backup_completed(destination.id, utcnow())
+        log.info("run_finished", destination=destination.name, run_id=plan.run_id, ok=result.ok)
+        self.sink(RunEvent("run_finished", destination.name, result.as_dict()))
+        return result
+
+    async def _run_job(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        job: Job,
+        run_id: str,
+        options: SyncOptions,
+    ) -> Job:
+        """Run one job to an end state: COMPLETED, FAILED, or INTERRUPTED if cancelled."""
+        while True:
+            job = await self.store.set_status(
+                job.id, JobStatus.RUNNING, owner=procinfo.current_owner()
+            )
+            self.sink(RunEvent("job_started", destination.name, job.as_dict()))
+            log.info("job_started", job_id=job.id, folder=job.folder, attempt=job.retry_count + 1)
+            code, last_error = await self._attempt(destination, remote, job, run_id, options)
+            outcome = classify_exit(code)
+            if outcome is Outcome.SUCCESS:
+                job = await self.store.mark_completed(job.id)
+            elif outcome is Outcome.INTERRUPTED:
+                job = await self.store.mark_interrupted(job.id, "rclone was stopped by a signal")
+            else:
+                message = explain_failure(code, last_error)
+                retry = outcome is Outcome.RETRYABLE and job.retry_count < self.settings.max_retries
+                job = await self.store.set_status(
+                    job.id, JobStatus.FAILED, error_message=message, increment_retry=retry
+                )
+                log.error(
+                    "job_failed",
+                    job_id=job.id,
+                    folder=job.folder,
+                    error=message,
+                    retry=retry,
+                    exit_code=code,
+                )
+                if retry:
+                    delay = min(MAX_BACKOFF, self.settings.retry_delay * 2 ** (job.retry_count - 1))
+                    self.sink(
+                        RunEvent(
+                            "message",
+                            destination.name,
+                            {
+                                "text": f"{job.folder}/ failed ({message}); retry "
+                                f"{job.retry_count}/{self.settings.max_retries} in {delay:.0f} s",
+                            },
+                        )
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+            log.info(
+                "job_finished",
+                job_id=job.id,
+                folder=job.folder,
+                status=job.status.value,
+                bytes=job.bytes_transferred,
+                files=job.files_transferred,
+            )
+            self.sink(RunEvent("job_finished", destination.name, job.as_dict()))
+            return job
+
+    async def _attempt(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        job: Job,
+        run_id: str,
+        options: SyncOptions,
+    ) -> tuple[int, str | None]:
+        """One rclone sync of the job's folder; progress flushed once per stats tick."""
+        tracker = _JobTracker(
+            job, remote.secrets, lambda: self._emit_progress(destination, job, tracker)
+        )
+        argv = sync_argv(
+            remote.binary,
+            job.source_path,
+            crypt_path(job.folder),
+            archive_path(run_id, job.folder),
+            options,
+        )
+        process = execute.StreamingProcess(
+            argv, remote.child_env(), tracker.on_line, grace=self.grace
+        )
+        await process.start()
+        log.info("rclone_started", job_id=job.id, pid=process.pid, folder=job.folder)
+        async with self._flushing(job, tracker):
+            try:
+                code = await process.wait()
+            except asyncio.CancelledError:
+                await self._flush(job, tracker)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        self.store.mark_interrupted(job.id, "stopped before it finished")
+                    )
+                log.info("job_interrupted", job_id=job.id, folder=job.folder)
+                raise
+        await self._flush(job, tracker)
+        return code, tracker.last_error
+
+    def _emit_progress(self, destination: Destination, job: Job, tracker: _JobTracker) -> None:
+        f = tracker.fields()
+        self.sink(
+            RunEvent(
+                "job_progress",
+                destination.name,
+                {
+                    "job_id": job.id,
+                    "folder": job.folder,
+                    "bytes_done": f["bytes_transferred"],
+                    "bytes_total": f["bytes_total"],
+                    "files_done": f["files_transferred"],
+                    "files_total": f["files_total"],
+                    "speed": f["transfer_speed"],
+                    "eta": f["eta_seconds"],
+                },
+            )
+        )
+
+    async def _flush(self, job: Job, tracker: _JobTracker) -> None:
+        fields = tracker.fields()
+        await asyncio.shield(self.store.update_job(job.id, **fields))
+        tracker.dirty = False
+
+    @contextlib.asynccontextmanager
+    async def _flushing(self, job: Job, tracker: _JobTracker) -> AsyncIterator[None]:
+        """Write the tracker's figures (and a heartbeat) to the DB once per stats tick."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.settings.stats_interval)
+                await self._flush(job, tracker)
+                log.info(
+                    "progress",
+                    job_id=job.id,
+                    folder=job.folder,
+                    **{k: v for k, v in tracker.fields().items() if k != "eta_seconds"},
+                )
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def summarise(result: RunResult) -> str:
+    """One line for the end of a run."""
+    if result.dry_run:
+        files = sum(f.files for f in result.dry_run_folders)
+        size = sum(f.bytes for f in result.dry_run_folders)
+        return f"dry run: {files} files ({size} bytes) would be sent to {result.destination}"
+    done = sum(1 for j in result.jobs if j.status is JobStatus.COMPLETED)
+    return f"{done}/{len(result.jobs)} folders backed up to {result.destination}"

@@ -1,0 +1,26 @@
+"""Collect what `--status` shows from the store (the daemon adds its live figures on top)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from photos_sync import procinfo
+from photos_sync.config import Settings
+from photos_sync.render import status_document
+from photos_sync.states import JobStatus, Staleness, stale_threshold
+from photos_sync.store import Store
+
+
+async def gather_status(settings: Settings, store: Store) -> dict[str, Any]:
+    """The status document (see render.status_document) of every destination's latest run."""
+    destinations = await store.list_destinations()
+    threshold = stale_threshold(settings.stats_interval)
+    jobs_by_destination = {}
+    staleness: dict[int, Staleness] = {}
+    for destination in destinations:
+        jobs = await store.latest_run_jobs(destination.id)
+        jobs_by_destination[destination.id] = jobs
+        for job in jobs:
+            if job.status is JobStatus.RUNNING:
+                staleness[job.id] = procinfo.job_staleness(job, threshold)[0]
+    return status_document(destinations, jobs_by_destination, staleness)
