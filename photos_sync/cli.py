@@ -7,6 +7,7 @@ traceback.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -122,7 +123,7 @@ def root(
         raise typer.Exit(EXIT_OK)
 
 
-SETUP_TYPES = ("local",)
+SETUP_TYPES = ("b2", "s3", "local")
 
 
 @app.command(
@@ -132,6 +133,8 @@ SETUP_TYPES = ("local",)
         "  photos-sync backup --to nas --dry-run    show what would be sent\n\n"
         "  photos-sync backup --status --json       state of every job, for scripts\n\n"
         "  photos-sync backup --setup local --name nas --path /mnt/nas/immich-backup --yes\n\n"
+        "  photos-sync backup --setup b2 --name b2 --bucket my-immich --secrets op\n\n"
+        "  photos-sync backup --check\n\n"
         "  photos-sync backup --reset --to nas --yes"
     )
 )
@@ -149,6 +152,10 @@ def backup(
             help="Take over a stale job; lift the BACKUP_MAX_DELETE and empty-source guards.",
         ),
     ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Start the backup in the daemon and return at once."),
+    ] = False,
     status: Annotated[bool, typer.Option("--status", help="Show destinations and jobs.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     reset: Annotated[
@@ -156,16 +163,54 @@ def backup(
     ] = False,
     setup: Annotated[
         str | None,
-        typer.Option("--setup", metavar="TYPE", help="Create or update a destination: local."),
+        typer.Option(
+            "--setup", metavar="TYPE", help="Create or update a destination: b2, s3 or local."
+        ),
     ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Check prerequisites, one line each.")
+    ] = False,
     name: Annotated[
         str | None, typer.Option("--name", help="Destination name, with --setup.")
     ] = None,
-    path: Annotated[Path | None, typer.Option("--path", help="Folder, with --setup local.")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Option("--path", help="Folder (--setup local), or folder inside the bucket."),
+    ] = None,
+    bucket: Annotated[
+        str | None, typer.Option("--bucket", help="Bucket, with --setup b2|s3.")
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="S3 endpoint URL, with --setup s3.")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="S3 region, with --setup s3.")
+    ] = None,
+    secrets_store: Annotated[
+        str | None,
+        typer.Option(
+            "--secrets", metavar="op|file", help="Keep keys in 1Password (op) or a key file."
+        ),
+    ] = None,
+    item: Annotated[
+        str | None, typer.Option("--item", help="1Password item title, with --secrets op.")
+    ] = None,
+    vault: Annotated[
+        str | None, typer.Option("--vault", help="1Password vault, with --secrets op.")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes; no prompts.")] = False,
 ) -> None:
     """Back up Immich's folders (DB dumps first) to an encrypted destination."""
-    modes = [m for m, on in (("--status", status), ("--reset", reset), ("--setup", setup)) if on]
+    modes = [
+        m
+        for m, on in (
+            ("--status", status),
+            ("--reset", reset),
+            ("--setup", setup is not None),
+            ("--check", check),
+        )
+        if on
+    ]
     if len(modes) > 1:
         fail(f"{' and '.join(modes)} cannot be combined", EXIT_USAGE)
     settings = settings_or_exit()
@@ -173,13 +218,47 @@ def backup(
         _status(settings, json_output)
     elif reset:
         _reset(settings, to, yes)
+    elif check:
+        _check(settings, json_output)
     elif setup is not None:
-        _setup(settings, setup, name, path, yes, json_output)
+        from photos_sync.setup import SetupRequest
+
+        _setup(
+            settings,
+            SetupRequest(
+                kind=setup,
+                name=name or "",
+                path=path,
+                bucket=bucket,
+                endpoint=endpoint,
+                region=region,
+                secrets=secrets_store,
+                item=item,
+                vault=vault,
+            ),
+            yes,
+            json_output,
+        )
     else:
-        _run(settings, to, dry_run, force, json_output)
+        _run(settings, to, dry_run, force, json_output, detach)
 
 
-def _run(settings: Settings, to: str | None, dry_run: bool, force: bool, json_output: bool) -> None:
+def _run(
+    settings: Settings,
+    to: str | None,
+    dry_run: bool,
+    force: bool,
+    json_output: bool,
+    detach: bool = False,
+) -> None:
+    if _daemon_run(settings, to, dry_run, force, json_output, detach):
+        return
+    if detach:
+        fail(
+            "--detach needs the daemon, and none answers on "
+            f"{settings.socket_path}: start it with `photos-sync daemon` (or `photos-sync daemon "
+            "--install`), or drop --detach to back up in the foreground"
+        )
     configure_logging(settings.log_path)
     view = LiveView(stdout, quiet=json_output)
 
@@ -206,11 +285,16 @@ def _status(settings: Settings, json_output: bool) -> None:
     from photos_sync.render import dumps, print_status
     from photos_sync.status import gather_status
 
-    document = run_async(lambda: with_store(settings, lambda s: gather_status(settings, s)))
+    from_daemon = _daemon_call(settings, "status")
+    if from_daemon is not None:
+        document = from_daemon
+    else:
+        document = run_async(lambda: with_store(settings, lambda s: gather_status(settings, s)))
     if json_output:
         sys.stdout.write(dumps(document) + "\n")
     else:
         print_status(stdout, document)
+        _print_daemon_status(document.get("daemon"))
 
 
 def _reset(settings: Settings, to: str | None, yes: bool) -> None:
@@ -235,41 +319,81 @@ def _reset(settings: Settings, to: str | None, yes: bool) -> None:
         if not sys.stdin.isatty():
             fail("--reset asks for confirmation: add --yes to run it unattended", EXIT_USAGE)
         typer.confirm(f"Clear {what}? The backed-up files are not touched.", abort=True)
-    removed = run_async(lambda: with_store(settings, body))
+    from_daemon = _daemon_call(settings, "reset", {"destination": to} if to else None)
+    if from_daemon is not None:
+        removed = int(from_daemon["removed"])
+    else:
+        removed = run_async(lambda: with_store(settings, body))
     stdout.print(f"cleared {removed} jobs ({what}); the backup itself is untouched")
 
 
-def _setup(
-    settings: Settings, kind: str, name: str | None, path: Path | None, yes: bool, json_output: bool
-) -> None:
-    from photos_sync.setup import SetupError, setup_local
+class TerminalUI:
+    """The wizard's voice at a terminal: numbered steps, [Y/n] questions, hidden input."""
 
+    interactive = True
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def step(self, number: int, text: str) -> None:
+        if not self.quiet:
+            stdout.print(f"[bold][{number}/8][/bold] {text}", highlight=False)
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            stdout.print(f"      {text}", highlight=False, soft_wrap=True)
+
+    def confirm(self, question: str, default: bool = True) -> bool:
+        return bool(typer.confirm(question, default=default))
+
+    def ask(self, question: str, *, secret: bool = False, default: str | None = None) -> str:
+        return str(typer.prompt(question, default=default, hide_input=secret))
+
+    def pause(self, text: str) -> None:
+        typer.prompt(text, default="", show_default=False)
+
+
+def _setup(settings: Settings, request: Any, yes: bool, json_output: bool) -> None:
+    from photos_sync.setup import SetupError, StepUI, setup_destination
+
+    kind = request.kind
     if kind not in SETUP_TYPES:
         fail(
             f"--setup {kind!r} is not a known type: use one of {', '.join(SETUP_TYPES)}", EXIT_USAGE
         )
-    if not name:
-        if yes or not sys.stdin.isatty():
+    if request.secrets not in (None, "op", "file"):
+        fail(f"--secrets {request.secrets!r} is unknown: use op or file", EXIT_USAGE)
+    interactive = not yes and sys.stdin.isatty()
+    if not request.name:
+        if not interactive:
             fail("--setup needs --name NAME", EXIT_USAGE)
-        name = typer.prompt("Destination name", default="local")
-    if path is None:
-        if yes or not sys.stdin.isatty():
+        request.name = typer.prompt("Destination name", default=kind)
+    if kind == "local" and request.path is None:
+        if not interactive:
             fail("--setup local needs --path DIR", EXIT_USAGE)
-        path = Path(typer.prompt("Backup folder (local or NAS mount)"))
+        request.path = Path(typer.prompt("Backup folder (local or NAS mount)"))
+    if kind != "local" and not request.bucket and not interactive and request.secrets == "file":
+        fail(f"--setup {kind} needs --bucket BUCKET", EXIT_USAGE)
+    if kind == "s3" and not request.endpoint and interactive and request.secrets == "file":
+        request.endpoint = (
+            typer.prompt("S3 endpoint URL (empty for AWS)", default="", show_default=False) or None
+        )
+    if kind != "local" and not request.bucket and interactive and request.secrets == "file":
+        request.bucket = typer.prompt("Bucket name")
     configure_logging(settings.log_path)
 
-    def step(text: str) -> None:
+    def report(text: str) -> None:
         if not json_output:
             stdout.print(f"• {text}", highlight=False)
 
+    ui: Any = TerminalUI(json_output) if interactive else StepUI(report, assume_yes=yes)
+
     async def body(store: Store) -> Any:
-        existing = await store.get_destination(name)
-        if existing is not None and not yes:
-            if not sys.stdin.isatty():
-                fail(f"destination {name!r} exists: add --yes to update it", EXIT_USAGE)
-            typer.confirm(f"Destination {name!r} exists. Update it?", abort=True)
+        existing = await store.get_destination(request.name)
+        if existing is not None and not yes and not interactive:
+            raise UsageProblem(f"destination {request.name!r} exists: add --yes to update it")
         try:
-            return await setup_local(settings, store, name=name, path=path, step=step)
+            return await setup_destination(settings, store, request, ui)
         except SetupError as exc:
             raise RunRefused(str(exc)) from None
 
@@ -279,8 +403,11 @@ def _setup(
 
         sys.stdout.write(dumps(destination.as_dict()) + "\n")
         return
+    from photos_sync.destinations import destination_type
+
+    where = destination_type(destination.type).describe(destination)
     stdout.print(
-        f"[green]✓[/green] destination {destination.name!r} ready at {destination.remote_path}",
+        f"[green]✓[/green] destination {destination.name!r} ready at {where}",
         highlight=False,
     )
     stdout.print(
@@ -289,6 +416,21 @@ def _setup(
         "text in a password manager.",
         highlight=False,
     )
+
+
+def _check(settings: Settings, json_output: bool) -> None:
+    from photos_sync.check import render_checks, run_checks
+
+    report = run_async(lambda: with_store(settings, lambda s: run_checks(settings, s)))
+    if json_output:
+        from photos_sync.render import dumps
+
+        sys.stdout.write(dumps(report.as_dict()) + "\n")
+    else:
+        for line in render_checks(report):
+            stdout.print(line, highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @app.command("recovery-kit", epilog="Example:\n\n  photos-sync recovery-kit nas > kit.txt")
@@ -337,6 +479,242 @@ def recovery_kit_command(
     if sys.stdout.isatty():
         stderr.print("[yellow]SECRET: this text decrypts your backup; store it safely.[/yellow]")
     sys.stdout.write(text)
+
+
+# -- the daemon, and the CLI as its client -----------------------------------------------------
+
+
+@app.command(
+    "daemon",
+    epilog=(
+        "Examples:\n\n"
+        "  photos-sync daemon                 run in the foreground (what the service runs)\n\n"
+        "  photos-sync daemon --install       write and enable the systemd user unit "
+        "(Linux) or launchd agent (macOS)\n\n"
+        "  photos-sync daemon --uninstall     disable and remove it"
+    ),
+)
+def daemon_command(
+    install: Annotated[
+        bool, typer.Option("--install", help="Write and enable the systemd/launchd service.")
+    ] = False,
+    uninstall: Annotated[
+        bool, typer.Option("--uninstall", help="Disable and remove the service.")
+    ] = False,
+    no_enable: Annotated[
+        bool,
+        typer.Option("--no-enable", help="With --install/--uninstall: only write/remove the file."),
+    ] = False,
+) -> None:
+    """Run the backup daemon in the foreground: it owns the job queue, resumes unfinished
+    work at start-up, runs BACKUP_SCHEDULE, and answers `photos-sync backup` over its socket.
+    SIGTERM/SIGINT stop it cleanly (the job is saved INTERRUPTED); SIGHUP reloads the config."""
+    if install and uninstall:
+        fail("--install and --uninstall cannot be combined", EXIT_USAGE)
+    settings = settings_or_exit()
+    if install or uninstall:
+        # The daemon package is installed as photos_sync_daemon (see pyproject's package-dir).
+        service_files = importlib.import_module("photos_sync_daemon.service_files")
+
+        try:
+            if install:
+                done = service_files.install(enable=not no_enable)
+            else:
+                done = service_files.uninstall(disable=not no_enable)
+        except OSError as exc:
+            fail(str(exc))
+        verb = "installed" if install else "removed"
+        stdout.print(f"{verb} {done.path}", highlight=False)
+        if not done.ran:
+            stdout.print("to apply it, run:", highlight=False)
+            for argv in done.commands:
+                stdout.print(f"  {' '.join(argv)}", highlight=False)
+        return
+    daemon_app = importlib.import_module("photos_sync_daemon.app")
+    raise typer.Exit(daemon_app.main(settings))
+
+
+def _daemon_error(exc: Exception) -> NoReturn:
+    from photos_sync import rpc
+    from photos_sync.client import DaemonError
+
+    if isinstance(exc, DaemonError) and exc.code == rpc.USAGE:
+        fail(str(exc), EXIT_USAGE)
+    fail(f"{exc}" if isinstance(exc, DaemonError) else f"the daemon stopped answering ({exc})")
+
+
+def _daemon_call(settings: Settings, method: str, params: dict[str, Any] | None = None) -> Any:
+    """The daemon's answer to one request, or None when no daemon answers on the socket."""
+    from photos_sync.client import DaemonError, connect
+
+    async def body() -> tuple[bool, Any]:
+        client = await connect(settings.socket_path)
+        if client is None:
+            return False, None
+        try:
+            return True, await client.call(method, params)
+        finally:
+            await client.close()
+
+    try:
+        found, result = asyncio.run(body())
+    except (DaemonError, OSError, TimeoutError) as exc:
+        _daemon_error(exc)
+    return result if found else None
+
+
+def _print_daemon_status(daemon: Any) -> None:
+    """The daemon's part of the human `--status`: pid, current run, queue, schedule."""
+    if not isinstance(daemon, dict):
+        stdout.print("daemon: not running (backups run in the foreground)", highlight=False)
+        return
+    run = daemon.get("run")
+    doing = (
+        f"backing up to {run['destination']}" + (" (dry run)" if run["dry_run"] else "")
+        if run
+        else "idle"
+    )
+    stdout.print(
+        f"daemon: pid {daemon['pid']}, up {int(daemon['uptime'])} s, {doing}", highlight=False
+    )
+    for queued in daemon.get("queue") or []:
+        stdout.print(f"  queued: backup to {queued['destination']}", highlight=False)
+    schedule = daemon.get("schedule")
+    if schedule:
+        from photos_sync.store import from_iso
+
+        stdout.print(f"schedule: {schedule}", highlight=False)
+        for name, due in sorted((daemon.get("next_run") or {}).items()):
+            moment = from_iso(due)
+            when = moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else due
+            stdout.print(f"  next run to {name}: {when}", highlight=False)
+    else:
+        stdout.print("schedule: none (set BACKUP_SCHEDULE, e.g. daily@03:00)", highlight=False)
+    for job in daemon.get("foreign_jobs") or []:
+        stdout.print(
+            f"[yellow]{job['folder']}/ is RUNNING in another process (pid {job['owner_pid']} on "
+            f"{job['owner_host']}): the daemon leaves it alone[/yellow]",
+            highlight=False,
+        )
+
+
+def _summary_of(end: dict[str, Any]) -> str:
+    result = end.get("result") or {}
+    destination = end["run"]["destination"]
+    if result.get("dry_run"):
+        folders = result.get("dry_run_folders") or []
+        files = sum(f["files"] for f in folders)
+        size = sum(f["bytes"] for f in folders)
+        return f"dry run: {files} files ({size} bytes) would be sent to {destination}"
+    jobs = result.get("jobs") or []
+    done = sum(1 for j in jobs if j["status"] == "COMPLETED")
+    return f"{done}/{len(jobs)} folders backed up to {destination}"
+
+
+def _daemon_run(
+    settings: Settings,
+    to: str | None,
+    dry_run: bool,
+    force: bool,
+    json_output: bool,
+    detach: bool,
+) -> bool:
+    """Run the backup in the daemon if one answers; False (nothing done) if none does.
+
+    Follows the run's progress until it ends, unless `detach`. Ctrl-C stops following only:
+    the daemon's run carries on.
+    """
+    from photos_sync.client import DaemonError, connect
+    from photos_sync.render import dumps
+    from photos_sync.runner import RunEvent
+
+    view = LiveView(stdout, quiet=json_output)
+    params: dict[str, Any] = {"destination": to, "dry_run": dry_run, "force": force}
+    params = {k: v for k, v in params.items() if v}
+
+    async def body() -> tuple[str, Any]:
+        client = await connect(settings.socket_path)
+        if client is None:
+            return "absent", None
+        started: Any = None
+        try:
+            started = await client.call("start", params)
+            run = started["run"]
+            if detach:
+                return "detached", started
+            if not json_output:
+                verb = "already running" if started["already_running"] else "running"
+                if started["queued"]:
+                    verb = "queued"
+                stdout.print(
+                    f"backup to {run['destination']} {verb} in the photos-sync daemon; Ctrl-C "
+                    "stops watching, not the backup",
+                    highlight=False,
+                )
+            ack = await client.call("subscribe", {"run": run["id"]})
+            if ack.get("ended") is not None:
+                return "ended", ack["ended"]
+            with view:
+                async for note in client.notifications():
+                    event = note.get("params") or {}
+                    if note["method"] == "run_ended":
+                        return "ended", event
+                    if note["method"] == "progress":
+                        view(RunEvent(event["kind"], event["destination"], event["data"]))
+            return "lost", started
+        except asyncio.CancelledError:
+            return "left", started
+        finally:
+            await client.close()
+
+    async def guarded() -> tuple[str, Any]:
+        try:
+            return await body()
+        except DaemonError as exc:
+            return "error", exc
+
+    outcome, payload = run_async(guarded)
+    if outcome == "absent":
+        return False
+    if outcome == "error":
+        _daemon_error(payload)
+    if outcome == "detached":
+        if json_output:
+            sys.stdout.write(dumps(payload) + "\n")
+        else:
+            run = payload["run"]
+            stdout.print(
+                f"backup to {run['destination']} "
+                + ("is already running" if payload["already_running"] else "started")
+                + f" in the daemon (run {run['id']}); see `photos-sync backup --status`",
+                highlight=False,
+            )
+        return True
+    if outcome == "left":
+        stderr.print(
+            "stopped watching; the daemon's backup carries on (see `photos-sync backup "
+            "--status`; cancel it by stopping the daemon)",
+            highlight=False,
+        )
+        return True
+    if outcome == "lost":
+        fail("the daemon closed the connection before the backup ended: see --status")
+    end: dict[str, Any] = payload
+    if end.get("error"):
+        fail(str(end["error"]), EXIT_USAGE if end.get("error_code") == -32002 else EXIT_FAILURE)
+    if end.get("cancelled"):
+        fail("the backup was cancelled in the daemon; progress is saved, run again to resume")
+    if json_output:
+        sys.stdout.write(dumps(end.get("result")) + "\n")
+    else:
+        stdout.print(_summary_of(end), highlight=False)
+    if not end.get("ok"):
+        for job in (end.get("result") or {}).get("jobs") or []:
+            if job.get("error_message") and job["status"] != "COMPLETED":
+                line = f"[red]{job['folder']}/:[/red] {job['error_message']}"
+                stderr.print(line, highlight=False)
+        raise typer.Exit(EXIT_FAILURE)
+    return True
 
 
 def main() -> None:

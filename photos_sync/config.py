@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from photos_sync.schedule import Schedule, ScheduleError, parse_schedule
+
 
 class ConfigError(ValueError):
     """A variable is missing or malformed. The message names it and the expected form."""
@@ -23,11 +25,15 @@ DEFAULT_MAX_DELETE = 1000
 
 # rclone --bwlimit: a single rate ("10M", "off", "512k:1M" for upload:download), or a
 # timetable of "[Day-]HH:MM,RATE" entries separated by spaces.
-_RATE = r"(?:off|\d+(?:\.\d+)?[bBkKmMgGtTpP]?i?)"
+# Matched case-insensitively, as rclone does ("OFF", "mon-08:00,1M", "10KiB").
+_RATE = r"(?:off|\d+(?:\.\d+)?(?:b|[kmgtpe](?:ib?)?)?)"
 _RATE_PAIR = rf"{_RATE}(?::{_RATE})?"
-_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_DAY = (
+    r"(?:mon(?:day)?|tue(?:sday)?|wed(?:nesday)?|thu(?:rsday)?|fri(?:day)?|sat(?:urday)?"
+    r"|sun(?:day)?)"
+)
 _SLOT = rf"(?:{_DAY}-)?(?:[01]\d|2[0-3]):[0-5]\d,{_RATE_PAIR}"
-_BWLIMIT_RE = re.compile(rf"^(?:{_RATE_PAIR}|{_SLOT}(?:\s+{_SLOT})*)$")
+_BWLIMIT_RE = re.compile(rf"^(?:{_RATE_PAIR}|{_SLOT}(?:\s+{_SLOT})*)$", re.IGNORECASE)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -49,6 +55,7 @@ class Settings:
     include_generated: bool = False
     max_delete: int = DEFAULT_MAX_DELETE
     rclone_binary: str | None = None
+    schedule: Schedule | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def require_immich_path(self) -> Path:
@@ -107,7 +114,7 @@ def _non_negative_float(env: Mapping[str, str], name: str, default: float) -> fl
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value < 0 or value != value:  # NaN check
+    if value < 0 or value != value or value == float("inf"):  # NaN and inf
         raise ConfigError(f"{name}={raw!r} is invalid: expected a number of seconds, 0 or more")
     return value
 
@@ -161,6 +168,11 @@ def parse_settings(
 
     rclone_binary = env.get("RCLONE_BINARY", "").strip() or None
 
+    try:
+        schedule = parse_schedule(env.get("BACKUP_SCHEDULE"))
+    except ScheduleError as exc:
+        raise ConfigError(str(exc)) from None
+
     return Settings(
         data_dir=data_dir,
         socket_path=socket_path,
@@ -174,5 +186,6 @@ def parse_settings(
         include_generated=_bool(env, "BACKUP_INCLUDE_GENERATED"),
         max_delete=_non_negative_int(env, "BACKUP_MAX_DELETE", DEFAULT_MAX_DELETE),
         rclone_binary=rclone_binary,
+        schedule=schedule,
         extra={k: v for k, v in env.items() if k.startswith(("BACKUP_", "PHOTOS_SYNC_"))},
     )

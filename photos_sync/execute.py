@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from photos_sync.rclone_args import obscure_argv
 DEFAULT_GRACE = 5.0
 #: Longest stderr line read from a child; rclone's JSON lines are far shorter.
 _LINE_LIMIT = 4 * 1024 * 1024
+_PR_SET_PDEATHSIG = 1
 
 
 class RcloneNotFound(RuntimeError):
@@ -97,6 +99,22 @@ async def run_captured(
     return Completed(proc.returncode, out, err)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, ask for SIGTERM when photos-sync dies.
+
+    rclone runs in its own session (so a terminal's Ctrl-C reaches photos-sync only); without
+    this, a SIGKILLed photos-sync would leave rclone running on as an orphan. Elsewhere
+    (macOS) there is no such call and this is a no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -151,6 +169,7 @@ class StreamingProcess:
             stderr=asyncio.subprocess.PIPE,
             env=self._env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
             limit=_LINE_LIMIT,
         )
 

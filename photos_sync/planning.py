@@ -71,8 +71,9 @@ def check_sources(
     unmarked = [f.name for f in folders if not facts[f.name].has_marker]
     if unmarked:
         names = ", ".join(f"{n}/" for n in unmarked)
+        verb = "lacks" if len(unmarked) == 1 else "lack"
         raise SourceRefused(
-            f"refusing to back up: {names} under {immich_path} lack Immich's {IMMICH_MARKER} "
+            f"refusing to back up: {names} under {immich_path} {verb} Immich's {IMMICH_MARKER} "
             "marker (an unmounted or wrong volume would wipe the backup); mount the volume, "
             f"or if Immich really is here, create the marker: touch {immich_path}/<folder>/"
             f"{IMMICH_MARKER}"

@@ -116,12 +116,14 @@ def sync_argv(
 
     `--backup-dir` moves every file the sync would delete or overwrite into `archive`, so a
     sync can never destroy data. `--max-delete` stops a sync that would archive more than
-    that many files (an emptied source). `--retries 1` leaves retrying to photos-sync,
-    which tracks attempts in the DB and backs off between them.
+    that many files (an emptied source). `--retries 2` lets rclone repeat the pass once at
+    once, which clears what a killed run left behind (stale `.partial` files make the first
+    pass after a crash fail); retrying beyond that is photos-sync's, which tracks attempts in
+    the DB and backs off between them.
     """
     argv: list[str] = [binary, "sync", source, destination, "--backup-dir", archive]
     argv += logging_flags(options.stats_interval)
-    argv += ["--retries", "1", "--low-level-retries", "10"]
+    argv += ["--retries", "2", "--low-level-retries", "10"]
     if options.dry_run:
         argv.append("--dry-run")
     if options.bwlimit:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +61,21 @@ class OtherLine:
 LogEvent = StatsLine | ErrorLine | FileCopied | OtherLine
 
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
 def _float(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    """A finite float, or 0.0 (JSON may carry Infinity, NaN or an int beyond float range)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return 0.0
+    try:
+        result = float(value)
+    except OverflowError:
+        return 0.0
+    return result if math.isfinite(result) else 0.0
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return int(_float(value))
 
 
 def parse_stats(stats: dict[str, Any]) -> Progress:
@@ -78,7 +88,7 @@ def parse_stats(stats: dict[str, Any]) -> Progress:
         transfers=_int(stats.get("transfers")),
         total_transfers=_int(stats.get("totalTransfers")),
         speed=_float(stats.get("speed")),
-        eta=float(eta) if isinstance(eta, int | float) and not isinstance(eta, bool) else None,
+        eta=_float(eta) if isinstance(eta, int | float) and not isinstance(eta, bool) else None,
         errors=_int(stats.get("errors")),
         checks=_int(stats.get("checks")),
         total_checks=_int(stats.get("totalChecks")),
@@ -123,8 +133,8 @@ class Outcome(enum.StrEnum):
 #: rclone's documented exit codes (https://rclone.org/docs/#exit-code).
 _EXIT_OUTCOMES: dict[int, Outcome] = {
     0: Outcome.SUCCESS,
-    1: Outcome.FATAL,  # syntax or usage error
-    2: Outcome.RETRYABLE,  # error not otherwise categorised
+    1: Outcome.RETRYABLE,  # error not otherwise categorised (e.g. "failed to delete N files")
+    2: Outcome.FATAL,  # syntax or usage error
     3: Outcome.FATAL,  # directory not found
     4: Outcome.RETRYABLE,  # file not found (the source changed under us)
     5: Outcome.RETRYABLE,  # temporary error
@@ -161,6 +171,9 @@ def explain_failure(returncode: int, last_error: str | None) -> str:
     """One line for error_message: rclone's last error plus a hint where one is known."""
     base = last_error or f"rclone exited with status {returncode}"
     lowered = base.lower()
+    if returncode == 7 and "failed to delete" in lowered:
+        # A --max-delete stop ends with stats lastError "failed to delete N files" and exit 7.
+        lowered += " max-delete threshold"
     for needle, hint in _HINTS:
         if needle in lowered:
             return f"{base} ({hint})"

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from photos_sync import execute
-from photos_sync.destinations import DestinationError
-from photos_sync.rclone_args import DESTINATION_MARKER, crypt_path, simple_argv
+from photos_sync.destinations import DestinationError, explain_error
+from photos_sync.rclone_args import BASE_REMOTE, DESTINATION_MARKER, crypt_path, simple_argv
 from photos_sync.rclone_log import ErrorLine, parse_line
 from photos_sync.redact import redact
 
@@ -26,6 +26,18 @@ def _rclone_error(stderr: bytes, secrets: Iterable[str]) -> str:
             errors.append(event.message)
     text = errors[-1] if errors else stderr.decode("utf-8", "replace").strip()[-300:]
     return redact(text or "no error text", secrets)
+
+
+_MISSING = ("directory not found", "nosuchbucket", "bucket not found", "bad_bucket_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What listing (or creating) a bucket on the raw remote said."""
+
+    ok: bool
+    missing: bool  # the bucket (or folder) does not exist
+    message: str  # rclone's error, scrubbed of secrets ("" when ok)
 
 
 @dataclass
@@ -47,7 +59,8 @@ class CryptRemote:
         return await execute.run_captured(argv, self.child_env(), stdin=stdin, timeout=timeout)
 
     def _fail(self, what: str, result: execute.Completed) -> DestinationError:
-        reason = _rclone_error(result.stderr, self.secrets)
+        kind = self.env.get(f"RCLONE_CONFIG_{BASE_REMOTE.upper()}_TYPE", "local")
+        reason = explain_error(kind, _rclone_error(result.stderr, self.secrets))
         return DestinationError(f"destination {self.label!r}: {what} failed: {reason}")
 
     async def list_root(self) -> dict[str, bool]:
@@ -86,6 +99,30 @@ class CryptRemote:
                 )
         finally:
             await self._run("deletefile", path)
+
+    async def probe(self, path: str, *, create: bool = False) -> Probe:
+        """List (or with `create`, mkdir) `path` on the raw remote, e.g. "psbase:bucket",
+        telling apart a missing bucket from refused credentials or an unreachable service."""
+        quick = ("--low-level-retries", "1", "--contimeout", "15s", "--timeout", "60s")
+        if create:
+            result = await self._run("mkdir", path, *quick)
+        else:
+            result = await self._run("lsf", path, "--max-depth", "1", "--dirs-only", *quick)
+        if result.returncode == 0:
+            return Probe(True, False, "")
+        message = _rclone_error(result.stderr, self.secrets)
+        return Probe(False, any(s in message.lower() for s in _MISSING), message)
+
+    async def list_underlying(self, path: str) -> list[str]:
+        """Names at the top of the raw storage under crypt (encrypted); [] if it is absent."""
+        result = await self._run("lsf", path, "--max-depth", "1")
+        if result.returncode != 0:
+            return []
+        return [
+            line.rstrip("/")
+            for line in result.stdout.decode("utf-8", "replace").splitlines()
+            if line.strip()
+        ]
 
     async def folder_has_files(self, folder: str) -> bool:
         """True if the backup of `folder` holds at least one file besides Immich's marker."""

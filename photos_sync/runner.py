@@ -294,6 +294,8 @@ class Runner:
         self.sink = sink
         self.live_interval = live_interval
         self.grace = grace
+        #: pid of the rclone process working right now, if any (for status and tests).
+        self.rclone_pid: int | None = None
 
     # destinations
 
@@ -647,6 +649,7 @@ class Runner:
             argv, remote.child_env(), tracker.on_line, grace=self.grace
         )
         await process.start()
+        self.rclone_pid = process.pid
         log.info("rclone_started", job_id=job.id, pid=process.pid, folder=job.folder)
         async with self._flushing(job, tracker):
             try:
@@ -659,6 +662,8 @@ class Runner:
                     )
                 log.info("job_interrupted", job_id=job.id, folder=job.folder)
                 raise
+            finally:
+                self.rclone_pid = None
         await self._flush(job, tracker)
         return code, tracker.last_error
 

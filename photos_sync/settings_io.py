@@ -44,6 +44,8 @@ def gather_environment(
     data_dir_raw = merged.get("PHOTOS_SYNC_DATA_DIR", "").strip()
     data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else default_data_dir()
     data_dir_values = _read_dotenv(data_dir / ".env")
+    # The data dir's own .env cannot relocate the data dir (its .env would go unread).
+    data_dir_values.pop("PHOTOS_SYNC_DATA_DIR", None)
     return {**data_dir_values, **merged}
 
 

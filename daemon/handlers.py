@@ -1,0 +1,159 @@
+"""The JSON-RPC methods (see photos_sync.rpc for their params and results)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from photos_sync import __version__, rpc
+from photos_sync.status import gather_status
+from photos_sync.store import StoreError
+
+from .queue import RunEnd, Subscription
+from .server import NO_REPLY, Connection, NoReply
+
+if TYPE_CHECKING:
+    from .app import Daemon
+
+#: Fields of a RUNNING job that the live figures replace in `status`.
+_LIVE_FIELDS = {
+    "bytes_done": "bytes_transferred",
+    "bytes_total": "bytes_total",
+    "files_done": "files_transferred",
+    "files_total": "files_total",
+    "speed": "transfer_speed",
+    "eta": "eta_seconds",
+}
+
+
+class Handlers:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._methods: dict[str, Callable[..., Any]] = {
+            "ping": self.ping,
+            "status": self.status,
+            "start": self.start,
+            "cancel": self.cancel,
+            "reset": self.reset,
+            "subscribe": self.subscribe,
+        }
+
+    async def __call__(self, request: rpc.Request, connection: Connection) -> Any:
+        method = self._methods.get(request.method)
+        if method is None:  # decode_request already refuses unknown names
+            raise rpc.RpcError(rpc.METHOD_NOT_FOUND, f"unknown method {request.method!r}")
+        if request.method == "subscribe":
+            return await self.subscribe(connection, request, **request.params)
+        return await method(**request.params)
+
+    async def ping(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(time.monotonic() - self.daemon.started_monotonic, 3),
+        }
+
+    async def status(self) -> dict[str, Any]:
+        daemon = self.daemon
+        document = await gather_status(daemon.settings, daemon.store)
+        live = daemon.queue.live
+        for job in document["jobs"]:
+            figures = live.get(job["id"])
+            if figures is None or job["status"] != "RUNNING":
+                continue
+            for source, target in _LIVE_FIELDS.items():
+                if figures.get(source) is not None:
+                    job[target] = figures[source]
+            total = job["bytes_total"]
+            job["percent"] = (
+                round(100.0 * min(job["bytes_transferred"], total) / total, 1) if total else 0.0
+            )
+            job["live"] = True
+        document["daemon"] = {
+            **(await self.ping()),
+            "socket": str(daemon.settings.socket_path),
+            "run": _info(daemon.queue.current),
+            "queue": [i.as_dict() for i in daemon.queue.pending()],
+            "last_run": daemon.queue.last_end.as_dict() if daemon.queue.last_end else None,
+            "schedule": daemon.scheduler.describe(),
+            "next_run": daemon.scheduler.next_runs(),
+            "foreign_jobs": daemon.foreign_jobs,
+        }
+        return document
+
+    async def start(
+        self, destination: str | None = None, dry_run: bool = False, force: bool = False
+    ) -> dict[str, Any]:
+        info, already, queued = await self.daemon.queue.submit(
+            destination, dry_run=dry_run, force=force, reason="request"
+        )
+        return {"run": info.as_dict(), "already_running": already, "queued": queued}
+
+    async def cancel(self) -> dict[str, Any]:
+        info = await self.daemon.queue.cancel()
+        return {"cancelled": info is not None, "run": _info(info)}
+
+    async def reset(self, destination: str | None = None) -> dict[str, Any]:
+        queue = self.daemon.queue
+        busy = queue.busy_with(destination)
+        if busy is not None:
+            raise rpc.RpcError(
+                rpc.BUSY,
+                f"a backup to {busy.destination!r} is running: cancel it (or let it end) "
+                "before --reset",
+            )
+        store = self.daemon.store
+        destination_id = None
+        if destination is not None:
+            found = await store.get_destination(destination)
+            if found is None:
+                raise rpc.RpcError(rpc.USAGE, f"unknown destination {destination!r}")
+            destination_id = found.id
+        running = await store.active_job(destination_id)
+        if running is not None:
+            raise rpc.RpcError(
+                rpc.BUSY,
+                f"a job is RUNNING (pid {running.owner_pid}); stop that backup before --reset",
+            )
+        try:
+            removed = await store.reset(destination_id)
+        except StoreError as exc:
+            raise rpc.RpcError(rpc.INTERNAL_ERROR, str(exc)) from None
+        return {"removed": removed}
+
+    async def subscribe(
+        self,
+        connection: Connection,
+        request: rpc.Request,
+        run: int | None = None,
+        wait: bool = False,
+    ) -> NoReply:
+        """Reply at once, then stream `progress` notifications and a final `run_ended`."""
+        found = await self.daemon.queue.subscribe(run, wait)
+        if not isinstance(found, Subscription):
+            ended = found.as_dict() if isinstance(found, RunEnd) else None
+            run_info = found.run.as_dict() if isinstance(found, RunEnd) else None
+            if not request.is_notification:
+                await connection.send(rpc.response(request.id, {"run": run_info, "ended": ended}))
+            return NO_REPLY
+        try:
+            if not request.is_notification:
+                await connection.send(
+                    rpc.response(request.id, {"run": found.entry.info.as_dict(), "ended": None})
+                )
+            while True:
+                item = await found.next()
+                if isinstance(item, RunEnd):
+                    await connection.send(rpc.notification("run_ended", item.as_dict()))
+                    return NO_REPLY
+                with contextlib.suppress(rpc.RpcError):  # an event too big to send is skipped
+                    await connection.send(rpc.notification("progress", item))
+        finally:
+            self.daemon.queue.unsubscribe(found)
+
+
+def _info(info: Any) -> dict[str, Any] | None:
+    return info.as_dict() if info is not None else None

@@ -1,0 +1,102 @@
+"""BACKUP_SCHEDULE in the daemon: queue a run for each destination when it is due.
+
+"Last run" of a destination is the latest of: when its latest run was created (DB), its last
+complete backup, and when this scheduler last queued it (so a refused or resumed run does not
+fire again at once). Pure timing lives in photos_sync.schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from photos_sync import rpc
+from photos_sync.logs import get_logger
+from photos_sync.schedule import next_run, seconds_until
+from photos_sync.store import Destination, from_iso, to_iso
+
+if TYPE_CHECKING:
+    from .app import Daemon
+
+log = get_logger("photos_sync.daemon.scheduler")
+
+#: Longest sleep between two looks at the clock (so clock jumps and suspends are noticed).
+MAX_SLEEP = 60.0
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+class Scheduler:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._wake = asyncio.Event()
+        self._queued_at: dict[str, datetime] = {}
+        self._next: dict[str, datetime] = {}
+
+    def describe(self) -> str | None:
+        schedule = self.daemon.settings.schedule
+        return schedule.describe() if schedule is not None else None
+
+    def next_runs(self) -> dict[str, str]:
+        """Destination name -> when its next scheduled run is due (ISO, UTC)."""
+        if self.daemon.settings.schedule is None:
+            return {}
+        return {name: to_iso(moment) for name, moment in sorted(self._next.items())}
+
+    def wake(self) -> None:
+        """Look at the schedule again now (config reloaded, a run ended)."""
+        self._wake.set()
+
+    async def _last_run(self, destination: Destination) -> datetime | None:
+        moments = []
+        jobs = await self.daemon.store.latest_run_jobs(destination.id)
+        created = [m for m in (from_iso(j.created_at) for j in jobs) if m is not None]
+        if created:
+            moments.append(min(created))
+        completed = from_iso(destination.last_backup_at)
+        if completed is not None:
+            moments.append(completed)
+        if destination.name in self._queued_at:
+            moments.append(self._queued_at[destination.name])
+        return max(moments) if moments else None
+
+    async def run(self) -> None:
+        while True:
+            delay = await self._tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+
+    async def _tick(self) -> float | None:
+        """Queue what is due; return how long to sleep (None: until woken)."""
+        schedule = self.daemon.settings.schedule
+        if schedule is None:
+            self._next.clear()
+            return None
+        now = _now()
+        destinations = await self.daemon.store.list_destinations()
+        self._next = {}
+        soonest: float = MAX_SLEEP
+        for destination in destinations:
+            due = next_run(schedule, await self._last_run(destination), now)
+            if due <= now:
+                self._queued_at[destination.name] = now
+                try:
+                    info, already, _queued = await self.daemon.queue.submit(
+                        destination.name, reason="schedule", wait_start=False
+                    )
+                    log.info(
+                        "scheduled_run", destination=destination.name, run=info.id, already=already
+                    )
+                except rpc.RpcError as exc:
+                    log.warning(
+                        "scheduled_run_refused", destination=destination.name, error=exc.message
+                    )
+                due = next_run(schedule, now, now)
+            self._next[destination.name] = due
+            soonest = min(soonest, seconds_until(due, now))
+        return max(0.05, soonest)

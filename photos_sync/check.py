@@ -1,0 +1,252 @@
+"""`photos-sync backup --check`: every prerequisite, one line each, with a hint when it fails.
+
+Checks, in order: rclone present and new enough; the 1Password CLI installed and signed in
+(required when a destination keeps its secrets there, informational otherwise);
+BACKUP_IMMICH_PATH set, existing and carrying Immich's markers; the data dir writable; and
+for each destination, its secrets readable and its remote reachable. The report is ok when
+no required check failed. Nothing secret is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from photos_sync import execute
+from photos_sync.config import ConfigError, Settings
+from photos_sync.destinations import (
+    DestinationError,
+    destination_type,
+    explain_error,
+    missing_secret_fields,
+    parse_secrets_ref,
+)
+from photos_sync.keyfile import SecretsError
+from photos_sync.planning import SourceRefused, check_sources, selected_folders
+from photos_sync.rclone_args import BASE_REMOTE
+from photos_sync.store import Destination, Store
+
+#: Oldest rclone photos-sync is tested with (b2/s3 upload concurrency, JSON logs, serve s3).
+MIN_RCLONE = (1, 65)
+
+OK, FAIL, SKIP = "ok", "fail", "skip"
+SYMBOLS = {OK: "✓", FAIL: "✗", SKIP: "–"}
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: str  # ok | fail | skip
+    detail: str
+    hint: str = ""
+    required: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "ok": self.status != FAIL,
+            "required": self.required,
+            "detail": self.detail,
+            "hint": self.hint,
+        }
+
+
+@dataclass
+class CheckReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.status == FAIL and c.required for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
+
+
+def render_checks(report: CheckReport) -> list[str]:
+    """One line per check: symbol, name, detail, and the hint for failures."""
+    lines = []
+    for check in report.checks:
+        line = f"{SYMBOLS[check.status]} {check.name}: {check.detail}"
+        if check.hint and check.status == FAIL:
+            line += f" — {check.hint}"
+        elif check.status == FAIL and not check.required:
+            line += " (optional)"
+        lines.append(line)
+    verdict = "all required checks passed" if report.ok else "some required checks failed"
+    lines.append(verdict)
+    return lines
+
+
+def parse_rclone_version(text: str) -> tuple[int, ...]:
+    match = re.search(r"rclone v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        return ()
+    return tuple(int(g) for g in match.groups() if g is not None)
+
+
+async def check_rclone(settings: Settings) -> Check:
+    name = "rclone"
+    try:
+        binary = execute.find_rclone(settings.rclone_binary)
+    except execute.RcloneNotFound as exc:
+        return Check(name, FAIL, "not found", str(exc))
+    try:
+        result = await execute.run_captured((binary, "version"), execute.child_env({}), timeout=30)
+    except (OSError, TimeoutError) as exc:
+        return Check(name, FAIL, f"{binary} does not run ({exc})", "reinstall photos-sync")
+    first = result.stdout.decode("utf-8", "replace").splitlines()[:1]
+    version = parse_rclone_version(first[0] if first else "")
+    if result.returncode != 0 or not version:
+        return Check(name, FAIL, f"{binary} version failed", "reinstall photos-sync")
+    shown = ".".join(str(v) for v in version)
+    if version[:2] < MIN_RCLONE:
+        return Check(
+            name,
+            FAIL,
+            f"v{shown} at {binary} is too old",
+            f"photos-sync needs rclone {MIN_RCLONE[0]}.{MIN_RCLONE[1]} or newer: upgrade it or "
+            "unset RCLONE_BINARY",
+        )
+    return Check(name, OK, f"v{shown} ({binary})")
+
+
+async def check_op(required: bool) -> list[Check]:
+    from photos_sync.onepassword import OnePassword, OnePasswordError, OpNotInstalled
+
+    why = "" if required else " (optional: only for --secrets op)"
+    try:
+        op = OnePassword.find()
+    except OpNotInstalled as exc:
+        status = FAIL if required else SKIP
+        return [Check("1Password CLI", status, f"not installed{why}", str(exc), required)]
+    try:
+        version = await op.version()
+    except OnePasswordError as exc:
+        return [Check("1Password CLI", FAIL, "broken", str(exc), required)]
+    checks = [Check("1Password CLI", OK, f"{version} ({op.binary})", required=required)]
+    try:
+        account = await op.account()
+    except OnePasswordError as exc:
+        checks.append(Check("1Password sign-in", FAIL, f"not signed in{why}", str(exc), required))
+    else:
+        who = account.email or account.url
+        kind = "service account" if account.user_type == "SERVICE_ACCOUNT" else "user"
+        checks.append(Check("1Password sign-in", OK, f"{kind} {who}", required=required))
+    return checks
+
+
+def check_immich(settings: Settings) -> list[Check]:
+    try:
+        path = settings.require_immich_path()
+    except ConfigError as exc:
+        return [Check("BACKUP_IMMICH_PATH", FAIL, "not set", str(exc))]
+    if not path.is_dir():
+        return [
+            Check(
+                "BACKUP_IMMICH_PATH",
+                FAIL,
+                f"{path} does not exist",
+                "mount the Immich volume, or fix BACKUP_IMMICH_PATH",
+            )
+        ]
+    checks = [Check("BACKUP_IMMICH_PATH", OK, str(path))]
+    from photos_sync.runner import gather_facts
+
+    folders = selected_folders(settings.include_generated)
+    try:
+        check_sources(str(path), gather_facts(path, folders), folders)
+    except SourceRefused as exc:
+        checks.append(Check("Immich folders", FAIL, "markers missing", str(exc)))
+    else:
+        names = ", ".join(f"{f.name}/" for f in folders)
+        checks.append(Check("Immich folders", OK, f"{names} carry .immich markers"))
+    return checks
+
+
+def check_data_dir(settings: Settings) -> Check:
+    data_dir = settings.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".check-", dir=data_dir)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return Check(
+            "data dir",
+            FAIL,
+            f"{data_dir} is not writable ({exc.strerror})",
+            "set PHOTOS_SYNC_DATA_DIR to a writable folder",
+        )
+    return Check("data dir", OK, f"{data_dir} is writable")
+
+
+async def check_destination(
+    settings: Settings, store: Store, destination: Destination
+) -> list[Check]:
+    from photos_sync.runner import Runner, RunRefused
+    from photos_sync.secrets_io import load_secrets
+
+    label = f"destination {destination.name}"
+    try:
+        where = destination_type(destination.type).describe(destination)
+        store_kind, _locator = parse_secrets_ref(destination.secrets_ref)
+        secrets = await load_secrets(destination)
+        missing = missing_secret_fields(destination.type, secrets)
+        if missing:
+            raise SecretsError(
+                f"its secrets lack {', '.join(missing)}: add them where the secrets are kept"
+            )
+    except (SecretsError, DestinationError) as exc:
+        return [
+            Check(f"{label} secrets", FAIL, "not readable", str(exc)),
+            Check(f"{label} remote", SKIP, "not tried (no secrets)", required=False),
+        ]
+    del secrets
+    where_secrets = "1Password" if store_kind == "op" else "key file"
+    checks = [Check(f"{label} secrets", OK, f"readable ({where_secrets})")]
+    try:
+        runner = Runner(settings, store)
+        remote = await runner.open_remote(destination)
+        if destination.bucket_name:
+            probe = await remote.probe(f"{BASE_REMOTE}:{destination.bucket_name}")
+            if not probe.ok:
+                raise DestinationError(explain_error(destination.type, probe.message))
+        await runner.check_destination(destination, remote)
+    except (RunRefused, DestinationError, SecretsError, execute.RcloneNotFound) as exc:
+        checks.append(Check(f"{label} remote", FAIL, f"{where} not reachable", str(exc)))
+    else:
+        checks.append(Check(f"{label} remote", OK, f"{where} reachable, backup marker found"))
+    return checks
+
+
+async def run_checks(settings: Settings, store: Store) -> CheckReport:
+    report = CheckReport()
+    rclone = await check_rclone(settings)
+    report.checks.append(rclone)
+    destinations = await store.list_destinations()
+    uses_op = any(d.secrets_ref.startswith("op:") for d in destinations)
+    report.checks += await check_op(required=uses_op)
+    report.checks += check_immich(settings)
+    report.checks.append(check_data_dir(settings))
+    if not destinations:
+        report.checks.append(
+            Check(
+                "destinations",
+                FAIL,
+                "none set up",
+                "run `photos-sync backup --setup b2|s3|local --name NAME ...`",
+            )
+        )
+    for destination in destinations:
+        if rclone.status != OK:
+            report.checks.append(
+                Check(f"destination {destination.name}", SKIP, "not tried (no rclone)")
+            )
+            continue
+        report.checks += await check_destination(settings, store, destination)
+    return report

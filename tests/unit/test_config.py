@@ -1,0 +1,380 @@
+"""photos_sync.config: parse_settings, BACKUP_BWLIMIT validation, require_immich_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from photos_sync.config import (
+    DEFAULT_MAX_DELETE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_DELAY,
+    DEFAULT_STATS_INTERVAL,
+    ConfigError,
+    Settings,
+    parse_settings,
+    validate_bwlimit,
+)
+
+DATA = Path("/srv/default-data")
+RUNTIME = Path("/run/user/1000")
+
+
+def parse(env: dict[str, str], runtime_dir: Path | None = RUNTIME) -> Settings:
+    return parse_settings(env, default_data_dir=DATA, runtime_dir=runtime_dir)
+
+
+# --- defaults ---------------------------------------------------------------------------------
+
+
+def test_defaults_from_an_empty_environment() -> None:
+    s = parse({})
+    assert s.data_dir == DATA
+    assert s.socket_path == RUNTIME / "photos-sync" / "daemon.sock"
+    assert s.immich_path is None
+    assert s.stats_interval == 60 == DEFAULT_STATS_INTERVAL
+    assert s.max_retries == 3 == DEFAULT_MAX_RETRIES
+    assert s.retry_delay == 30.0 == DEFAULT_RETRY_DELAY
+    assert s.bwlimit is None
+    assert s.transfers is None
+    assert s.checkers is None
+    assert s.include_generated is False
+    assert s.max_delete == 1000 == DEFAULT_MAX_DELETE
+    assert s.rclone_binary is None
+    assert dict(s.extra) == {}
+
+
+def test_derived_paths_live_in_the_data_dir() -> None:
+    s = parse({"PHOTOS_SYNC_DATA_DIR": "/var/lib/ps"})
+    assert s.db_path == Path("/var/lib/ps/backup.db")
+    assert s.log_path == Path("/var/lib/ps/backup.log")
+    assert s.secrets_dir == Path("/var/lib/ps/secrets")
+
+
+def test_blank_values_mean_default() -> None:
+    blank = {
+        name: "   "
+        for name in (
+            "PHOTOS_SYNC_DATA_DIR",
+            "PHOTOS_SYNC_SOCKET",
+            "BACKUP_IMMICH_PATH",
+            "BACKUP_BWLIMIT",
+            "BACKUP_STATS_INTERVAL",
+            "BACKUP_MAX_RETRIES",
+            "BACKUP_RETRY_DELAY",
+            "BACKUP_TRANSFERS",
+            "BACKUP_CHECKERS",
+            "BACKUP_INCLUDE_GENERATED",
+            "BACKUP_MAX_DELETE",
+            "RCLONE_BINARY",
+        )
+    }
+    s = parse(blank)
+    assert s.data_dir == DATA
+    assert s.socket_path == RUNTIME / "photos-sync" / "daemon.sock"
+    assert s.immich_path is None
+    assert s.bwlimit is None
+    assert (s.stats_interval, s.max_retries, s.retry_delay) == (60, 3, 30.0)
+    assert (s.transfers, s.checkers, s.max_delete) == (None, None, 1000)
+    assert s.include_generated is False
+    assert s.rclone_binary is None
+
+
+# --- paths ------------------------------------------------------------------------------------
+
+
+def test_data_dir_from_environment_with_tilde(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/immich")
+    s = parse({"PHOTOS_SYNC_DATA_DIR": "~/ps-data"})
+    assert s.data_dir == Path("/home/immich/ps-data")
+    assert s.db_path == Path("/home/immich/ps-data/backup.db")
+
+
+def test_socket_defaults_under_xdg_runtime_dir() -> None:
+    s = parse({"PHOTOS_SYNC_DATA_DIR": "/data"}, runtime_dir=Path("/run/user/42"))
+    assert s.socket_path == Path("/run/user/42/photos-sync/daemon.sock")
+
+
+def test_socket_falls_back_to_the_data_dir_without_runtime_dir() -> None:
+    assert parse({}, runtime_dir=None).socket_path == DATA / "daemon.sock"
+    s = parse({"PHOTOS_SYNC_DATA_DIR": "/data"}, runtime_dir=None)
+    assert s.socket_path == Path("/data/daemon.sock")
+
+
+def test_explicit_socket_wins_over_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/u")
+    s = parse({"PHOTOS_SYNC_SOCKET": " ~/sock/ps.sock "})
+    assert s.socket_path == Path("/home/u/sock/ps.sock")
+
+
+def test_immich_path_expanded_and_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/u")
+    s = parse({"BACKUP_IMMICH_PATH": "~/immich/upload"})
+    assert s.immich_path == Path("/home/u/immich/upload")
+    assert s.require_immich_path() == Path("/home/u/immich/upload")
+
+
+def test_require_immich_path_explains_how_to_set_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({}).require_immich_path()
+    message = str(info.value)
+    assert message.startswith("BACKUP_IMMICH_PATH is not set")
+    assert "UPLOAD_LOCATION" in message
+    assert ".env" in message
+    assert "library/" in message
+
+
+def test_config_error_is_a_value_error() -> None:
+    assert issubclass(ConfigError, ValueError)
+
+
+# --- numbers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "attribute", "expected"),
+    [
+        ("BACKUP_STATS_INTERVAL", "5", "stats_interval", 5),
+        ("BACKUP_STATS_INTERVAL", " 300 ", "stats_interval", 300),
+        ("BACKUP_MAX_RETRIES", "0", "max_retries", 0),
+        ("BACKUP_MAX_RETRIES", "7", "max_retries", 7),
+        ("BACKUP_RETRY_DELAY", "0", "retry_delay", 0.0),
+        ("BACKUP_RETRY_DELAY", "2.5", "retry_delay", 2.5),
+        ("BACKUP_RETRY_DELAY", "90", "retry_delay", 90.0),
+        ("BACKUP_TRANSFERS", "8", "transfers", 8),
+        ("BACKUP_CHECKERS", "16", "checkers", 16),
+        ("BACKUP_MAX_DELETE", "0", "max_delete", 0),
+        ("BACKUP_MAX_DELETE", "25000", "max_delete", 25000),
+    ],
+)
+def test_numeric_variables(name: str, raw: str, attribute: str, expected: object) -> None:
+    value = getattr(parse({name: raw}), attribute)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+POSITIVE = "expected a whole number above 0"
+NON_NEGATIVE = "expected a whole number, 0 or more"
+SECONDS = "expected a number of seconds, 0 or more"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected_form"),
+    [
+        ("BACKUP_STATS_INTERVAL", "0", POSITIVE),
+        ("BACKUP_STATS_INTERVAL", "-5", POSITIVE),
+        ("BACKUP_STATS_INTERVAL", "1.5", POSITIVE),
+        ("BACKUP_STATS_INTERVAL", "sixty", POSITIVE),
+        ("BACKUP_STATS_INTERVAL", "60s", POSITIVE),
+        ("BACKUP_TRANSFERS", "0", POSITIVE),
+        ("BACKUP_TRANSFERS", "four", POSITIVE),
+        ("BACKUP_CHECKERS", "-1", POSITIVE),
+        ("BACKUP_CHECKERS", "8.0", POSITIVE),
+        ("BACKUP_MAX_RETRIES", "-1", NON_NEGATIVE),
+        ("BACKUP_MAX_RETRIES", "three", NON_NEGATIVE),
+        ("BACKUP_MAX_RETRIES", "2.5", NON_NEGATIVE),
+        ("BACKUP_MAX_DELETE", "-10", NON_NEGATIVE),
+        ("BACKUP_MAX_DELETE", "1e3", NON_NEGATIVE),
+        ("BACKUP_RETRY_DELAY", "-0.5", SECONDS),
+        ("BACKUP_RETRY_DELAY", "soon", SECONDS),
+        ("BACKUP_RETRY_DELAY", "nan", SECONDS),
+        ("BACKUP_RETRY_DELAY", "30s", SECONDS),
+        ("BACKUP_RETRY_DELAY", "inf", SECONDS),
+    ],
+)
+def test_invalid_numbers_name_the_variable_and_the_form(
+    name: str, raw: str, expected_form: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({name: raw})
+    message = str(info.value)
+    assert message.startswith(f"{name}={raw!r} is invalid")
+    assert expected_form in message
+
+
+def test_first_bad_variable_is_reported_even_with_others_fine() -> None:
+    env = {"BACKUP_STATS_INTERVAL": "10", "BACKUP_TRANSFERS": "zero", "BACKUP_MAX_RETRIES": "2"}
+    with pytest.raises(ConfigError, match=r"^BACKUP_TRANSFERS='zero' is invalid"):
+        parse(env)
+
+
+# --- booleans ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "TRUE", "True", "yes", "Yes", "on", " true "])
+def test_include_generated_true(raw: str) -> None:
+    assert parse({"BACKUP_INCLUDE_GENERATED": raw}).include_generated is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "FALSE", "no", "off", "Off", ""])
+def test_include_generated_false(raw: str) -> None:
+    assert parse({"BACKUP_INCLUDE_GENERATED": raw}).include_generated is False
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "y", "enabled", "tru"])
+def test_include_generated_invalid(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({"BACKUP_INCLUDE_GENERATED": raw})
+    assert str(info.value) == f"BACKUP_INCLUDE_GENERATED={raw!r} is invalid: expected true or false"
+
+
+# --- other variables --------------------------------------------------------------------------
+
+
+def test_rclone_binary_is_kept_stripped() -> None:
+    assert parse({"RCLONE_BINARY": " /opt/rclone/rclone "}).rclone_binary == "/opt/rclone/rclone"
+
+
+def test_extra_keeps_only_photos_sync_and_backup_variables() -> None:
+    env = {
+        "BACKUP_IMMICH_PATH": "/immich",
+        "BACKUP_FUTURE_OPTION": "x",
+        "PHOTOS_SYNC_DATA_DIR": "/data",
+        "PHOTOS_SYNC_ENCRYPTION_PASSWORD": "pw",
+        "RCLONE_BINARY": "/bin/rclone",
+        "HOME": "/home/u",
+        "PATH": "/usr/bin",
+    }
+    assert dict(parse(env).extra) == {
+        "BACKUP_IMMICH_PATH": "/immich",
+        "BACKUP_FUTURE_OPTION": "x",
+        "PHOTOS_SYNC_DATA_DIR": "/data",
+        "PHOTOS_SYNC_ENCRYPTION_PASSWORD": "pw",
+    }
+
+
+def test_every_variable_at_once() -> None:
+    env = {
+        "PHOTOS_SYNC_DATA_DIR": "/d",
+        "PHOTOS_SYNC_SOCKET": "/s/ps.sock",
+        "BACKUP_IMMICH_PATH": "/immich",
+        "BACKUP_BWLIMIT": "08:00,512k 23:00,off",
+        "BACKUP_STATS_INTERVAL": "15",
+        "BACKUP_MAX_RETRIES": "5",
+        "BACKUP_RETRY_DELAY": "1.25",
+        "BACKUP_TRANSFERS": "4",
+        "BACKUP_CHECKERS": "12",
+        "BACKUP_INCLUDE_GENERATED": "yes",
+        "BACKUP_MAX_DELETE": "50",
+        "RCLONE_BINARY": "/usr/local/bin/rclone",
+    }
+    s = parse(env)
+    assert s == Settings(
+        data_dir=Path("/d"),
+        socket_path=Path("/s/ps.sock"),
+        immich_path=Path("/immich"),
+        stats_interval=15,
+        max_retries=5,
+        retry_delay=1.25,
+        bwlimit="08:00,512k 23:00,off",
+        transfers=4,
+        checkers=12,
+        include_generated=True,
+        max_delete=50,
+        rclone_binary="/usr/local/bin/rclone",
+        extra={k: v for k, v in env.items() if k != "RCLONE_BINARY"},
+    )
+
+
+def test_settings_are_immutable() -> None:
+    s = parse({})
+    with pytest.raises(AttributeError):
+        s.max_retries = 9  # type: ignore[misc]
+
+
+# --- BACKUP_BWLIMIT ---------------------------------------------------------------------------
+
+VALID_BWLIMITS = [
+    "off",
+    "OFF",
+    "10M",
+    "10m",
+    "512",
+    "512k",
+    "1.5M",
+    "1G",
+    "2T",
+    "10b",
+    "10B",
+    "10Mi",
+    "10KiB",
+    "10M:1M",
+    "10M:off",
+    "off:off",
+    "08:00,512k 12:00,10M 13:00,off",
+    "Mon-00:00,512 Fri-23:59,10M",
+    "mon-00:00,512",
+    "SUN-12:00,1M",
+    "Monday-08:00,1M",
+    "wednesday-08:00,1M saturday-20:00,off",
+    "12:00,off",
+    "00:00,1M 23:59,off",
+    "08:00,1M:2M 20:00,off:10M",
+]
+
+INVALID_BWLIMITS = [
+    "fast",
+    "10X",
+    "10MB",
+    "10KB",
+    "10i",
+    "-1",
+    "10 M",
+    "10M:1M:2M",
+    "10k:",
+    "8:00,1M",
+    "24:00,1M",
+    "12:60,1M",
+    "08:00,1M,12:00,off",
+    "Xyz-12:00,1M",
+    "Tues-12:00,1M",
+    "08:00,",
+    "08:00,1M 9:00,off",
+]
+
+
+@pytest.mark.parametrize("raw", VALID_BWLIMITS)
+def test_bwlimit_accepted(raw: str) -> None:
+    assert parse({"BACKUP_BWLIMIT": raw}).bwlimit == raw
+    assert validate_bwlimit(raw) == raw
+
+
+def test_bwlimit_whitespace_is_normalised() -> None:
+    assert parse({"BACKUP_BWLIMIT": "  08:00,512k \t 12:00,10M\n13:00,off "}).bwlimit == (
+        "08:00,512k 12:00,10M 13:00,off"
+    )
+
+
+@pytest.mark.parametrize("raw", INVALID_BWLIMITS)
+def test_bwlimit_refused_with_the_expected_form(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({"BACKUP_BWLIMIT": raw})
+    message = str(info.value)
+    assert message.startswith(f"BACKUP_BWLIMIT={raw!r} is invalid")
+    assert "rclone --bwlimit" in message
+    assert "'08:00,2M 23:00,off'" in message
+
+
+def _rclone_accepts_bwlimit(rclone: str, values: list[str]) -> dict[str, bool]:
+    """Ask the real rclone whether each value parses as --bwlimit (all in parallel)."""
+    env = {**os.environ, "RCLONE_CONFIG": ""}
+    procs = {
+        value: subprocess.Popen(
+            [rclone, "--bwlimit", value, "version"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        for value in values
+    }
+    return {value: proc.wait(timeout=30) == 0 for value, proc in procs.items()}
+
+
+def test_bwlimit_validation_agrees_with_real_rclone(rclone: str) -> None:
+    """Whatever we accept rclone must accept (else every run would fail), and vice versa."""
+    verdicts = _rclone_accepts_bwlimit(rclone, VALID_BWLIMITS + INVALID_BWLIMITS)
+    assert {v for v in VALID_BWLIMITS if not verdicts[v]} == set()
+    assert {v for v in INVALID_BWLIMITS if verdicts[v]} == set()
