@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from photos_sync.config import Settings
-from photos_sync.runner import RunEvent, RunRefused, RunRequest, Runner
+from photos_sync.runner import RunEvent, Runner, RunRefused, RunRequest
 from photos_sync.settings_io import load_settings
 from photos_sync.setup import key_file_path, setup_local
 from photos_sync.states import JobStatus
@@ -40,7 +40,7 @@ def _media(root: Path) -> list[Path]:
 
 
 async def test_full_backup_is_encrypted_and_verifies_with_plain_rclone(immich, tmp_path, settings):
-    root, stats = immich
+    root, _ = immich
     dest = tmp_path / "dest"
     store = await _setup(settings, dest)
     events: list[RunEvent] = []

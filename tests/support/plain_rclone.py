@@ -41,6 +41,8 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
                           timeout=120)
 
 
-def cryptcheck(source: Path, remote_path: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def cryptcheck(
+    source: Path, remote_path: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     """`rclone cryptcheck SOURCE REMOTE_PATH` (exit 0 when every file matches)."""
     return run(["cryptcheck", str(source), remote_path], env)

@@ -115,7 +115,7 @@ def test_a_missing_marker_is_refused(folder: str) -> None:
     with pytest.raises(SourceRefused) as info:
         check_sources("/mnt/immich", facts(unmarked=(folder,)), DEFAULT)
     message = str(info.value)
-    assert message.startswith(f"refusing to back up: {folder}/ under /mnt/immich lack")
+    assert message.startswith(f"refusing to back up: {folder}/ under /mnt/immich lacks ")
     assert "Immich's .immich marker" in message
     assert f"touch /mnt/immich/<folder>/{IMMICH_MARKER}" in message
     others = {"backups", "library", "upload", "profile"} - {folder}
@@ -123,24 +123,26 @@ def test_a_missing_marker_is_refused(folder: str) -> None:
 
 
 def test_every_unmarked_folder_is_listed_in_order() -> None:
-    with pytest.raises(SourceRefused, match=r"refusing to back up: library/, profile/ under /i "):
+    with pytest.raises(
+        SourceRefused, match=r"refusing to back up: library/, profile/ under /i lack Immich"
+    ):
         check_sources("/i", facts(unmarked=("profile", "library")), DEFAULT)
 
 
 def test_a_missing_folder_among_present_ones_is_refused_as_unmarked() -> None:
-    with pytest.raises(SourceRefused, match=r"refusing to back up: upload/ under /i lack"):
+    with pytest.raises(SourceRefused, match=r"refusing to back up: upload/ under /i lacks Immich"):
         check_sources("/i", facts(missing=("upload",)), DEFAULT)
 
 
 def test_generated_folders_are_checked_only_when_selected() -> None:
     tree = facts(ALL_NAMES, missing=("thumbs", "encoded-video"))
     check_sources("/i", tree, DEFAULT)  # not selected: ignored
-    with pytest.raises(SourceRefused, match=r"thumbs/, encoded-video/ under /i lack"):
+    with pytest.raises(SourceRefused, match=r"thumbs/, encoded-video/ under /i lack Immich"):
         check_sources("/i", tree, ALL)
 
 
 def test_unmarked_generated_folder_is_refused_when_opted_in() -> None:
-    with pytest.raises(SourceRefused, match=r"refusing to back up: thumbs/ under"):
+    with pytest.raises(SourceRefused, match=r"refusing to back up: thumbs/ under /i lacks Immich"):
         check_sources("/i", facts(ALL_NAMES, unmarked=("thumbs",)), ALL)
 
 

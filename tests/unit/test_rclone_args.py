@@ -45,7 +45,7 @@ BASE_ARGV = (
     "--stats-log-level",
     "NOTICE",
     "--retries",
-    "1",
+    "2",
     "--low-level-retries",
     "10",
 )
@@ -116,9 +116,9 @@ def test_stats_interval_format(interval: float, expected: str) -> None:
     assert flag_value(argv_for(stats_interval=interval), "--stats") == expected
 
 
-def test_retries_are_left_to_photos_sync() -> None:
+def test_rclone_repeats_a_pass_once_then_retrying_is_photos_syncs() -> None:
     argv = argv_for()
-    assert flag_value(argv, "--retries") == "1"
+    assert flag_value(argv, "--retries") == "2"
     assert flag_value(argv, "--low-level-retries") == "10"
 
 
@@ -191,7 +191,7 @@ def test_every_option_at_once_in_order() -> None:
         "--stats-log-level",
         "NOTICE",
         "--retries",
-        "1",
+        "2",
         "--low-level-retries",
         "10",
         "--dry-run",

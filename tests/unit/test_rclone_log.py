@@ -7,7 +7,9 @@ The fixtures under fixtures/rclone/ are unedited stderr captures of the real rcl
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -366,8 +368,8 @@ def test_parse_line_never_raises_on_odd_json_records(
     ("code", "outcome"),
     [
         (0, Outcome.SUCCESS),
-        (1, Outcome.FATAL),  # syntax or usage error
-        (2, Outcome.RETRYABLE),  # uncategorised error
+        (1, Outcome.RETRYABLE),  # error not otherwise categorised
+        (2, Outcome.FATAL),  # syntax or usage error
         (3, Outcome.FATAL),  # directory not found
         (4, Outcome.RETRYABLE),  # file not found
         (5, Outcome.RETRYABLE),  # temporary error
@@ -435,3 +437,29 @@ def test_explain_permission_denied() -> None:
     assert explain_failure(2, msg) == (
         f"{msg} (photos-sync may not write there; check the destination's owner and mode)"
     )
+
+
+def test_exit_codes_of_the_real_rclone(rclone: str, tmp_path: Path) -> None:
+    """The mapping holds for what the bundled rclone really returns."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "keep.jpg").write_bytes(b"k")
+    (src / "gone.jpg").write_bytes(b"g")
+    dst = tmp_path / "dst"
+    env = {**os.environ, "RCLONE_CONFIG": ""}
+
+    def code(*args: str) -> int:
+        argv = [rclone, *args, "--retries", "1"]
+        return subprocess.run(argv, capture_output=True, env=env, timeout=60).returncode
+
+    assert code("sync", str(src), str(dst)) == 0
+    assert classify_exit(0) is Outcome.SUCCESS
+    usage = code("sync", str(src), str(dst), "--bwlimit", "fast")
+    assert (usage, classify_exit(usage)) == (2, Outcome.FATAL)
+    missing = code("sync", str(tmp_path / "nowhere"), str(dst))
+    assert (missing, classify_exit(missing)) == (3, Outcome.FATAL)
+    (src / "gone.jpg").unlink()
+    archive = str(tmp_path / "archive")
+    max_delete = code("sync", str(src), str(dst), "--backup-dir", archive, "--max-delete", "0")
+    assert (max_delete, classify_exit(max_delete)) == (7, Outcome.FATAL)
+    assert (dst / "gone.jpg").exists()

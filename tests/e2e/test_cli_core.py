@@ -1,0 +1,256 @@
+"""The `photos-sync` command as a user runs it: real subprocesses, real rclone, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.support import plain_rclone
+from tests.support.cli import photos_sync
+
+
+def _setup(dest: Path, name: str = "nas", **env: str):
+    result = photos_sync("backup", "--setup", "local", "--name", name, "--path", str(dest),
+                         "--yes", env=env)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def _one_line_error(result, code: int = 1) -> str:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_setup_backup_status_and_json(immich, tmp_path, isolated_env):
+    dest = tmp_path / "dest"
+    setup = _setup(dest)
+    assert "recovery-kit nas" in setup.stdout
+    keyfile = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "secrets" / "nas.json"
+    assert oct(keyfile.stat().st_mode & 0o777) == "0o600"
+    assert oct(keyfile.parent.stat().st_mode & 0o777) == "0o700"
+
+    run = photos_sync("backup")
+    assert run.returncode == 0, run.stderr
+    assert "4/4 folders backed up to nas" in run.stdout
+
+    status = photos_sync("backup", "--status", "--json")
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout)
+    assert [d["name"] for d in document["destinations"]] == ["nas"]
+    assert document["destinations"][0]["last_backup_at"]
+    jobs = document["jobs"]
+    assert [j["folder"] for j in jobs] == ["backups", "library", "upload", "profile"]
+    for job in jobs:
+        assert job["status"] == "COMPLETED"
+        assert job["destination"] == "nas"
+        assert job["percent"] == 100.0
+        assert job["stale"] is False
+        for key in ("bytes_total", "bytes_transferred", "files_total", "files_transferred",
+                    "transfer_speed", "started_at", "completed_at", "last_update",
+                    "error_message", "retry_count", "priority", "source_path"):
+            assert key in job
+    human = photos_sync("backup", "--status")
+    assert human.returncode == 0
+    assert "nas" in human.stdout and "COMPLETED" in human.stdout and "library/" in human.stdout
+    log = (Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "backup.log").read_text()
+    assert "run_started" in log and "run_finished" in log and "job_finished" in log
+
+
+def test_recovery_kit_restores_with_plain_rclone(immich, tmp_path):
+    root, _ = immich
+    dest = tmp_path / "dest"
+    _setup(dest)
+    assert photos_sync("backup").returncode == 0
+    kit = photos_sync("recovery-kit", "nas")
+    assert kit.returncode == 0, kit.stderr
+    assert "SECRET" in kit.stdout
+    conf = tmp_path / "rclone.conf"
+    conf.write_text(kit.stdout)  # the kit is valid rclone.conf text as a whole ('#' comments)
+    restore = tmp_path / "restore"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+    result = plain_rclone.run(
+        ["--config", str(conf), "copy", "pscrypt:", str(restore),
+         "--exclude", "/.deleted/**", "--exclude", "/.photos-sync-destination"], env)
+    assert result.returncode == 0, result.stderr
+    for folder in ("backups", "library", "upload", "profile"):
+        for source in (root / folder).rglob("*"):
+            if source.is_file():
+                copy = restore / source.relative_to(root)
+                assert copy.read_bytes() == source.read_bytes()
+
+
+def test_secrets_never_in_argv_log_or_db(immich, tmp_path, isolated_env):
+    argv_log = tmp_path / "argv.log"
+    wrapper = tmp_path / "rclone-spy"
+    wrapper.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$*" >> {argv_log}\nexec {plain_rclone.rclone_binary()} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    password = "correct-horse-battery-staple-42"
+    salt = "pepper-and-salt-and-more-salt"
+    env = {"RCLONE_BINARY": str(wrapper), "PHOTOS_SYNC_ENCRYPTION_PASSWORD": password,
+           "PHOTOS_SYNC_ENCRYPTION_SALT": salt}
+    _setup(tmp_path / "dest", **env)
+    assert photos_sync("backup", env={"RCLONE_BINARY": str(wrapper)}).returncode == 0
+    assert photos_sync("backup", "--dry-run", env={"RCLONE_BINARY": str(wrapper)}).returncode == 0
+    obscured_forms = {plain_rclone.obscure(password)}  # (random IV: proves the shape only)
+    calls = argv_log.read_text()
+    assert "sync" in calls and "obscure -" in calls
+    data_dir = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"])
+    db_bytes = b"".join(p.read_bytes() for p in data_dir.glob("backup.db*"))
+    log = (data_dir / "backup.log").read_text()
+    for secret in (password, salt):
+        assert secret not in calls
+        assert secret.encode() not in db_bytes
+        assert secret not in log
+    # the obscured password rclone receives travels in the environment, never argv
+    assert "pscrypt" in calls and "PASSWORD" not in calls.upper().replace("--PASSWORD-", "")
+    assert all(form not in calls for form in obscured_forms)
+
+
+def test_dry_run_reports_and_writes_nothing(immich, tmp_path):
+    dest = tmp_path / "dest"
+    _setup(dest)
+    before = sorted((p, p.stat().st_mtime_ns) for p in dest.rglob("*"))
+    result = photos_sync("backup", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "library/: would send 13 files" in result.stdout
+    assert "dry run:" in result.stdout
+    assert sorted((p, p.stat().st_mtime_ns) for p in dest.rglob("*")) == before
+    status = json.loads(photos_sync("backup", "--status", "--json").stdout)
+    assert status["jobs"] == []
+
+
+def test_reset_clears_jobs_not_the_backup(immich, tmp_path):
+    dest = tmp_path / "dest"
+    _setup(dest)
+    assert photos_sync("backup").returncode == 0
+    files_before = sorted(p for p in dest.rglob("*"))
+    refused = photos_sync("backup", "--reset")  # no TTY, no --yes
+    assert _one_line_error(refused, 2).endswith("add --yes to run it unattended")
+    done = photos_sync("backup", "--reset", "--to", "nas", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "cleared 4 jobs" in done.stdout
+    assert json.loads(photos_sync("backup", "--status", "--json").stdout)["jobs"] == []
+    assert sorted(p for p in dest.rglob("*")) == files_before
+
+
+def test_unset_immich_path_is_one_clear_line(tmp_path):
+    _setup(tmp_path / "dest")
+    line = _one_line_error(photos_sync("backup"))
+    assert "BACKUP_IMMICH_PATH is not set" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("BACKUP_STATS_INTERVAL", "soon", "BACKUP_STATS_INTERVAL='soon' is invalid"),
+        ("BACKUP_MAX_RETRIES", "-1", "BACKUP_MAX_RETRIES='-1' is invalid"),
+        ("BACKUP_BWLIMIT", "fast please", "BACKUP_BWLIMIT='fast please' is invalid"),
+        ("BACKUP_TRANSFERS", "0", "BACKUP_TRANSFERS='0' is invalid"),
+        ("BACKUP_INCLUDE_GENERATED", "maybe", "expected true or false"),
+    ],
+)
+def test_invalid_config_names_the_variable(immich, variable, value, expected):
+    line = _one_line_error(photos_sync("backup", "--status", env={variable: value}), 2)
+    assert expected in line
+
+
+def test_invalid_value_in_dotenv_file(immich, tmp_path):
+    (Path.cwd() / ".env").write_text("BACKUP_STATS_INTERVAL=ten\n")
+    line = _one_line_error(photos_sync("backup", "--status"), 2)
+    assert "BACKUP_STATS_INTERVAL='ten'" in line
+
+
+def test_unknown_and_ambiguous_destinations_are_usage_errors(immich, tmp_path):
+    assert "no destination is set up yet" in _one_line_error(photos_sync("backup"), 2)
+    _setup(tmp_path / "a", "first")
+    _setup(tmp_path / "b", "second")
+    line = _one_line_error(photos_sync("backup"), 2)
+    assert "several destinations exist (first, second)" in line
+    line = _one_line_error(photos_sync("backup", "--to", "third"), 2)
+    assert "unknown destination 'third'" in line and "first, second" in line
+    assert "unknown destination" in _one_line_error(photos_sync("recovery-kit", "third"), 2)
+
+
+def test_missing_rclone_is_one_clear_line(immich, tmp_path):
+    line = _one_line_error(
+        photos_sync("backup", "--setup", "local", "--name", "nas", "--path", str(tmp_path / "d"),
+                    "--yes", env={"RCLONE_BINARY": str(tmp_path / "no-such-rclone")}))
+    assert "RCLONE_BINARY" in line and "not an executable" in line
+    assert not (tmp_path / "data" / "secrets" / "nas.json").exists()
+
+
+def test_unwritable_data_dir_is_one_clear_line(immich, tmp_path):
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    line = _one_line_error(
+        photos_sync("backup", "--status", env={"PHOTOS_SYNC_DATA_DIR": str(blocker / "data")}))
+    assert "PHOTOS_SYNC_DATA_DIR" in line
+
+
+def test_vanished_destination_is_one_clear_line(immich, tmp_path):
+    dest = tmp_path / "dest"
+    _setup(dest)
+    dest.rename(tmp_path / "moved")
+    line = _one_line_error(photos_sync("backup"))
+    assert "does not exist; is the disk mounted" in line
+    assert not dest.exists()
+
+
+def test_corrupted_db_is_one_clear_line(immich, tmp_path, isolated_env):
+    data_dir = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"])
+    data_dir.mkdir(parents=True)
+    (data_dir / "backup.db").write_bytes(os.urandom(8192))
+    line = _one_line_error(photos_sync("backup", "--status"))
+    assert "is damaged" in line and "move it aside" in line
+
+
+def test_newer_db_is_refused(immich, tmp_path, isolated_env):
+    _setup(tmp_path / "dest")
+    db = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "backup.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 999")
+    conn.commit()
+    conn.close()
+    line = _one_line_error(photos_sync("backup", "--status"))
+    assert "newer photos-sync" in line and "upgrade" in line
+
+
+def test_setup_keeps_the_password_of_an_existing_backup(immich, tmp_path, isolated_env):
+    dest = tmp_path / "dest"
+    _setup(dest)
+    keyfile = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "secrets" / "nas.json"
+    first = keyfile.read_text()
+    assert photos_sync("backup").returncode == 0
+    again = photos_sync("backup", "--setup", "local", "--name", "nas", "--path", str(dest), "--yes",
+                        env={"PHOTOS_SYNC_ENCRYPTION_PASSWORD": "another-password-entirely"})
+    assert again.returncode == 0, again.stderr
+    assert keyfile.read_text() == first
+    assert photos_sync("backup").returncode == 0
+
+
+def test_setup_refuses_a_folder_holding_other_files(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "holiday.jpg").write_bytes(b"not ours")
+    line = _one_line_error(
+        photos_sync("backup", "--setup", "local", "--name", "nas", "--path", str(dest), "--yes"))
+    assert "not a photos-sync backup" in line
+    assert sorted(p.name for p in dest.iterdir()) == ["holiday.jpg"]
+
+
+def test_help_has_examples():
+    result = photos_sync("backup", "--help")
+    assert result.returncode == 0
+    assert "Examples" in result.stdout and "--dry-run" in result.stdout
+    assert photos_sync("--version").stdout.startswith("photos-sync ")
+    assert photos_sync("backup", "--bogus").returncode == 2

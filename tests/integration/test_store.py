@@ -1,0 +1,93 @@
+"""The SQLite store: migrations, state machine enforcement, stale detection, coalesced writes."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from photos_sync.states import InvalidTransition, JobStatus
+from photos_sync.store import SCHEMA_VERSION, SchemaTooNew, Store, StoreError, to_iso, utcnow
+
+OWNER = (12345, "host", None)
+
+
+async def test_migrations_twice_are_harmless(tmp_path):
+    path = tmp_path / "backup.db"
+    store = await Store.open(path)
+    destination = await store.create_destination(name="nas", type="local",
+                                                 secrets_ref="file:/x", remote_path="/d")
+    assert await store.migrate() == SCHEMA_VERSION
+    await store.close()
+    again = await Store.open(path)
+    assert await again.schema_version() == SCHEMA_VERSION
+    assert (await again.get_destination("nas")) == destination
+    assert await again.integrity_check() == "ok"
+    await again.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"idx_jobs_status", "idx_jobs_destination", "idx_jobs_last_update"} <= indexes
+    conn.close()
+
+
+async def test_newer_schema_refused(tmp_path):
+    path = tmp_path / "backup.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="newer photos-sync"):
+        await Store.open(path)
+
+
+async def test_garbage_file_is_a_store_error(tmp_path):
+    path = tmp_path / "backup.db"
+    path.write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(StoreError, match="damaged"):
+        await Store.open(path)
+
+
+async def test_state_machine_enforced_and_times_stamped(tmp_path):
+    store = await Store.open(tmp_path / "backup.db")
+    dest = await store.create_destination(name="nas", type="local", secrets_ref="file:/x")
+    (job,) = await store.create_jobs(dest.id, "r1", [("library", "/src/library", 2)])
+    assert job.status is JobStatus.PENDING and job.started_at is None
+    with pytest.raises(InvalidTransition):
+        await store.mark_completed(job.id)
+    running = await store.set_status(job.id, JobStatus.RUNNING, owner=OWNER)
+    assert running.owner_pid == 12345 and running.started_at
+    await store.update_job(job.id, bytes_transferred=10, bytes_total=20)
+    failed = await store.set_status(job.id, JobStatus.FAILED, error_message="boom",
+                                    increment_retry=True)
+    assert failed.retry_count == 1 and failed.error_message == "boom" and failed.owner_pid is None
+    await store.set_status(job.id, JobStatus.RUNNING, owner=OWNER)
+    done = await store.mark_completed(job.id)
+    assert done.completed_at and done.error_message is None
+    with pytest.raises(InvalidTransition):
+        await store.set_status(job.id, JobStatus.RUNNING, owner=OWNER)
+    with pytest.raises(ValueError, match="not progress fields"):
+        await store.update_job(job.id, status="COMPLETED")
+    await store.close()
+
+
+async def test_stale_detection_both_directions(tmp_path):
+    store = await Store.open(tmp_path / "backup.db")
+    dest = await store.create_destination(name="nas", type="local", secrets_ref="file:/x")
+    jobs = await store.create_jobs(dest.id, "r1", [("a", "/a", 1), ("b", "/b", 2), ("c", "/c", 3)])
+    for job in jobs:
+        await store.set_status(job.id, JobStatus.RUNNING, owner=OWNER)
+    now = utcnow()
+    conn = sqlite3.connect(tmp_path / "backup.db")
+    conn.execute("UPDATE backup_jobs SET last_update = ? WHERE folder = 'a'",
+                 (to_iso(now - timedelta(hours=3)),))
+    conn.execute("UPDATE backup_jobs SET last_update = ? WHERE folder = 'b'",
+                 (to_iso(now + timedelta(days=2)),))  # clock went back since
+    conn.commit()
+    conn.close()
+    stale = await store.stale_jobs(120, now=now)
+    assert sorted(j.folder for j in stale) == ["a", "b"]
+    assert (await store.active_job(dest.id)) is not None
+    assert await store.reset(dest.id) == 3
+    await store.close()
