@@ -155,7 +155,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:  # type: ignore[type-arg]
                 out["running_after_cli"] = job_running(conn.call("status"))
                 out["rss_busy"], _ = rss_mib(pid)
                 conn.call("cancel")
-            daemon.wait_run_end()
+            deadline = time.monotonic() + 60
+            while job_running(daemon.call("status")) and time.monotonic() < deadline:
+                time.sleep(0.5)
             time.sleep(2.0)
             out["rss_after"], out["hwm_after"] = rss_mib(pid)
             print(f"`backup --status`: median {c.median(out['cli']) * 1000:.0f} ms", flush=True)

@@ -18,8 +18,6 @@ from rich.progress import (
     Progress,
     TaskID,
     TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
 
@@ -35,6 +33,12 @@ def human_bytes(size: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def percent(job: Job) -> float:
@@ -75,11 +79,11 @@ def dumps(document: Any) -> str:
     return json.dumps(document, indent=2, sort_keys=True, default=str)
 
 
-def _when(text: str | None) -> str:
+def _when(text: str | None, short: bool = False) -> str:
     moment = from_iso(text)
     if moment is None:
         return "never"
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone().strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
 
 
 _STATUS_STYLE = {
@@ -111,18 +115,18 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
             continue
         table = Table(show_edge=False, pad_edge=False, box=None)
         for column in ("folder", "status", "done", "files", "%", "speed", "updated"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=True)
         for job in jobs:
             status = job["status"] + (" (stale)" if job["stale"] else "")
             style = _STATUS_STYLE.get(job["status"], "white")
             table.add_row(
                 f"{job['folder']}/",
                 f"[{style}]{status}[/{style}]",
-                f"{human_bytes(job['bytes_transferred'])} / {human_bytes(job['bytes_total'])}",
-                f"{job['files_transferred']} / {job['files_total']}",
+                f"{human_bytes(job['bytes_transferred'])}/{human_bytes(job['bytes_total'])}",
+                f"{job['files_transferred']}/{job['files_total']}",
                 f"{job['percent']:.1f}",
                 f"{human_bytes(job['transfer_speed'])}/s" if job["status"] == "RUNNING" else "",
-                _when(job["last_update"]),
+                _when(job["last_update"], short=True),
             )
         console.print(table)
         for job in jobs:
@@ -155,8 +159,9 @@ class LiveView:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 DownloadColumn(binary_units=True),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
+                TextColumn("{task.fields[files]}"),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[eta]}"),
                 console=self.console,
                 transient=False,
             )
@@ -181,14 +186,23 @@ class LiveView:
             )
         elif event.kind == "job_started":
             if self._progress is not None and data["id"] not in self._tasks:
-                self._tasks[data["id"]] = self._progress.add_task(f"{data['folder']}/", total=None)
+                self._tasks[data["id"]] = self._progress.add_task(
+                    f"{data['folder']}/", total=None, files="", rate="", eta=""
+                )
             elif self._progress is None:
+                self._last_plain[data["id"]] = datetime.now().timestamp()
                 self._say(f"{data['folder']}/: started")
         elif event.kind == "job_progress":
             task = self._tasks.get(data["job_id"])
             if self._progress is not None and task is not None:
+                eta = data.get("eta")
                 self._progress.update(
-                    task, completed=data["bytes_done"], total=data["bytes_total"] or None
+                    task,
+                    completed=data["bytes_done"],
+                    total=data["bytes_total"] or None,
+                    files=f"{data['files_done']}/{data['files_total']} files",
+                    rate=f"{human_bytes(data['speed'])}/s",
+                    eta=f"ETA {_duration(eta)}" if eta else "",
                 )
             elif self._progress is None:
                 now = datetime.now().timestamp()
@@ -204,7 +218,14 @@ class LiveView:
             if self._progress is not None and task is not None:
                 total = max(data["bytes_total"], data["bytes_transferred"])
                 if data["status"] == "COMPLETED":
-                    self._progress.update(task, completed=total, total=total or 1)
+                    self._progress.update(
+                        task,
+                        completed=total,
+                        total=total or 1,
+                        files=f"{data['files_transferred']} files",
+                        rate="",
+                        eta="done",
+                    )
             line = (
                 f"{data['folder']}/: {data['status']} — {data['files_transferred']} files, "
                 f"{human_bytes(data['bytes_transferred'])}"
