@@ -11,6 +11,7 @@ import importlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -715,6 +716,172 @@ def _daemon_run(
                 stderr.print(line, highlight=False)
         raise typer.Exit(EXIT_FAILURE)
     return True
+
+
+def _parse_moment(raw: str) -> datetime:
+    """--as-of: ISO date/time (local time unless it says otherwise) or a run stamp."""
+    from photos_sync.archive import parse_stamp
+
+    stamp = parse_stamp(raw)
+    if stamp is not None:
+        return stamp
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        fail(f"--as-of {raw!r} is not a time: use e.g. 2026-11-20 or 2026-11-20T14:30", EXIT_USAGE)
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  photos-sync restore --from nas --to /srv/immich-restore            everything\n\n"
+        "  photos-sync restore --from nas --to /tmp/r --path library/anna/2024   one folder\n\n"
+        "  photos-sync restore --from nas --list-deleted --path upload        the archive\n\n"
+        "  photos-sync restore --from nas --to /tmp/r --deleted --path library/anna/2024/a.jpg\n\n"
+        "  photos-sync restore --from nas --to /tmp/r --as-of 2026-11-01 --path library"
+    )
+)
+def restore(
+    source: Annotated[
+        str | None, typer.Option("--from", help="Destination to restore from.")
+    ] = None,
+    to: Annotated[Path | None, typer.Option("--to", help="Folder to restore into.")] = None,
+    path: Annotated[str, typer.Option("--path", help="Folder or file below the Immich root.")] = "",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace differing files.")
+    ] = False,
+    deleted: Annotated[
+        bool,
+        typer.Option(
+            "--deleted", help="Restore the newest archived copy of deleted or replaced files."
+        ),
+    ] = False,
+    as_of_raw: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", metavar="TIME", help="Restore files as they were at TIME (archive + live)."
+        ),
+    ] = None,
+    list_deleted: Annotated[
+        bool, typer.Option("--list-deleted", help="List what the archive holds under --path.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be restored.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Restore files from a backup, decrypted, into a folder. Never overwrites without
+    --overwrite; an interrupted restore continues when run again."""
+    from photos_sync.render import dumps, human_bytes
+    from photos_sync.restore import Restorer, RestoreRequest, archive_listing
+
+    settings = settings_or_exit()
+    if deleted and as_of_raw:
+        fail("--deleted and --as-of cannot be combined", EXIT_USAGE)
+    if list_deleted:
+        rows = run_async(
+            lambda: with_store(
+                settings, lambda s: archive_listing(Runner(settings, s), source, path)
+            )
+        )
+        if json_output:
+            sys.stdout.write(dumps({"archived": rows}) + "\n")
+        elif not rows:
+            stdout.print(f"the archive holds nothing under {path or 'the backup'}")
+        for row in [] if json_output else rows:
+            stdout.print(
+                f"{row['run']}  {human_bytes(row['size']):>10}  {row['path']}", highlight=False
+            )
+        return
+    if to is None:
+        fail("restore needs --to DIR (the folder to restore into)", EXIT_USAGE)
+    mode = "deleted" if deleted else "as-of" if as_of_raw else "current"
+    moment = _parse_moment(as_of_raw) if as_of_raw else None
+    view = LiveView(stdout, quiet=json_output)
+
+    async def body(store: Store) -> Any:
+        runner = Runner(settings, store, sink=view, live_interval=1.0 if view.interactive else None)
+        with view:
+            return await Restorer(runner).run(
+                RestoreRequest(source, to, path, mode, moment, overwrite, dry_run)
+            )
+
+    result = run_async(lambda: with_store(settings, body))
+    if json_output:
+        sys.stdout.write(dumps(result.as_dict()) + "\n")
+    else:
+        verb = "would restore" if dry_run else "restored"
+        stdout.print(
+            f"{verb} {result.files} files ({human_bytes(result.bytes)}) into {to}", highlight=False
+        )
+    if not result.ok:
+        fail(f"restore failed: {result.error}; run the same command again to resume")
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  photos-sync verify                 hashes for all, a sample downloaded where none\n\n"
+        "  photos-sync verify --full          download and compare every unhashable file\n\n"
+        "  photos-sync verify --sample 5 --json"
+    )
+)
+def verify(
+    to: Annotated[str | None, typer.Option("--to", help="Destination (optional with one).")] = None,
+    sample: Annotated[
+        float,
+        typer.Option(
+            "--sample",
+            metavar="PERCENT",
+            help="Share of large files without hashes to download and compare.",
+        ),
+    ] = 1.0,
+    full: Annotated[
+        bool, typer.Option("--full", help="Compare every file without a hash.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Compare the Immich source with the backup: rclone cryptcheck where the storage keeps
+    hashes, download-and-compare where it does not. Exit 1 on any difference."""
+    from photos_sync.render import dumps, human_bytes
+    from photos_sync.verify import verify as run_verify
+
+    if not 0 <= sample <= 100:
+        fail("--sample takes a percentage from 0 to 100", EXIT_USAGE)
+    settings = settings_or_exit()
+    configure_logging(None)
+    view = LiveView(stdout, quiet=json_output)
+
+    async def body(store: Store) -> Any:
+        return await run_verify(
+            Runner(settings, store, sink=view), to, full=full, sample_percent=sample
+        )
+
+    report = run_async(lambda: with_store(settings, body))
+    if json_output:
+        sys.stdout.write(dumps(report.as_dict()) + "\n")
+    else:
+        figures = report.figures()
+        stdout.print(
+            f"{report.destination}: {figures['matched']} files match, {figures['missing']} "
+            f"missing, {figures['extra']} extra, {figures['differ']} differ, "
+            f"{figures['errors']} unreadable; downloaded {len(report.downloaded)} files "
+            f"({human_bytes(report.downloaded_bytes)}) to compare, "
+            f"{len(report.left_unverified)} large files without hashes left for another night",
+            highlight=False,
+        )
+        outcome = report.outcome
+        for label, paths in (
+            ("missing from the backup", outcome.missing),
+            ("only in the backup", outcome.extra),
+            ("differs", outcome.differ),
+            ("could not be checked", outcome.unchecked),
+        ):
+            for item in paths:
+                stderr.print(f"[red]{label}:[/red] {item}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ DEFAULT_STATS_INTERVAL = 60
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_DELAY = 30.0
 DEFAULT_MAX_DELETE = 1000
+DEFAULT_KEEP_DELETED_DAYS = 30
 
 # rclone --bwlimit: a single rate ("10M", "off", "512k:1M" for upload:download), or a
 # timetable of "[Day-]HH:MM,RATE" entries separated by spaces.
@@ -54,6 +55,7 @@ class Settings:
     checkers: int | None = None
     include_generated: bool = False
     max_delete: int = DEFAULT_MAX_DELETE
+    keep_deleted_days: int = DEFAULT_KEEP_DELETED_DAYS
     rclone_binary: str | None = None
     schedule: Schedule | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -185,6 +187,9 @@ def parse_settings(
         checkers=_positive_int(env, "BACKUP_CHECKERS", None),
         include_generated=_bool(env, "BACKUP_INCLUDE_GENERATED"),
         max_delete=_non_negative_int(env, "BACKUP_MAX_DELETE", DEFAULT_MAX_DELETE),
+        keep_deleted_days=_non_negative_int(
+            env, "BACKUP_KEEP_DELETED_DAYS", DEFAULT_KEEP_DELETED_DAYS
+        ),
         rclone_binary=rclone_binary,
         schedule=schedule,
         extra={k: v for k, v in env.items() if k.startswith(("BACKUP_", "PHOTOS_SYNC_"))},

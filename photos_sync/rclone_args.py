@@ -148,3 +148,59 @@ def simple_argv(binary: str, command: str, *args: str) -> tuple[str, ...]:
 def obscure_argv(binary: str) -> tuple[str, ...]:
     """argv for `rclone obscure -`, which reads the secret from stdin, never from argv."""
     return (binary, "obscure", "-")
+
+
+def copy_argv(
+    binary: str,
+    source: str,
+    destination: str,
+    *,
+    stats_interval: float,
+    overwrite: bool,
+    files_from: str | None = None,
+    excludes: tuple[str, ...] = (),
+    dry_run: bool = False,
+) -> tuple[str, ...]:
+    """argv for `rclone copy` used by restores.
+
+    Without `overwrite`, `--ignore-existing` guarantees no file already in the target is
+    touched; a resumed restore then skips what it already wrote (rclone writes each file
+    under a temporary name and renames it when complete). With `overwrite`, files that differ
+    are replaced and identical ones skipped.
+    """
+    argv: list[str] = [binary, "copy", source, destination]
+    argv += logging_flags(stats_interval)
+    argv += ["--retries", "2"]
+    if not overwrite:
+        argv.append("--ignore-existing")
+    if files_from is not None:
+        argv += ["--files-from-raw", files_from]
+    for pattern in excludes:
+        argv += ["--exclude", pattern]
+    if dry_run:
+        argv.append("--dry-run")
+    return tuple(argv)
+
+
+def check_argv(
+    binary: str,
+    source: str,
+    backup: str,
+    *,
+    download: bool,
+    files_from: str | None = None,
+) -> tuple[str, ...]:
+    """argv for `rclone cryptcheck` (hashes) or `rclone check --download` (content).
+
+    `--combined -` prints one line per file on stdout: `= path` (same), `+ path` (only in
+    the source: missing from the backup), `- path` (only in the backup), `* path` (differs),
+    `! path` (could not be checked).
+    """
+    if download:
+        argv: list[str] = [binary, "check", source, backup, "--download"]
+    else:
+        argv = [binary, "cryptcheck", source, backup]
+    argv += ["--combined", "-", "--use-json-log", "--retries", "1"]
+    if files_from is not None:
+        argv += ["--files-from-raw", files_from]
+    return tuple(argv)

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 from photos_sync import execute
 from photos_sync.destinations import DestinationError, explain_error
-from photos_sync.rclone_args import BASE_REMOTE, DESTINATION_MARKER, crypt_path, simple_argv
+from photos_sync.rclone_args import (
+    ARCHIVE_FOLDER,
+    BASE_REMOTE,
+    DESTINATION_MARKER,
+    crypt_path,
+    simple_argv,
+)
 from photos_sync.rclone_log import ErrorLine, parse_line
 from photos_sync.redact import redact
 
@@ -123,6 +129,21 @@ class CryptRemote:
             for line in result.stdout.decode("utf-8", "replace").splitlines()
             if line.strip()
         ]
+
+    async def list_archive_runs(self) -> list[str]:
+        """Names of the run folders in the archive (`.deleted/<stamp>`)."""
+        result = await self._run("lsjson", crypt_path(ARCHIVE_FOLDER), "--dirs-only")
+        if result.returncode != 0:
+            if b"directory not found" in result.stderr:
+                return []
+            raise self._fail("listing the archive", result)
+        return [str(e["Path"]) for e in json.loads(result.stdout or b"[]")]
+
+    async def purge(self, path: str) -> None:
+        """Delete `path` and everything below it."""
+        result = await self._run("purge", path, timeout=3600)
+        if result.returncode != 0:
+            raise self._fail(f"removing {path}", result)
 
     async def folder_has_files(self, folder: str) -> bool:
         """True if the backup of `folder` holds at least one file besides Immich's marker."""

@@ -109,6 +109,14 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
             f"{destination['remote_path'] or destination['bucket_name']}) — last complete backup: "
             f"{_when(destination['last_backup_at'])}"
         )
+        verify = destination.get("last_verify")
+        if verify:
+            verdict = "[green]ok[/green]" if verify["ok"] else "[red]PROBLEMS[/red]"
+            console.print(
+                f"  last verify: {_when(verify['finished_at'])} ({verify['mode']}) {verdict} — "
+                f"{verify['matched']} match, {verify['missing']} missing, {verify['extra']} "
+                f"extra, {verify['differ']} differ, {verify['errors']} unreadable"
+            )
         jobs = [j for j in document["jobs"] if j["destination"] == destination["name"]]
         if not jobs:
             console.print("  no backup has run yet")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from photos_sync import execute, procinfo
+from photos_sync.archive import expired_stamps
 from photos_sync.config import Settings
 from photos_sync.destinations import (
     ENCRYPTION_PASSWORD,
@@ -48,6 +49,7 @@ from photos_sync.planning import (
     selected_folders,
 )
 from photos_sync.rclone_args import (
+    ARCHIVE_FOLDER,
     DESTINATION_MARKER,
     SyncOptions,
     archive_path,
@@ -139,6 +141,8 @@ class RunResult:
     jobs: list[Job] = field(default_factory=list)
     dry_run_folders: list[DryRunFolder] = field(default_factory=list)
     resumed: bool = False
+    #: archive folders (run stamps) removed, or that would be with a dry run
+    pruned: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -153,6 +157,7 @@ class RunResult:
             "dry_run": self.dry_run,
             "resumed": self.resumed,
             "ok": self.ok,
+            "pruned": self.pruned,
             "jobs": [j.as_dict() for j in self.jobs],
             "dry_run_folders": [
                 {
@@ -389,7 +394,9 @@ class Runner:
                         if not request.force:
                             raise RunRefused(str(exc)) from None
             if request.dry_run:
-                return await self._dry_run(destination, remote, immich_path, folders)
+                result = await self._dry_run(destination, remote, immich_path, folders)
+                result.pruned = await self.prune_archive(destination, remote, dry_run=True)
+                return result
             return await self._real_run(destination, remote, immich_path, folders, request)
 
     async def _take_over_running_jobs(
@@ -427,6 +434,38 @@ class Runner:
                 f"a backup to {destination.name!r} is already starting in another process; "
                 "see `photos-sync backup --status`"
             )
+
+    async def prune_archive(
+        self, destination: Destination, remote: CryptRemote, *, dry_run: bool
+    ) -> list[str]:
+        """Remove archive folders older than BACKUP_KEEP_DELETED_DAYS (0 keeps them forever).
+
+        Called after a run in which every job completed, so a failing backup never eats
+        into the history it might be needed to restore. Returns the stamps removed (or, for a
+        dry run, that would be).
+        """
+        try:
+            stamps = await remote.list_archive_runs()
+        except DestinationError as exc:
+            log.warning("archive_listing_failed", error=str(exc))
+            return []
+        expired = expired_stamps(stamps, self.settings.keep_deleted_days, utcnow())
+        for stamp in expired:
+            verb = "would remove" if dry_run else "removing"
+            self.sink(
+                RunEvent(
+                    "message",
+                    destination.name,
+                    {
+                        "text": f"archive: {verb} files deleted by the run of {stamp} "
+                        f"(older than {self.settings.keep_deleted_days} days)",
+                    },
+                )
+            )
+            if not dry_run:
+                await remote.purge(crypt_path(ARCHIVE_FOLDER, stamp))
+                log.info("archive_pruned", destination=destination.name, run=stamp)
+        return expired
 
     def _sync_options(self, dry_run: bool, force: bool) -> SyncOptions:
         interval: float = self.settings.stats_interval
@@ -562,6 +601,7 @@ class Runner:
         all_jobs = await self.store.jobs_of_run(destination.id, plan.run_id)
         if all(j.status is JobStatus.COMPLETED for j in all_jobs):
             await self.store.mark_backup_completed(destination.id, utcnow())
+            result.pruned = await self.prune_archive(destination, remote, dry_run=False)
         log.info("run_finished", destination=destination.name, run_id=plan.run_id, ok=result.ok)
         self.sink(RunEvent("run_finished", destination.name, result.as_dict()))
         return result

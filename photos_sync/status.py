@@ -8,7 +8,7 @@ from photos_sync import procinfo
 from photos_sync.config import Settings
 from photos_sync.render import status_document
 from photos_sync.states import JobStatus, Staleness, stale_threshold
-from photos_sync.store import Store
+from photos_sync.store import RestoreAndVerifyStore, Store
 
 
 async def gather_status(settings: Settings, store: Store) -> dict[str, Any]:
@@ -23,4 +23,8 @@ async def gather_status(settings: Settings, store: Store) -> dict[str, Any]:
         for job in jobs:
             if job.status is JobStatus.RUNNING:
                 staleness[job.id] = procinfo.job_staleness(job, threshold)[0]
-    return status_document(destinations, jobs_by_destination, staleness)
+    document = status_document(destinations, jobs_by_destination, staleness)
+    verifies = RestoreAndVerifyStore(store)
+    for destination, entry in zip(destinations, document["destinations"], strict=True):
+        entry["last_verify"] = await verifies.last_verify(destination.id)
+    return document

@@ -9,6 +9,7 @@ Timestamps are ISO-8601 UTC strings ("2026-11-25T17:29:22.123456+00:00").
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,53 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS idx_jobs_destination ON backup_jobs(destination_id)",
         "CREATE INDEX IF NOT EXISTS idx_jobs_last_update ON backup_jobs(last_update)",
         "CREATE INDEX IF NOT EXISTS idx_jobs_run ON backup_jobs(destination_id, run_id)",
+    ),
+    # 2: restores (tracked and resumable like backups) and verify results
+    (
+        f"""
+        CREATE TABLE IF NOT EXISTS restore_jobs (
+            id INTEGER PRIMARY KEY,
+            destination_id INTEGER NOT NULL
+                REFERENCES backup_destinations(id) ON DELETE CASCADE,
+            remote_path TEXT NOT NULL,
+            target_dir TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            as_of TEXT,
+            overwrite INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL CHECK (status IN ({_STATUS_CHECK})),
+            bytes_total INTEGER NOT NULL DEFAULT 0,
+            bytes_transferred INTEGER NOT NULL DEFAULT 0,
+            files_total INTEGER NOT NULL DEFAULT 0,
+            files_transferred INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            completed_at TEXT,
+            last_update TEXT,
+            error_message TEXT,
+            owner_pid INTEGER
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS idx_restore_status ON restore_jobs(status)",
+        """
+        CREATE TABLE IF NOT EXISTS verify_runs (
+            id INTEGER PRIMARY KEY,
+            destination_id INTEGER NOT NULL
+                REFERENCES backup_destinations(id) ON DELETE CASCADE,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            ok INTEGER,
+            mode TEXT NOT NULL,
+            matched INTEGER NOT NULL DEFAULT 0,
+            missing INTEGER NOT NULL DEFAULT 0,
+            extra INTEGER NOT NULL DEFAULT 0,
+            differ INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            unverified INTEGER NOT NULL DEFAULT 0,
+            downloaded_bytes INTEGER NOT NULL DEFAULT 0,
+            report TEXT NOT NULL DEFAULT '{{}}'
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS idx_verify_destination ON verify_runs(destination_id)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -526,3 +574,191 @@ def _explain_db_error(path: Path, exc: sqlite3.DatabaseError) -> str:
     if "locked" in text:
         return f"{path} is locked by another process: wait for it, or stop it"
     return f"cannot use {path} ({text})"
+
+
+# -- restores and verify results ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreJob:
+    id: int
+    destination_id: int
+    remote_path: str
+    target_dir: str
+    mode: str
+    as_of: str | None
+    overwrite: int
+    status: JobStatus
+    bytes_total: int
+    bytes_transferred: int
+    files_total: int
+    files_transferred: int
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    last_update: str | None
+    error_message: str | None
+    owner_pid: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["status"] = self.status.value
+        return data
+
+
+_RESTORE_COLUMNS = tuple(RestoreJob.__slots__)
+
+_VERIFY_FIELDS = (
+    "ok",
+    "matched",
+    "missing",
+    "extra",
+    "differ",
+    "errors",
+    "unverified",
+    "downloaded_bytes",
+)
+
+
+def _restore(row: sqlite3.Row) -> RestoreJob:
+    values = dict(zip(_RESTORE_COLUMNS, row, strict=True))
+    values["status"] = JobStatus(values["status"])
+    return RestoreJob(**values)
+
+
+class RestoreAndVerifyStore:
+    """Queries for restore jobs and verify results, sharing a Store's connection."""
+
+    def __init__(self, store: Store) -> None:
+        self._conn = store._conn
+
+    async def _restores(self, where: str, params: Sequence[Any]) -> list[RestoreJob]:
+        cols = ", ".join(_RESTORE_COLUMNS)
+        async with self._conn.execute(
+            f"SELECT {cols} FROM restore_jobs WHERE {where}", tuple(params)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_restore(r) for r in rows]
+
+    async def get_restore(self, job_id: int) -> RestoreJob:
+        (job,) = await self._restores("id = ?", (job_id,))
+        return job
+
+    async def resumable_restore(
+        self,
+        destination_id: int,
+        remote_path: str,
+        target_dir: str,
+        mode: str,
+        as_of: str | None,
+    ) -> RestoreJob | None:
+        """The latest unfinished restore of the same request, if any (to resume it)."""
+        jobs = await self._restores(
+            "destination_id = ? AND remote_path = ? AND target_dir = ? AND mode = ? "
+            "AND coalesce(as_of, '') = ? AND status != 'COMPLETED' ORDER BY id DESC LIMIT 1",
+            (destination_id, remote_path, target_dir, mode, as_of or ""),
+        )
+        return jobs[0] if jobs else None
+
+    async def create_restore(
+        self,
+        destination_id: int,
+        remote_path: str,
+        target_dir: str,
+        mode: str,
+        as_of: str | None,
+        overwrite: bool,
+    ) -> RestoreJob:
+        cur = await self._conn.execute(
+            """
+            INSERT INTO restore_jobs
+                (destination_id, remote_path, target_dir, mode, as_of, overwrite, status,
+                 created_at)
+            VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?)
+            """,
+            (
+                destination_id,
+                remote_path,
+                target_dir,
+                mode,
+                as_of,
+                int(overwrite),
+                to_iso(utcnow()),
+            ),
+        )
+        await self._conn.commit()
+        assert cur.lastrowid is not None
+        return await self.get_restore(cur.lastrowid)
+
+    async def set_restore_status(
+        self, job_id: int, status: JobStatus, error_message: str | None = None
+    ) -> RestoreJob:
+        job = await self.get_restore(job_id)
+        check_transition(job.status, status)
+        now = to_iso(utcnow())
+        sets = ["status = ?", "last_update = ?", "error_message = ?"]
+        params: list[Any] = [status.value, now, error_message]
+        if status is JobStatus.RUNNING:
+            sets.append("owner_pid = ?")
+            params.append(os.getpid())
+            if job.started_at is None:
+                sets.append("started_at = ?")
+                params.append(now)
+        else:
+            sets.append("owner_pid = NULL")
+        if status is JobStatus.COMPLETED:
+            sets.append("completed_at = ?")
+            params.append(now)
+        params.append(job_id)
+        await self._conn.execute(f"UPDATE restore_jobs SET {', '.join(sets)} WHERE id = ?", params)
+        await self._conn.commit()
+        return await self.get_restore(job_id)
+
+    async def update_restore(self, job_id: int, **fields: int) -> None:
+        allowed = {"bytes_total", "bytes_transferred", "files_total", "files_transferred"}
+        if set(fields) - allowed:
+            raise ValueError(f"not restore progress fields: {sorted(set(fields) - allowed)}")
+        sets = [f"{name} = ?" for name in fields] + ["last_update = ?"]
+        params = [*fields.values(), to_iso(utcnow()), job_id]
+        await self._conn.execute(f"UPDATE restore_jobs SET {', '.join(sets)} WHERE id = ?", params)
+        await self._conn.commit()
+
+    async def record_verify(
+        self,
+        destination_id: int,
+        started_at: datetime,
+        mode: str,
+        figures: Mapping[str, int],
+        report: Mapping[str, Any],
+    ) -> None:
+        values = [int(figures.get(name, 0)) for name in _VERIFY_FIELDS]
+        await self._conn.execute(
+            f"""
+            INSERT INTO verify_runs
+                (destination_id, started_at, finished_at, mode, report, {", ".join(_VERIFY_FIELDS)})
+            VALUES (?, ?, ?, ?, ?, {", ".join("?" for _ in _VERIFY_FIELDS)})
+            """,
+            (
+                destination_id,
+                to_iso(started_at),
+                to_iso(utcnow()),
+                mode,
+                json.dumps(dict(report), sort_keys=True),
+                *values,
+            ),
+        )
+        await self._conn.commit()
+
+    async def last_verify(self, destination_id: int) -> dict[str, Any] | None:
+        cols = ("started_at", "finished_at", "mode", *_VERIFY_FIELDS)
+        async with self._conn.execute(
+            f"SELECT {', '.join(cols)} FROM verify_runs WHERE destination_id = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (destination_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        result = dict(zip(cols, row, strict=True))
+        result["ok"] = bool(result["ok"])
+        return result
