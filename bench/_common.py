@@ -63,9 +63,11 @@ def _mem_total() -> str:
 
 def _disk(path: Path) -> str:
     try:
-        out = subprocess.run(
-            ["df", "-hT", str(path)], capture_output=True, text=True, check=True
-        ).stdout.splitlines()[-1].split()
+        out = (
+            subprocess.run(["df", "-hT", str(path)], capture_output=True, text=True, check=True)
+            .stdout.splitlines()[-1]
+            .split()
+        )
         device, fstype, size, _used, avail = out[0], out[1], out[2], out[3], out[4]
         rotational = "?"
         name = Path(device).name
@@ -152,8 +154,10 @@ def update_doc(name: str, body: str) -> None:
     DOC.parent.mkdir(parents=True, exist_ok=True)
     text = DOC.read_text() if DOC.exists() else DOC_HEADER
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else (
-        text.rstrip("\n") + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _m: block, text)
+        if pattern.search(text)
+        else (text.rstrip("\n") + "\n\n" + block + "\n")
     )
     DOC.write_text(text if text.endswith("\n") else text + "\n")
 

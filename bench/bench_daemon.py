@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import _common as c
 
-from tests.immich_tree import make_immich_tree  # noqa: E402
-from tests.support.daemon import Connection, children_of, daemon_pool  # noqa: E402
+from tests.immich_tree import make_immich_tree
+from tests.support.daemon import Connection, children_of, daemon_pool
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -63,8 +63,12 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--bwlimit", default="1M")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"))
-    parser.add_argument("--wait-load", type=float, default=0,
-                        help="wait up to this many seconds for load < 1.0 before starting")
+    parser.add_argument(
+        "--wait-load",
+        type=float,
+        default=0,
+        help="wait up to this many seconds for load < 1.0 before starting",
+    )
     parser.add_argument("--quick", action="store_true", help="short run, no doc update")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
@@ -85,20 +89,36 @@ def main() -> None:
 
 def run(args: argparse.Namespace, work: Path) -> dict:  # type: ignore[type-arg]
     immich, dest, data = work / "immich", work / "dest", work / "data"
-    stats = make_immich_tree(immich, library_files=80, upload_files=40, scale=0.1, seed=3,
-                             thumbs=False)
+    stats = make_immich_tree(
+        immich, library_files=80, upload_files=40, scale=0.1, seed=3, thumbs=False
+    )
     dest.mkdir()
-    env = c.clean_env({
-        "PHOTOS_SYNC_DATA_DIR": str(data),
-        "PHOTOS_SYNC_SOCKET": str(work / "d.sock"),
-        "BACKUP_IMMICH_PATH": str(immich),
-        "BACKUP_BWLIMIT": args.bwlimit,
-        "PHOTOS_SYNC_ENCRYPTION_PASSWORD": "bench-password-0123456789abcdef",
-        "COLUMNS": "200",
-    })
+    env = c.clean_env(
+        {
+            "PHOTOS_SYNC_DATA_DIR": str(data),
+            "PHOTOS_SYNC_SOCKET": str(work / "d.sock"),
+            "BACKUP_IMMICH_PATH": str(immich),
+            "BACKUP_BWLIMIT": args.bwlimit,
+            "PHOTOS_SYNC_ENCRYPTION_PASSWORD": "bench-password-0123456789abcdef",
+            "COLUMNS": "200",
+        }
+    )
     setup = subprocess.run(
-        [c.PHOTOS_SYNC, "backup", "--setup", "local", "--name", "bench", "--path", str(dest),
-         "--yes"], env=env, cwd=work, capture_output=True, text=True,
+        [
+            c.PHOTOS_SYNC,
+            "backup",
+            "--setup",
+            "local",
+            "--name",
+            "bench",
+            "--path",
+            str(dest),
+            "--yes",
+        ],
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
     )
     if setup.returncode != 0:
         raise SystemExit(f"setup failed: {setup.stdout}{setup.stderr}")
@@ -117,8 +137,11 @@ def run(args: argparse.Namespace, work: Path) -> dict:  # type: ignore[type-arg]
             time.sleep(args.idle_seconds)
             cpu1, t1 = cpu_seconds(pid), time.monotonic()
             out["idle_cpu_s"], out["idle_window"] = cpu1 - cpu0, t1 - t0
-            print(f"idle: RSS {out['rss_idle']:.1f} MiB, CPU {out['idle_cpu_s']:.2f} s "
-                  f"over {out['idle_window']:.0f} s", flush=True)
+            print(
+                f"idle: RSS {out['rss_idle']:.1f} MiB, CPU {out['idle_cpu_s']:.2f} s "
+                f"over {out['idle_window']:.0f} s",
+                flush=True,
+            )
 
             with daemon.connect() as conn:
                 conn.call("start", {})
@@ -142,11 +165,15 @@ def run(args: argparse.Namespace, work: Path) -> dict:  # type: ignore[type-arg]
                     conn2.call("status")
                 fresh.append((time.perf_counter_ns() - start) / 1e6)
             out["rpc_fresh"] = fresh
-            print(f"rpc status: p50 {c.percentile(samples, 50):.2f} ms, "
-                  f"p99 {c.percentile(samples, 99):.2f} ms", flush=True)
+            print(
+                f"rpc status: p50 {c.percentile(samples, 50):.2f} ms, "
+                f"p99 {c.percentile(samples, 99):.2f} ms",
+                flush=True,
+            )
 
-            out["cli"] = [timed_cli(["backup", "--status"], env, work)
-                          for _ in range(args.cli_runs)]
+            out["cli"] = [
+                timed_cli(["backup", "--status"], env, work) for _ in range(args.cli_runs)
+            ]
             out["version"] = [timed_cli(["--version"], env, work) for _ in range(5)]
             out["py_floor"] = [
                 timed_argv([sys.executable, "-c", "pass"], env, work) for _ in range(5)
@@ -189,29 +216,47 @@ def report(args, r, started, load_start, waited) -> None:  # type: ignore[no-unt
     cli_med = c.median(cli)
     idle_pct = 100 * r["idle_cpu_s"] / r["idle_window"]
     rows = [
-        (f"JSON-RPC `status`, one connection, {len(rpc)} calls during a transfer",
-         f"p50 {c.percentile(rpc, 50):.2f} ms, **p99 {p99:.2f} ms** "
-         f"(min–max {c.spread(rpc, 'ms')})",
-         f"p99 <= 10 ms: {'met' if p99 <= 10 else 'MISSED'}"),
-        (f"JSON-RPC `status`, new connection per call, {len(fresh)} calls",
-         f"p50 {c.percentile(fresh, 50):.2f} ms, p99 {c.percentile(fresh, 99):.2f} ms", "—"),
-        (f"`photos-sync backup --status` process, {len(cli)} runs during a transfer",
-         f"**median {cli_med:.0f} ms** ({c.spread(cli, 'ms', 0)})",
-         f"<= 250 ms: {'met' if cli_med <= 250 else 'MISSED'}"),
-        (f"`photos-sync --version` process, {len(version)} runs",
-         f"median {c.median(version):.0f} ms ({c.spread(version, 'ms', 0)})",
-         "— (CLI start-up floor)"),
-        (f"`python -c pass`, {len(floor)} runs",
-         f"median {c.median(floor):.0f} ms ({c.spread(floor, 'ms', 0)})",
-         "— (interpreter floor)"),
-        ("daemon idle RSS (VmRSS, 2 s after ready)",
-         f"**{r['rss_idle']:.1f} MiB** (peak VmHWM {r['hwm_idle']:.1f} MiB)",
-         f"<= 60 MB: {'met' if r['rss_idle'] * 1.048576 <= 60 else 'MISSED'}"),
-        ("daemon RSS during the transfer / idle after it",
-         f"{r['rss_busy']:.1f} MiB / {r['rss_after']:.1f} MiB (VmHWM {r['hwm_after']:.1f} MiB)",
-         "—"),
-        (f"daemon idle CPU over {r['idle_window']:.0f} s (utime+stime)",
-         f"**{r['idle_cpu_s']:.2f} CPU-s** ({idle_pct:.2f} % of one core)", "—"),
+        (
+            f"JSON-RPC `status`, one connection, {len(rpc)} calls during a transfer",
+            f"p50 {c.percentile(rpc, 50):.2f} ms, **p99 {p99:.2f} ms** "
+            f"(min–max {c.spread(rpc, 'ms')})",
+            f"p99 <= 10 ms: {'met' if p99 <= 10 else 'MISSED'}",
+        ),
+        (
+            f"JSON-RPC `status`, new connection per call, {len(fresh)} calls",
+            f"p50 {c.percentile(fresh, 50):.2f} ms, p99 {c.percentile(fresh, 99):.2f} ms",
+            "—",
+        ),
+        (
+            f"`photos-sync backup --status` process, {len(cli)} runs during a transfer",
+            f"**median {cli_med:.0f} ms** ({c.spread(cli, 'ms', 0)})",
+            f"<= 250 ms: {'met' if cli_med <= 250 else 'MISSED'}",
+        ),
+        (
+            f"`photos-sync --version` process, {len(version)} runs",
+            f"median {c.median(version):.0f} ms ({c.spread(version, 'ms', 0)})",
+            "— (CLI start-up floor)",
+        ),
+        (
+            f"`python -c pass`, {len(floor)} runs",
+            f"median {c.median(floor):.0f} ms ({c.spread(floor, 'ms', 0)})",
+            "— (interpreter floor)",
+        ),
+        (
+            "daemon idle RSS (VmRSS, 2 s after ready)",
+            f"**{r['rss_idle']:.1f} MiB** (peak VmHWM {r['hwm_idle']:.1f} MiB)",
+            f"<= 60 MB: {'met' if r['rss_idle'] * 1.048576 <= 60 else 'MISSED'}",
+        ),
+        (
+            "daemon RSS during the transfer / idle after it",
+            f"{r['rss_busy']:.1f} MiB / {r['rss_after']:.1f} MiB (VmHWM {r['hwm_after']:.1f} MiB)",
+            "—",
+        ),
+        (
+            f"daemon idle CPU over {r['idle_window']:.0f} s (utime+stime)",
+            f"**{r['idle_cpu_s']:.2f} CPU-s** ({idle_pct:.2f} % of one core)",
+            "—",
+        ),
     ]
     tbl = c.table(("measurement", "result", "target"), rows)
     print()
@@ -238,10 +283,10 @@ Command: `.venv/bin/python bench/bench_daemon.py` (defaults: `--calls {args.call
 **Setup.** A real `photos-sync daemon` subprocess (started like `tests/support/daemon.py` does:
 `NOTIFY_SOCKET` readiness, `PHOTOS_SYNC_DATA_DIR` and `PHOTOS_SYNC_SOCKET` in a temp folder)
 and a local destination. Idle figures are taken first, before any run. Then a run is started
-over JSON-RPC (`start`) on a {r['tree_files']}-file, {r['tree_bytes'] / 1024**2:.0f} MiB tree with
+over JSON-RPC (`start`) on a {r["tree_files"]}-file, {r["tree_bytes"] / 1024**2:.0f} MiB tree with
 `BACKUP_BWLIMIT={args.bwlimit}`, and once bytes move the measurements below are taken while rclone
 is transferring (still running when they ended: {running}). The `status` reply is about
-{r['status_bytes'] / 1024:.1f} KiB of JSON. Latencies are measured by the client with
+{r["status_bytes"] / 1024:.1f} KiB of JSON. Latencies are measured by the client with
 `time.perf_counter_ns`, round-trip (send, daemon gathers the status from SQLite, reply parsed).
 
 {tbl}
