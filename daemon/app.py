@@ -32,6 +32,7 @@ from photos_sync.store import Store, StoreError
 from . import notify
 from .handlers import Handlers
 from .lock import AlreadyRunning, DataDirLock
+from .operations import Operations
 from .queue import RunQueue
 from .scheduler import Scheduler
 from .server import RpcServer, SocketError
@@ -86,6 +87,8 @@ class Daemon:
         self.store: Store = None  # type: ignore[assignment]  # set in serve()
         self.queue = RunQueue(self._run_one, self._resolve)
         self.scheduler = Scheduler(self)
+        #: notifications, metrics and live bandwidth (daemon/operations.py)
+        self.ops = Operations(self)
         self.foreign_jobs: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         #: Set once the socket answers and start-up recovery is done.
@@ -104,7 +107,7 @@ class Daemon:
     async def _run_one(self, request: RunRequest, sink: ProgressSink) -> RunResult:
         notify.status(f"backing up to {request.destination}")
         try:
-            return await self._runner(sink).run(request)
+            return await self.ops.run(request, sink, self._runner)
         finally:
             notify.status("idle")
             self.scheduler.wake()
@@ -123,6 +126,13 @@ class Daemon:
                 log.info("job_orphaned", job_id=job.id, folder=job.folder, pid=job.owner_pid)
                 continue
             busy_elsewhere.add(job.destination_id)
+            if verdict is Staleness.STALE:
+                self.ops.stale_job(
+                    await self._destination_name(job.destination_id),
+                    job.folder,
+                    job.owner_pid,
+                    silence,
+                )
             self.foreign_jobs.append(
                 {
                     "job_id": job.id,
@@ -151,6 +161,12 @@ class Daemon:
                 log.info("run_resumed", destination=destination.name)
         return resumed
 
+    async def _destination_name(self, destination_id: int) -> str:
+        for destination in await self.store.list_destinations():
+            if destination.id == destination_id:
+                return destination.name
+        return str(destination_id)
+
     # -- signals ---------------------------------------------------------------------------
 
     def reload(self) -> None:
@@ -169,6 +185,7 @@ class Daemon:
                 fresh, data_dir=self.settings.data_dir, socket_path=self.settings.socket_path
             )
         self.settings = fresh
+        self.ops.reloaded()
         self.scheduler.wake()
         log.info("config_reloaded", schedule=self.scheduler.describe())
 
@@ -202,6 +219,7 @@ class Daemon:
             if handle_signals:
                 self._install_signals()
             self.queue.start()
+            await self.ops.start()
             await self.recover()
             self._tasks = [
                 asyncio.create_task(self.scheduler.run(), name="scheduler"),
@@ -224,6 +242,7 @@ class Daemon:
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.ops.stop()
             await server.close()
             if handle_signals:
                 with contextlib.suppress(Exception):

@@ -81,6 +81,7 @@ class Handlers:
             "schedule": daemon.scheduler.describe(),
             "next_run": daemon.scheduler.next_runs(),
             "foreign_jobs": daemon.foreign_jobs,
+            "bandwidth": daemon.ops.describe(),
         }
         return document
 

@@ -168,6 +168,38 @@ def check_immich(settings: Settings) -> list[Check]:
     return checks
 
 
+async def check_immich_api(settings: Settings, destinations: list[Destination]) -> list[Check]:
+    """The newest DB dump's age and size; with BACKUP_IMMICH_URL, the URL and the API key."""
+    import time
+
+    from photos_sync import immich
+    from photos_sync.immich_logic import describe_dump
+
+    checks = []
+    judged = immich.health(settings)
+    if judged is not None and settings.immich_path is not None and settings.immich_path.is_dir():
+        newest = describe_dump(judged.newest, time.time())
+        if judged.ok:
+            checks.append(Check("Immich DB dump", OK, newest))
+        else:
+            checks.append(
+                Check("Immich DB dump", FAIL, newest, "; ".join(judged.warnings), required=False)
+            )
+    if settings.immich_url is None:
+        checks.append(
+            Check(
+                "Immich API",
+                SKIP,
+                "BACKUP_IMMICH_URL not set (no fresh dump before runs)",
+                required=False,
+            )
+        )
+        return checks
+    ok, detail, hint = await immich.api_check(settings, destinations)
+    checks.append(Check("Immich API", OK if ok else FAIL, detail, hint))
+    return checks
+
+
 def check_data_dir(settings: Settings) -> Check:
     data_dir = settings.data_dir
     try:
@@ -233,6 +265,7 @@ async def run_checks(settings: Settings, store: Store) -> CheckReport:
     report.checks += await check_op(required=uses_op)
     report.checks += check_immich(settings)
     report.checks.append(check_data_dir(settings))
+    report.checks += await check_immich_api(settings, destinations)
     if not destinations:
         report.checks.append(
             Check(

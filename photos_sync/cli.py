@@ -171,6 +171,13 @@ def backup(
     check: Annotated[
         bool, typer.Option("--check", help="Check prerequisites, one line each.")
     ] = False,
+    setup_immich: Annotated[
+        bool,
+        typer.Option(
+            "--setup-immich",
+            help="Store and test the Immich API key (PHOTOS_SYNC_IMMICH_API_KEY or a prompt).",
+        ),
+    ] = False,
     name: Annotated[
         str | None, typer.Option("--name", help="Destination name, with --setup.")
     ] = None,
@@ -209,6 +216,7 @@ def backup(
             ("--reset", reset),
             ("--setup", setup is not None),
             ("--check", check),
+            ("--setup-immich", setup_immich),
         )
         if on
     ]
@@ -221,6 +229,8 @@ def backup(
         _reset(settings, to, yes)
     elif check:
         _check(settings, json_output)
+    elif setup_immich:
+        _setup_immich(settings, yes)
     elif setup is not None:
         from photos_sync.setup import SetupRequest
 
@@ -275,11 +285,27 @@ def _run(
         stdout.print_json(dumps(result.as_dict()))
     else:
         stdout.print(summarise(result), highlight=False)
+    _print_immich_outcome(result.immich)
     if not result.ok:
         for job in result.jobs:
             if job.error_message and job.status.value != "COMPLETED":
                 stderr.print(f"[red]{job.folder}/:[/red] {job.error_message}", highlight=False)
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _print_immich_outcome(outcome: dict[str, Any] | None) -> None:
+    """After a run: say on stderr when Immich's fresh DB dump did not happen (#9)."""
+    if not outcome:
+        return
+    if outcome.get("error"):
+        stderr.print(f"[red]error:[/red] {outcome['error']}", highlight=False, soft_wrap=True)
+    elif outcome.get("warning"):
+        stderr.print(
+            f"[yellow]warning:[/yellow] {outcome['warning']} (the newest existing dump was "
+            "backed up)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _status(settings: Settings, json_output: bool) -> None:
@@ -417,6 +443,47 @@ def _setup(settings: Settings, request: Any, yes: bool, json_output: bool) -> No
         "text in a password manager.",
         highlight=False,
     )
+
+
+def _setup_immich(settings: Settings, yes: bool) -> None:
+    """`--setup-immich`: keep the Immich API key in secrets/immich.json (0600), test it."""
+    import os
+
+    from photos_sync import immich
+
+    if settings.immich_url is None:
+        fail(
+            "--setup-immich needs BACKUP_IMMICH_URL (e.g. http://localhost:2283) in the "
+            "environment or a .env file",
+            EXIT_USAGE,
+        )
+    key = os.environ.get("PHOTOS_SYNC_IMMICH_API_KEY", "").strip()
+    if not key:
+        if yes or not sys.stdin.isatty():
+            fail(
+                "no API key: set PHOTOS_SYNC_IMMICH_API_KEY (keys are never taken from options)",
+                EXIT_USAGE,
+            )
+        key = str(typer.prompt("Immich API key", hide_input=True)).strip()
+    configure_logging(settings.log_path)
+
+    async def body() -> str:
+        client = immich.ImmichClient(
+            settings.immich_url or "", immich.ApiKey(key, "given"), settings.immich_api_timeout
+        )
+        try:
+            user = await client.whoami()
+        except immich.ImmichError as exc:
+            raise RunRefused(f"{exc}; nothing was saved") from None
+        if user.get("isAdmin") is False:
+            raise RunRefused(
+                "this API key belongs to a user who is not an admin: database backups need an "
+                "admin's key; nothing was saved"
+            )
+        path = immich.store_api_key(settings, key)
+        return f"Immich API key of {user.get('email') or user.get('name')} stored in {path}"
+
+    stdout.print(run_async(body), highlight=False)
 
 
 def _check(settings: Settings, json_output: bool) -> None:
@@ -709,6 +776,7 @@ def _daemon_run(
         sys.stdout.write(dumps(end.get("result")) + "\n")
     else:
         stdout.print(_summary_of(end), highlight=False)
+    _print_immich_outcome((end.get("result") or {}).get("immich"))
     if not end.get("ok"):
         for job in (end.get("result") or {}).get("jobs") or []:
             if job.get("error_message") and job["status"] != "COMPLETED":

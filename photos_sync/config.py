@@ -23,6 +23,9 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_DELAY = 30.0
 DEFAULT_MAX_DELETE = 1000
 DEFAULT_KEEP_DELETED_DAYS = 30
+DEFAULT_IMMICH_DUMP_TIMEOUT = 600.0
+DEFAULT_IMMICH_API_TIMEOUT = 30.0
+DEFAULT_IMMICH_POLL_INTERVAL = 2.0
 
 # rclone --bwlimit: a single rate ("10M", "off", "512k:1M" for upload:download), or a
 # timetable of "[Day-]HH:MM,RATE" entries separated by spaces.
@@ -58,6 +61,11 @@ class Settings:
     keep_deleted_days: int = DEFAULT_KEEP_DELETED_DAYS
     rclone_binary: str | None = None
     schedule: Schedule | None = None
+    #: Immich's base URL (BACKUP_IMMICH_URL, normalised: no trailing slash or /api), if set.
+    immich_url: str | None = None
+    immich_dump_timeout: float = DEFAULT_IMMICH_DUMP_TIMEOUT
+    immich_api_timeout: float = DEFAULT_IMMICH_API_TIMEOUT
+    immich_poll_interval: float = DEFAULT_IMMICH_POLL_INTERVAL
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def require_immich_path(self) -> Path:
@@ -130,6 +138,25 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     raise ConfigError(f"{name}={env[name]!r} is invalid: expected true or false")
 
 
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _non_negative_float(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={env[name]!r} is invalid: expected a number of seconds above 0")
+    return value
+
+
+def _immich_url(env: Mapping[str, str]) -> str | None:
+    from photos_sync.immich_logic import UrlError, normalize_base_url
+
+    raw = env.get("BACKUP_IMMICH_URL", "").strip()
+    if not raw:
+        return None
+    try:
+        return normalize_base_url(raw)
+    except UrlError as exc:
+        raise ConfigError(f"BACKUP_IMMICH_URL={raw!r} is invalid: {exc}") from None
+
+
 def validate_bwlimit(raw: str) -> str:
     """Return the rclone --bwlimit value if it has rclone's syntax, else raise ConfigError."""
     value = " ".join(raw.split())
@@ -192,5 +219,15 @@ def parse_settings(
         ),
         rclone_binary=rclone_binary,
         schedule=schedule,
+        immich_url=_immich_url(env),
+        immich_dump_timeout=_positive_float(
+            env, "BACKUP_IMMICH_DUMP_TIMEOUT", DEFAULT_IMMICH_DUMP_TIMEOUT
+        ),
+        immich_api_timeout=_positive_float(
+            env, "BACKUP_IMMICH_API_TIMEOUT", DEFAULT_IMMICH_API_TIMEOUT
+        ),
+        immich_poll_interval=_positive_float(
+            env, "BACKUP_IMMICH_POLL_INTERVAL", DEFAULT_IMMICH_POLL_INTERVAL
+        ),
         extra={k: v for k, v in env.items() if k.startswith(("BACKUP_", "PHOTOS_SYNC_"))},
     )

@@ -85,6 +85,10 @@ class SyncOptions:
     max_delete: int | None = None
     fast_list: bool = False
     extra_flags: tuple[str, ...] = ()
+    #: rclone's remote control address ("unix:///path" or "127.0.0.1:PORT"), so a running
+    #: sync's bandwidth can be changed (core/bwlimit); its user and password go in the
+    #: environment (RcServer.env), never here.
+    rc_addr: str | None = None
 
 
 def _format_interval(seconds: float) -> str:
@@ -136,8 +140,23 @@ def sync_argv(
         argv += ["--max-delete", str(options.max_delete)]
     if options.fast_list:
         argv.append("--fast-list")
+    if options.rc_addr:
+        argv += ["--rc", "--rc-addr", options.rc_addr]
     argv += options.extra_flags
     return tuple(argv)
+
+
+@dataclass(frozen=True, slots=True)
+class RcServer:
+    """Where a sync's rclone serves its remote control API, and its credentials."""
+
+    addr: str
+    user: str
+    password: str = field(repr=False)
+
+    def env(self) -> dict[str, str]:
+        """rclone reads --rc-user/--rc-pass from these, keeping them out of argv."""
+        return {"RCLONE_RC_USER": self.user, "RCLONE_RC_PASS": self.password}
 
 
 def simple_argv(binary: str, command: str, *args: str) -> tuple[str, ...]:
@@ -160,8 +179,9 @@ def copy_argv(
     files_from: str | None = None,
     excludes: tuple[str, ...] = (),
     dry_run: bool = False,
+    bwlimit: str | None = None,
 ) -> tuple[str, ...]:
-    """argv for `rclone copy` used by restores.
+    """argv for `rclone copy` used by restores (`bwlimit`: BACKUP_BWLIMIT, as for backups).
 
     Without `overwrite`, `--ignore-existing` guarantees no file already in the target is
     touched; a resumed restore then skips what it already wrote (rclone writes each file
@@ -179,6 +199,8 @@ def copy_argv(
         argv += ["--exclude", pattern]
     if dry_run:
         argv.append("--dry-run")
+    if bwlimit:
+        argv += ["--bwlimit", bwlimit]
     return tuple(argv)
 
 

@@ -148,6 +148,28 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
                     f"  [yellow]{job['folder']}/ is RUNNING but silent since "
                     f"{_when(job['last_update'])} (pid {job['owner_pid']}): it may be hung[/yellow]"
                 )
+    print_immich(console, document.get("immich"))
+
+
+def print_immich(console: Console, section: Mapping[str, Any] | None) -> None:
+    """The Immich lines of `--status`: newest DB dump (age, size) and any warnings."""
+    if not section:
+        return
+    dumps = section.get("dumps") or {}
+    newest = dumps.get("newest")
+    if newest:
+        line = (
+            f"Immich DB dump: {newest['name']} — {human_bytes(newest['size'])}, "
+            f"{newest['age_hours']:.1f} h old"
+        )
+    else:
+        line = "Immich DB dump: none in backups/"
+    last = section.get("last_request") or {}
+    if last.get("fresh"):
+        line += " (fresh dump requested by the last run)"
+    console.print(line, highlight=False)
+    for warning in section.get("warnings") or ():
+        console.print(f"  [yellow]warning: {warning}[/yellow]", highlight=False)
 
 
 class LiveView:

@@ -299,6 +299,7 @@ class Restorer:
                 files_from=files_from,
                 excludes=step.excludes,
                 dry_run=request.dry_run,
+                bwlimit=self.runner.settings.bwlimit,
             )
             base_bytes, base_files = totals.bytes, totals.files
             errors: list[str] = []

@@ -51,6 +51,7 @@ from photos_sync.planning import (
 from photos_sync.rclone_args import (
     ARCHIVE_FOLDER,
     DESTINATION_MARKER,
+    RcServer,
     SyncOptions,
     archive_path,
     crypt_path,
@@ -143,11 +144,15 @@ class RunResult:
     resumed: bool = False
     #: archive folders (run stamps) removed, or that would be with a dry run
     pruned: list[str] = field(default_factory=list)
+    #: the fresh Immich DB dump's outcome (photos_sync.immich.DumpOutcome.as_dict), if asked
+    immich: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
         if self.dry_run:
             return all(f.error is None for f in self.dry_run_folders)
+        if self.immich is not None and self.immich.get("error"):
+            return False  # a missing or refused Immich API key: the files went, fix the key
         return all(j.status is JobStatus.COMPLETED for j in self.jobs)
 
     def as_dict(self) -> dict[str, Any]:
@@ -158,6 +163,7 @@ class RunResult:
             "resumed": self.resumed,
             "ok": self.ok,
             "pruned": self.pruned,
+            "immich": self.immich,
             "jobs": [j.as_dict() for j in self.jobs],
             "dry_run_folders": [
                 {
@@ -301,6 +307,9 @@ class Runner:
         self.grace = grace
         #: pid of the rclone process working right now, if any (for status and tests).
         self.rclone_pid: int | None = None
+        #: When set (by the daemon), syncs serve rclone's remote control API there, so their
+        #: bandwidth limit can be changed while they run.
+        self.rc: RcServer | None = None
 
     # destinations
 
@@ -333,9 +342,15 @@ class Runner:
                 f"destination {destination.name!r}: its secrets lack {', '.join(missing)}; "
                 "add them where the secrets are kept"
             )
-        password = await execute.obscure(binary, secrets[ENCRYPTION_PASSWORD])
         salt_plain = secrets.get(ENCRYPTION_SALT)
-        salt = await execute.obscure(binary, salt_plain) if salt_plain else None
+        # Both at once: each `rclone obscure` is a process start (~50 ms).
+        if salt_plain:
+            password, salt = await asyncio.gather(
+                execute.obscure(binary, secrets[ENCRYPTION_PASSWORD]),
+                execute.obscure(binary, salt_plain),
+            )
+        else:
+            password, salt = await execute.obscure(binary, secrets[ENCRYPTION_PASSWORD]), None
         remotes = build_remotes(destination, secrets, password, salt)
         secret_values = (*secrets.values(), password, *([salt] if salt else []))
         return CryptRemote(binary, remote_env(remotes), tuple(secret_values), destination.name)
@@ -478,6 +493,7 @@ class Runner:
             transfers=self.settings.transfers,
             checkers=self.settings.checkers,
             max_delete=None if force else self.settings.max_delete,
+            rc_addr=self.rc.addr if self.rc is not None and not dry_run else None,
         )
 
     async def _dry_run(
@@ -595,6 +611,16 @@ class Runner:
             )
         )
         options = destination_type(destination.type).tune(self._sync_options(False, request.force))
+        if any(j.folder == "backups" for j in jobs):  # Immich: a fresh DB dump first (#9)
+            from photos_sync.immich import prepare_dump
+
+            outcome = await prepare_dump(
+                self.settings,
+                destination,
+                immich_path / "backups",
+                lambda text: self.sink(RunEvent("message", destination.name, {"text": text})),
+            )
+            result.immich = outcome.as_dict() if outcome is not None else None
         for job in jobs:
             finished = await self._run_job(destination, remote, job, plan.run_id, options)
             result.jobs.append(finished)
@@ -685,9 +711,10 @@ class Runner:
             archive_path(run_id, job.folder),
             options,
         )
-        process = execute.StreamingProcess(
-            argv, remote.child_env(), tracker.on_line, grace=self.grace
-        )
+        env = remote.child_env()
+        if self.rc is not None:
+            env.update(self.rc.env())
+        process = execute.StreamingProcess(argv, env, tracker.on_line, grace=self.grace)
         await process.start()
         self.rclone_pid = process.pid
         log.info("rclone_started", job_id=job.id, pid=process.pid, folder=job.folder)

@@ -27,4 +27,7 @@ async def gather_status(settings: Settings, store: Store) -> dict[str, Any]:
     verifies = RestoreAndVerifyStore(store)
     for destination, entry in zip(destinations, document["destinations"], strict=True):
         entry["last_verify"] = await verifies.last_verify(destination.id)
+    from photos_sync.immich import status_section
+
+    document["immich"] = status_section(settings)  # DB dump health and the last request (#9)
     return document

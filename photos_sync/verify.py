@@ -10,6 +10,7 @@ Missing, extra and differing files are reported by their plain paths; the result
 
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -18,14 +19,17 @@ from typing import Any
 
 from photos_sync import execute
 from photos_sync.planning import selected_folders
-from photos_sync.rclone_args import check_argv, crypt_path
-from photos_sync.runner import RunEvent, Runner, RunRefused
+from photos_sync.rclone_args import BASE_REMOTE, CRYPT_REMOTE, check_argv, crypt_path
+from photos_sync.remote import CryptRemote
+from photos_sync.runner import RunEvent, Runner, RunRefused, _destination_lock
 from photos_sync.store import RestoreAndVerifyStore, utcnow
 from photos_sync.verify_plan import (
     DEFAULT_SAMPLE_PERCENT,
+    SMALL_FILE,
     CheckOutcome,
     choose_downloads,
     parse_combined,
+    unhashed_paths,
 )
 
 
@@ -100,6 +104,37 @@ async def _check(
     return parse_combined(result.stdout.decode("utf-8", "replace"))
 
 
+async def _lsjson(remote: CryptRemote, path: str, *flags: str) -> list[dict[str, Any]]:
+    result = await remote._run("lsjson", path, *flags, timeout=24 * 3600)
+    if result.returncode != 0:
+        raise remote._fail(f"listing {path}", result)
+    entries = json.loads(result.stdout or b"[]")
+    return entries if isinstance(entries, list) else []
+
+
+async def _unhashed(remote: CryptRemote, folder: str) -> set[str]:
+    """Plain paths below `folder` whose stored object has no hash (cloud storage only).
+
+    A local destination always has hashes (rclone computes them from the file), so only a
+    cloud base remote (S3 multipart uploads, B2 large files) is listed.
+    """
+    underlying = remote.env.get(f"RCLONE_CONFIG_{CRYPT_REMOTE.upper()}_REMOTE", "")
+    if not underlying.startswith(f"{BASE_REMOTE}:"):
+        return set()
+    top = await _lsjson(remote, crypt_path(), "--max-depth", "1", "--encrypted")
+    encrypted = next(
+        (str(e["EncryptedPath"]) for e in top if e.get("Path") == folder and e.get("IsDir")),
+        None,
+    )
+    if encrypted is None:
+        return set()
+    plain = await _lsjson(remote, crypt_path(folder), "-R", "--files-only", "--encrypted")
+    stored = await _lsjson(
+        remote, f"{underlying.rstrip('/')}/{encrypted}", "-R", "--files-only", "--hash"
+    )
+    return unhashed_paths(plain, stored)
+
+
 async def verify(
     runner: Runner,
     name: str | None,
@@ -107,8 +142,38 @@ async def verify(
     full: bool = False,
     sample_percent: float = DEFAULT_SAMPLE_PERCENT,
     seed: int | None = None,
+    small_file: int = SMALL_FILE,
 ) -> VerifyReport:
-    """Verify one destination against the source; the result is stored in the DB."""
+    """Verify one destination against the source; the result is stored in the DB.
+
+    Refused while a backup to the same destination runs (its half-done state would be
+    reported as differences).
+    """
+    destination = await runner.resolve_destination(name)
+    with _destination_lock(runner.settings.data_dir, destination.id) as locked:
+        if not locked:
+            raise RunRefused(
+                f"a backup to {destination.name!r} is running: verify after it has finished"
+            )
+        return await _verify(
+            runner,
+            destination.name,
+            full=full,
+            sample_percent=sample_percent,
+            seed=seed,
+            small_file=small_file,
+        )
+
+
+async def _verify(
+    runner: Runner,
+    name: str,
+    *,
+    full: bool,
+    sample_percent: float,
+    seed: int | None,
+    small_file: int,
+) -> VerifyReport:
     started = utcnow()
     destination = await runner.resolve_destination(name)
     immich_path = runner.settings.require_immich_path()
@@ -130,17 +195,33 @@ async def verify(
         )
         if folder.name not in in_backup:
             found = CheckOutcome(
-                missing=[str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()]
+                missing=sorted(
+                    str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()
+                )
             )
+        elif not source.is_dir():
+            listing = await _lsjson(remote, crypt_path(folder.name), "-R", "--files-only")
+            found = CheckOutcome(extra=sorted(str(e["Path"]) for e in listing))
         else:
             found = await _check(
                 remote.binary, env, source, crypt_path(folder.name), download=False
             )
+            # cryptcheck reports objects without a stored hash as matching: take them out
+            # and compare their content instead
+            unhashed = await _unhashed(remote, folder.name)
+            if unhashed:
+                found.unchecked += [p for p in found.matched if p in unhashed]
+                found.matched = [p for p in found.matched if p not in unhashed]
         unchecked, found.unchecked = found.unchecked, []
         if unchecked:
             sizes = {p: _size(source / p) for p in unchecked}
             download, skip = choose_downloads(
-                unchecked, sizes, full=full, sample_percent=sample_percent, rng=rng
+                unchecked,
+                sizes,
+                full=full,
+                sample_percent=sample_percent,
+                rng=rng,
+                small_file=small_file,
             )
             if download:
                 runner.sink(

@@ -40,6 +40,35 @@ def parse_combined(text: str) -> CheckOutcome:
     return outcome
 
 
+def unhashed_paths(
+    plain: Iterable[Mapping[str, object]], stored: Iterable[Mapping[str, object]]
+) -> set[str]:
+    """Plain paths of files whose stored (encrypted) object carries no hash.
+
+    `plain` is `rclone lsjson -R --files-only --encrypted pscrypt:FOLDER` (plain `Path`,
+    encrypted `EncryptedPath`), `stored` is `rclone lsjson -R --files-only --hash` of the same
+    folder on the raw storage (encrypted `Path`, `Hashes`). `rclone cryptcheck` counts such
+    files as matching ("could not check hash" is only a debug line), so they must be compared
+    by content instead.
+    """
+    by_encrypted = {
+        str(e.get("EncryptedPath")): str(e.get("Path"))
+        for e in plain
+        if not e.get("IsDir") and e.get("EncryptedPath")
+    }
+    missing_hash = set()
+    for entry in stored:
+        if entry.get("IsDir"):
+            continue
+        hashes = entry.get("Hashes")
+        if isinstance(hashes, Mapping) and any(hashes.values()):
+            continue
+        name = by_encrypted.get(str(entry.get("Path")))
+        if name is not None:
+            missing_hash.add(name)
+    return missing_hash
+
+
 def choose_downloads(
     unchecked: Iterable[str],
     sizes: Mapping[str, int],
@@ -47,6 +76,7 @@ def choose_downloads(
     full: bool,
     sample_percent: float,
     rng: random.Random,
+    small_file: int = SMALL_FILE,
 ) -> tuple[list[str], list[str]]:
     """Split files that hashes could not verify into (download now, leave unverified).
 
@@ -57,8 +87,8 @@ def choose_downloads(
     paths = sorted(set(unchecked))
     if full:
         return paths, []
-    small = [p for p in paths if sizes.get(p, 0) < SMALL_FILE]
-    large = [p for p in paths if sizes.get(p, 0) >= SMALL_FILE]
+    small = [p for p in paths if sizes.get(p, 0) < small_file]
+    large = [p for p in paths if sizes.get(p, 0) >= small_file]
     count = 0
     if large and sample_percent > 0:
         count = max(1, round(len(large) * min(sample_percent, 100.0) / 100.0))

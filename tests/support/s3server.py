@@ -63,8 +63,10 @@ def _answers(endpoint: str) -> bool:
 
 
 @contextmanager
-def serve_s3(root: Path, timeout: float = 15.0) -> Iterator[S3Server]:
-    """Run `rclone serve s3 ROOT` on 127.0.0.1 until the block ends."""
+def serve_s3(
+    root: Path, timeout: float = 15.0, extra_args: tuple[str, ...] = ()
+) -> Iterator[S3Server]:
+    """Run `rclone serve s3 ROOT [EXTRA_ARGS]` on 127.0.0.1 until the block ends."""
     root.mkdir(parents=True, exist_ok=True)
     key_id = "test" + secrets.token_hex(6)
     secret = secrets.token_hex(20)
@@ -85,6 +87,7 @@ def serve_s3(root: Path, timeout: float = 15.0) -> Iterator[S3Server]:
                 "",
                 "--log-level",
                 "ERROR",
+                *extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
