@@ -36,6 +36,7 @@ from .operations import Operations
 from .queue import RunQueue
 from .scheduler import Scheduler
 from .server import RpcServer, SocketError
+from .verify_schedule import VerifyScheduler
 
 log = get_logger("photos_sync.daemon")
 
@@ -87,6 +88,7 @@ class Daemon:
         self.store: Store = None  # type: ignore[assignment]  # set in serve()
         self.queue = RunQueue(self._run_one, self._resolve)
         self.scheduler = Scheduler(self)
+        self.verifier = VerifyScheduler(self)
         #: notifications, metrics and live bandwidth (daemon/operations.py)
         self.ops = Operations(self)
         self.foreign_jobs: list[dict[str, Any]] = []
@@ -106,11 +108,13 @@ class Daemon:
 
     async def _run_one(self, request: RunRequest, sink: ProgressSink) -> RunResult:
         notify.status(f"backing up to {request.destination}")
+        await self.verifier.yield_to_backup()
         try:
             return await self.ops.run(request, sink, self._runner)
         finally:
             notify.status("idle")
             self.scheduler.wake()
+            self.verifier.wake()
 
     # -- start-up --------------------------------------------------------------------------
 
@@ -187,6 +191,7 @@ class Daemon:
         self.settings = fresh
         self.ops.reloaded()
         self.scheduler.wake()
+        self.verifier.wake()
         log.info("config_reloaded", schedule=self.scheduler.describe())
 
     def _install_signals(self) -> None:
@@ -223,6 +228,7 @@ class Daemon:
             await self.recover()
             self._tasks = [
                 asyncio.create_task(self.scheduler.run(), name="scheduler"),
+                asyncio.create_task(self.verifier.run(), name="verify-scheduler"),
                 asyncio.create_task(self._status_loop(), name="sd-status"),
             ]
             notify.ready(f"idle; socket {self.settings.socket_path}")

@@ -80,6 +80,8 @@ class Handlers:
             "last_run": daemon.queue.last_end.as_dict() if daemon.queue.last_end else None,
             "schedule": daemon.scheduler.describe(),
             "next_run": daemon.scheduler.next_runs(),
+            "verify_schedule": daemon.verifier.describe(),
+            "next_verify": daemon.verifier.next_runs(),
             "foreign_jobs": daemon.foreign_jobs,
             "bandwidth": daemon.ops.describe(),
         }

@@ -31,6 +31,18 @@ class ArchivedFile:
     stamp: str  # the run that archived it
     path: str  # plain path below the Immich root, e.g. "library/u/2024/a.jpg"
     size: int
+    modified: datetime | None = None  # the file's own modification time (kept by rclone)
+
+
+def parse_modtime(raw: object) -> datetime | None:
+    """rclone's `ModTime` (RFC 3339, nanoseconds) as an aware datetime, or None."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +60,14 @@ def parse_archive_listing(entries: Iterable[Mapping[str, object]]) -> list[Archi
         if not path or parse_stamp(stamp) is None:
             continue
         size = entry.get("Size", 0)
-        files.append(ArchivedFile(stamp, path, size if isinstance(size, int) else 0))
+        files.append(
+            ArchivedFile(
+                stamp,
+                path,
+                size if isinstance(size, int) else 0,
+                parse_modtime(entry.get("ModTime")),
+            )
+        )
     return files
 
 
@@ -83,7 +102,12 @@ def as_of(
     prefix: str,
     moment: datetime,
 ) -> PointInTime:
-    """Choose, for every file under `prefix`, the version that was live at `moment`."""
+    """Choose, for every file under `prefix`, the version that was live at `moment`.
+
+    A version whose own modification time is after `moment` did not exist yet: if the first
+    copy archived after `moment` is such a version, the file was created later and is left
+    out (the same rule as for live files).
+    """
     later: dict[str, ArchivedFile] = {}
     for item in archived:
         when = parse_stamp(item.stamp)
@@ -93,6 +117,8 @@ def as_of(
             later[item.path] = item
     from_archive: dict[str, list[str]] = {}
     for item in later.values():
+        if item.modified is not None and item.modified > moment:
+            continue
         from_archive.setdefault(item.stamp, []).append(item.path)
     from_live = sorted(
         f.path

@@ -135,6 +135,8 @@ SETUP_TYPES = ("b2", "s3", "local")
         "  photos-sync backup --status --json       state of every job, for scripts\n\n"
         "  photos-sync backup --setup local --name nas --path /mnt/nas/immich-backup --yes\n\n"
         "  photos-sync backup --setup b2 --name b2 --bucket my-immich --secrets op\n\n"
+        "  photos-sync backup --status --watch      live view of the daemon's run\n\n"
+        "  photos-sync backup --history             past runs: duration, bytes, result\n\n"
         "  photos-sync backup --check\n\n"
         "  photos-sync backup --reset --to nas --yes"
     )
@@ -158,6 +160,15 @@ def backup(
         typer.Option("--detach", help="Start the backup in the daemon and return at once."),
     ] = False,
     status: Annotated[bool, typer.Option("--status", help="Show destinations and jobs.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="With --status: a live view until Ctrl-C.")
+    ] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="With --status --watch: draw the view once and exit.")
+    ] = False,
+    history: Annotated[
+        bool, typer.Option("--history", help="Past runs: duration, bytes, result.")
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     reset: Annotated[
         bool, typer.Option("--reset", help="Clear job state (not the backup).")
@@ -213,6 +224,7 @@ def backup(
         m
         for m, on in (
             ("--status", status),
+            ("--history", history),
             ("--reset", reset),
             ("--setup", setup is not None),
             ("--check", check),
@@ -222,7 +234,19 @@ def backup(
     ]
     if len(modes) > 1:
         fail(f"{' and '.join(modes)} cannot be combined", EXIT_USAGE)
+    if (watch or once) and not status:
+        fail("--watch and --once go with --status", EXIT_USAGE)
     settings = settings_or_exit()
+    if status and (watch or once):
+        from photos_sync.watch import watch_status
+
+        if json_output:
+            fail("--watch is for people: use --status --json for scripts", EXIT_USAGE)
+        raise typer.Exit(watch_status(settings, stdout, once=once))
+    if history:
+        from photos_sync.watch import print_history
+
+        raise typer.Exit(print_history(settings, stdout, to, json_output))
     if status:
         _status(settings, json_output)
     elif reset:
@@ -274,9 +298,19 @@ def _run(
     view = LiveView(stdout, quiet=json_output)
 
     async def body(store: Store) -> Any:
-        runner = Runner(settings, store, sink=view, live_interval=1.0 if view.interactive else None)
-        with view:
-            return await runner.run(RunRequest(to, dry_run, force))
+        from photos_sync import metrics
+        from photos_sync.notify import Notifier
+
+        request = RunRequest(to, dry_run, force)
+        try:
+            async with Notifier.from_settings(settings).watching(request, view) as sink:
+                live = 1.0 if view.interactive else None
+                runner = Runner(settings, store, sink=sink, live_interval=live)
+                with view:
+                    return await runner.run(request)
+        finally:
+            if not dry_run:
+                await metrics.write_textfile(settings, store)
 
     result = run_async(lambda: with_store(settings, body))
     if json_output:
@@ -469,7 +503,9 @@ def _setup_immich(settings: Settings, yes: bool) -> None:
 
     async def body() -> str:
         client = immich.ImmichClient(
-            settings.immich_url or "", immich.ApiKey(key, "given"), settings.immich_api_timeout
+            settings.immich_url or "",
+            immich.ApiKey(key, "given to --setup-immich"),
+            settings.immich_api_timeout,
         )
         try:
             user = await client.whoami()
@@ -922,9 +958,16 @@ def verify(
     view = LiveView(stdout, quiet=json_output)
 
     async def body(store: Store) -> Any:
-        return await run_verify(
+        from photos_sync.notify import notify_verify
+
+        found = await run_verify(
             Runner(settings, store, sink=view), to, full=full, sample_percent=sample
         )
+        await notify_verify(settings, found.as_dict())
+        from photos_sync.metrics import write_textfile
+
+        await write_textfile(settings, store)
+        return found
 
     report = run_async(lambda: with_store(settings, body))
     if json_output:

@@ -61,6 +61,8 @@ class Settings:
     keep_deleted_days: int = DEFAULT_KEEP_DELETED_DAYS
     rclone_binary: str | None = None
     schedule: Schedule | None = None
+    #: BACKUP_VERIFY_SCHEDULE: when the daemon runs `verify` by itself (same syntax).
+    verify_schedule: Schedule | None = None
     #: Immich's base URL (BACKUP_IMMICH_URL, normalised: no trailing slash or /api), if set.
     immich_url: str | None = None
     immich_dump_timeout: float = DEFAULT_IMMICH_DUMP_TIMEOUT
@@ -201,6 +203,12 @@ def parse_settings(
         schedule = parse_schedule(env.get("BACKUP_SCHEDULE"))
     except ScheduleError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        verify_schedule = parse_schedule(env.get("BACKUP_VERIFY_SCHEDULE"))
+    except ScheduleError as exc:
+        raise ConfigError(
+            str(exc).replace("BACKUP_SCHEDULE=", "BACKUP_VERIFY_SCHEDULE=", 1)
+        ) from None
 
     return Settings(
         data_dir=data_dir,
@@ -219,6 +227,7 @@ def parse_settings(
         ),
         rclone_binary=rclone_binary,
         schedule=schedule,
+        verify_schedule=verify_schedule,
         immich_url=_immich_url(env),
         immich_dump_timeout=_positive_float(
             env, "BACKUP_IMMICH_DUMP_TIMEOUT", DEFAULT_IMMICH_DUMP_TIMEOUT

@@ -211,8 +211,12 @@ def check_argv(
     *,
     download: bool,
     files_from: str | None = None,
+    fast_list: bool = False,
 ) -> tuple[str, ...]:
     """argv for `rclone cryptcheck` (hashes) or `rclone check --download` (content).
+
+    `fast_list` (cloud storage): list recursively in as few calls as possible (B2/S3 charge
+    per listing call) rather than one call per directory.
 
     `--combined -` prints one line per file on stdout: `= path` (same), `+ path` (only in
     the source: missing from the backup), `- path` (only in the backup), `* path` (differs),
@@ -225,4 +229,6 @@ def check_argv(
     argv += ["--combined", "-", "--use-json-log", "--retries", "1"]
     if files_from is not None:
         argv += ["--files-from-raw", files_from]
+    if fast_list:
+        argv.append("--fast-list")
     return tuple(argv)

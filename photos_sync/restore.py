@@ -27,6 +27,7 @@ from photos_sync.archive import (
     as_of,
     newest_archived,
     parse_archive_listing,
+    parse_modtime,
     parse_stamp,
     under,
 )
@@ -180,7 +181,7 @@ class Restorer:
             else:
                 live_entries = [{**e, "Path": f"{path}/{e['Path']}"} for e in live_entries]
         live = [
-            LiveFile(str(e["Path"]), int(e.get("Size", 0)), _modtime(e.get("ModTime")))
+            LiveFile(str(e["Path"]), int(e.get("Size", 0)), parse_modtime(e.get("ModTime")))
             for e in live_entries
         ]
         choice = as_of(archived, live, path, request.moment)
@@ -361,15 +362,6 @@ class _Totals:
     files: int = 0
     bytes_total: int = 0
     files_total: int = 0
-
-
-def _modtime(raw: object) -> datetime | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 async def archive_listing(runner: Runner, name: str | None, path: str) -> list[dict[str, Any]]:

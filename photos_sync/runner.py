@@ -621,9 +621,15 @@ class Runner:
                 lambda text: self.sink(RunEvent("message", destination.name, {"text": text})),
             )
             result.immich = outcome.as_dict() if outcome is not None else None
-        for job in jobs:
-            finished = await self._run_job(destination, remote, job, plan.run_id, options)
-            result.jobs.append(finished)
+        try:
+            for job in jobs:
+                finished = await self._run_job(destination, remote, job, plan.run_id, options)
+                result.jobs.append(finished)
+        except asyncio.CancelledError:
+            # Cancelled anywhere (starting rclone, a DB write, a retry's pause): no job of
+            # this run may stay RUNNING under a live owner, or the next run would refuse.
+            await asyncio.shield(self._interrupt_own_jobs(destination.id))
+            raise
         all_jobs = await self.store.jobs_of_run(destination.id, plan.run_id)
         if all(j.status is JobStatus.COMPLETED for j in all_jobs):
             await self.store.mark_backup_completed(destination.id, utcnow())
@@ -631,6 +637,14 @@ class Runner:
         log.info("run_finished", destination=destination.name, run_id=plan.run_id, ok=result.ok)
         self.sink(RunEvent("run_finished", destination.name, result.as_dict()))
         return result
+
+    async def _interrupt_own_jobs(self, destination_id: int) -> None:
+        """Mark this process's RUNNING jobs of a destination INTERRUPTED (after a cancel)."""
+        pid = os.getpid()
+        for job in await self.store.jobs_with_status(JobStatus.RUNNING, destination_id):
+            if job.owner_pid == pid:
+                await self.store.mark_interrupted(job.id, "stopped before it finished")
+                log.info("job_interrupted", job_id=job.id, folder=job.folder)
 
     async def _run_job(
         self,

@@ -57,9 +57,11 @@ _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 MIN_PASSWORD_LENGTH = 12
 DEFAULT_VAULT = "Private"
 STEPS = 8
+#: The Immich API key's field (1Password item, key file); PHOTOS_SYNC_IMMICH_API_KEY at setup.
+IMMICH_API_KEY = "immich_api_key"
 #: Fields whose values are secret (prompted hidden, stored concealed in 1Password).
 SECRET_FIELDS = frozenset(
-    {"application_key", "secret_access_key", ENCRYPTION_PASSWORD, ENCRYPTION_SALT}
+    {"application_key", "secret_access_key", ENCRYPTION_PASSWORD, ENCRYPTION_SALT, IMMICH_API_KEY}
 )
 
 
@@ -192,6 +194,8 @@ class _Wizard:
         self.secrets_ref = ""
         self.generated = False
         self._keyfile_backup: dict[str, str] | None = None
+        #: True once PHOTOS_SYNC_IMMICH_API_KEY went into a new 1Password item
+        self.immich_key_stored = False
         self._keyfile_created: Path | None = None
 
     @property
@@ -307,6 +311,10 @@ class _Wizard:
                 NewField(name, values.get(name, ""), name in SECRET_FIELDS)
                 for name in (*item_fields(self.kind.type_name), ENCRYPTION_SALT)
             ]
+            immich_key = self.env.get(env_name(IMMICH_API_KEY), "").strip()
+            if immich_key:  # the Immich API key (#9) joins the new item
+                fields.append(NewField(IMMICH_API_KEY, immich_key, True))
+                self.immich_key_stored = True
             await op.create_item(
                 title,
                 vault,
@@ -388,6 +396,8 @@ class _Wizard:
             encryption[ENCRYPTION_PASSWORD] = password
             self.generated = False
         values.update(encryption)
+        if existing.get(IMMICH_API_KEY):  # keep an Immich API key added by hand (#9)
+            values[IMMICH_API_KEY] = existing[IMMICH_API_KEY]
         self.secrets = values
         self.ui.step(4, "checking the required fields")
         missing = [f for f in required_secret_fields(self.kind.type_name) if not values.get(f)]
@@ -402,6 +412,22 @@ class _Wizard:
         if created:
             self._keyfile_created = keyfile
         self.ui.info(f"keys stored in {keyfile} (mode 0600)")
+
+    def store_immich_key(self) -> None:
+        """PHOTOS_SYNC_IMMICH_API_KEY, unless a new 1Password item took it: secrets/immich.json."""
+        key = self.env.get(env_name(IMMICH_API_KEY), "").strip()
+        if not key or self.immich_key_stored:
+            if key:
+                self.ui.info(f"Immich API key stored in the 1Password item ({IMMICH_API_KEY})")
+            return
+        from photos_sync.immich import store_api_key
+
+        try:
+            path = store_api_key(self.settings, key)
+        except (OSError, SecretsError) as exc:
+            self.ui.info(f"the Immich API key was not stored: {exc}")
+            return
+        self.ui.info(f"Immich API key stored in {path} (mode 0600)")
 
     def rollback(self) -> None:
         if self._keyfile_created is not None:
@@ -549,6 +575,7 @@ class _Wizard:
             secrets_ref=self.secrets_ref,
             options=destination.options,
         )
+        self.store_immich_key()
         log.info(
             "destination_saved",
             name=saved.name,

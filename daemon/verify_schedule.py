@@ -1,0 +1,136 @@
+"""BACKUP_VERIFY_SCHEDULE in the daemon: run `verify` for each destination when it is due.
+
+Same syntax and catch-up rules as BACKUP_SCHEDULE (photos_sync.schedule). "Last verify" of a
+destination is the latest of its last stored verify (DB, `verify_runs`) and when this
+scheduler last started one. Backups come first: a verify starts only while the run queue is
+idle, and a backup that is about to start cancels the verify in progress (its rclone is
+stopped; the verify is due again once the queue is idle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from photos_sync.logs import get_logger
+from photos_sync.notify import notify_verify
+from photos_sync.runner import Runner
+from photos_sync.schedule import next_run, seconds_until
+from photos_sync.store import Destination, RestoreAndVerifyStore, from_iso, to_iso
+from photos_sync.verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from .app import Daemon
+
+log = get_logger("photos_sync.daemon.verify")
+
+#: Longest sleep between two looks at the clock.
+MAX_SLEEP = 60.0
+#: How soon to look again when a verify is due but backups are running.
+BUSY_RETRY = 5.0
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+class VerifyScheduler:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._wake = asyncio.Event()
+        self._started_at: dict[str, datetime] = {}
+        self._next: dict[str, datetime] = {}
+        self._current: asyncio.Task[VerifyReport] | None = None
+
+    def describe(self) -> str | None:
+        schedule = self.daemon.settings.verify_schedule
+        return schedule.describe() if schedule is not None else None
+
+    def next_runs(self) -> dict[str, str]:
+        """Destination name -> when its next scheduled verify is due (ISO, UTC)."""
+        if self.daemon.settings.verify_schedule is None:
+            return {}
+        return {name: to_iso(moment) for name, moment in sorted(self._next.items())}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def yield_to_backup(self) -> None:
+        """Cancel the verify in progress (if any) so a backup can take the destination."""
+        task = self._current
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+    def _queue_busy(self) -> bool:
+        queue = self.daemon.queue
+        return queue.current is not None or bool(queue.pending())
+
+    async def _last_verify(self, destination: Destination) -> datetime | None:
+        moments = []
+        last = await RestoreAndVerifyStore(self.daemon.store).last_verify(destination.id)
+        if last is not None:
+            started = from_iso(last["started_at"])
+            if started is not None:
+                moments.append(started)
+        if destination.name in self._started_at:
+            moments.append(self._started_at[destination.name])
+        return max(moments) if moments else None
+
+    async def run(self) -> None:
+        while True:
+            delay = await self._tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+
+    async def _tick(self) -> float | None:
+        """Run what is due (one destination after another); return how long to sleep."""
+        schedule = self.daemon.settings.verify_schedule
+        if schedule is None:
+            self._next.clear()
+            return None
+        now = _now()
+        soonest: float = MAX_SLEEP
+        self._next = {}
+        for destination in await self.daemon.store.list_destinations():
+            due = next_run(schedule, await self._last_verify(destination), now)
+            if due <= now:
+                if self._queue_busy():
+                    self._next[destination.name] = now
+                    soonest = min(soonest, BUSY_RETRY)
+                    continue
+                await self._verify(destination.name, now)
+                now = _now()
+                due = next_run(schedule, await self._last_verify(destination), now)
+            self._next[destination.name] = due
+            soonest = min(soonest, seconds_until(due, now))
+        return max(0.05, soonest)
+
+    async def _verify(self, name: str, now: datetime) -> None:
+        self._started_at[name] = now
+        runner = Runner(self.daemon.settings, self.daemon.store)
+        task: asyncio.Task[VerifyReport] = asyncio.create_task(verify(runner, name), name="verify")
+        self._current = task
+        log.info("scheduled_verify_started", destination=name)
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:  # the daemon is stopping
+            task.cancel()
+            await asyncio.wait([task])
+            raise
+        finally:
+            self._current = None
+        if task.cancelled():
+            self._started_at.pop(name, None)  # due again once the backup is over
+            log.info("scheduled_verify_postponed", destination=name, reason="a backup started")
+            return
+        error = task.exception()
+        if error is not None:
+            log.warning("scheduled_verify_failed", destination=name, error=str(error))
+            return
+        report = task.result()
+        log.info("scheduled_verify_finished", destination=name, **report.figures())
+        await notify_verify(self.daemon.settings, report.as_dict())
