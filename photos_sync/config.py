@@ -21,6 +21,8 @@ class ConfigError(ValueError):
 DEFAULT_STATS_INTERVAL = 60
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_DELAY = 30.0
+#: Seconds an rclone sync may go without any progress before it counts as a failed attempt.
+DEFAULT_STALL_TIMEOUT = 1800.0
 DEFAULT_MAX_DELETE = 1000
 DEFAULT_KEEP_DELETED_DAYS = 30
 DEFAULT_IMMICH_DUMP_TIMEOUT = 600.0
@@ -53,6 +55,9 @@ class Settings:
     stats_interval: int = DEFAULT_STATS_INTERVAL
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_delay: float = DEFAULT_RETRY_DELAY
+    #: BACKUP_STALL_TIMEOUT: an rclone sync silent this long (no byte, check or listing) is
+    #: stopped and counted as a failed attempt, so an outage never leaves a job RUNNING forever.
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
     bwlimit: str | None = None
     transfers: int | None = None
     checkers: int | None = None
@@ -217,6 +222,7 @@ def parse_settings(
         stats_interval=stats_interval,
         max_retries=_non_negative_int(env, "BACKUP_MAX_RETRIES", DEFAULT_MAX_RETRIES),
         retry_delay=_non_negative_float(env, "BACKUP_RETRY_DELAY", DEFAULT_RETRY_DELAY),
+        stall_timeout=_positive_float(env, "BACKUP_STALL_TIMEOUT", DEFAULT_STALL_TIMEOUT),
         bwlimit=bwlimit,
         transfers=_positive_int(env, "BACKUP_TRANSFERS", None),
         checkers=_positive_int(env, "BACKUP_CHECKERS", None),

@@ -153,6 +153,50 @@ def classify_exit(returncode: int) -> Outcome:
     return _EXIT_OUTCOMES.get(returncode, Outcome.RETRYABLE)
 
 
+#: Words in an rclone error that mean the storage refused our keys (S3, B2, HTTP). rclone exits
+#: 1 ("retryable") for them, but no retry helps until the user fixes the credentials.
+_CREDENTIAL_MARKERS = (
+    "invalidaccesskeyid",
+    "signaturedoesnotmatch",
+    "accessdenied",
+    "invalidtoken",
+    "expiredtoken",
+    "statuscode: 401",
+    "statuscode: 403",
+    "401 unauthorized",
+    "403 forbidden",
+    "bad_auth_token",
+)
+
+
+def is_credentials_error(message: str | None) -> bool:
+    """True if an rclone error says the storage refused the credentials."""
+    lowered = (message or "").lower()
+    return any(marker in lowered for marker in _CREDENTIAL_MARKERS)
+
+
+def classify_failure(returncode: int, last_error: str | None) -> Outcome:
+    """`classify_exit`, except that refused credentials are FATAL: retrying them only makes
+    a retry storm against the storage (and may get the account locked)."""
+    outcome = classify_exit(returncode)
+    if outcome is Outcome.RETRYABLE and is_credentials_error(last_error):
+        return Outcome.FATAL
+    return outcome
+
+
+def activity_marker(progress: Progress) -> tuple[int, ...]:
+    """What changes in rclone's stats while it gets work done (errors and elapsed time do not
+    count): the stall watchdog compares successive markers."""
+    return (
+        progress.bytes,
+        progress.transfers,
+        progress.checks,
+        progress.listed,
+        progress.deletes,
+        progress.renames,
+    )
+
+
 _HINTS: tuple[tuple[str, str], ...] = (
     (
         "max-delete threshold",
@@ -160,6 +204,16 @@ _HINTS: tuple[tuple[str, str], ...] = (
         "check the source, then rerun with --force or raise BACKUP_MAX_DELETE",
     ),
     ("no space left on device", "the destination disk is full"),
+    (
+        "connection refused",
+        "the storage is unreachable: check the network and the storage service; the next run "
+        "resumes where this one stopped",
+    ),
+    (
+        "no progress for",
+        "the storage is unreachable or hung: check the network and the storage service; the "
+        "next run resumes where this one stopped",
+    ),
     (
         "permission denied",
         "photos-sync may not write there; check the destination's owner and mode",
@@ -171,6 +225,11 @@ def explain_failure(returncode: int, last_error: str | None) -> str:
     """One line for error_message: rclone's last error plus a hint where one is known."""
     base = last_error or f"rclone exited with status {returncode}"
     lowered = base.lower()
+    if is_credentials_error(base):
+        return (
+            f"{base} (the storage refused the credentials: they were revoked or changed; "
+            "update the access key where the secrets are kept, then run again)"
+        )
     if returncode == 7 and "failed to delete" in lowered:
         # A --max-delete stop ends with stats lastError "failed to delete N files" and exit 7.
         lowered += " max-delete threshold"

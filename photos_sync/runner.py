@@ -19,13 +19,14 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from photos_sync import execute, procinfo
+from photos_sync import execute, procinfo, rclone_rc
 from photos_sync.archive import expired_stamps
 from photos_sync.config import Settings
 from photos_sync.destinations import (
@@ -64,8 +65,11 @@ from photos_sync.rclone_log import (
     Outcome,
     Progress,
     StatsLine,
+    activity_marker,
     classify_exit,
+    classify_failure,
     explain_failure,
+    is_credentials_error,
     parse_line,
 )
 from photos_sync.redact import redact
@@ -78,6 +82,9 @@ log = get_logger("photos_sync.runner")
 
 #: Longest pause between two attempts of a failing job.
 MAX_BACKOFF = 900.0
+#: Exit status recorded for an rclone stopped by the stall watchdog: rclone's own "temporary
+#: error" (retryable), since the storage may well come back.
+STALLED_EXIT = 5
 
 
 class RunRefused(RuntimeError):
@@ -249,21 +256,38 @@ class _JobTracker:
         self.confirmed_files = job.files_transferred
         self.progress = Progress()
         self.last_error: str | None = None
+        #: The first error that says the storage refused our credentials (later lines such as
+        #: "not deleting files as there were IO errors" must not hide it).
+        self.auth_error: str | None = None
+        #: When rclone last got something done (monotonic), for the stall watchdog.
+        self.active_at = time.monotonic()
+        self.stalled = False
+        self._marker = activity_marker(Progress())
         self._secrets = secrets
         self._on_change = on_change
         self.dirty = False
+
+    def _note_error(self, message: str) -> None:
+        self.last_error = redact(message, self._secrets)
+        if self.auth_error is None and is_credentials_error(self.last_error):
+            self.auth_error = self.last_error
 
     def on_line(self, line: str) -> None:
         event = parse_line(line)
         if isinstance(event, StatsLine):
             self.progress = event.progress
+            marker = activity_marker(event.progress)
+            if marker != self._marker:
+                self._marker = marker
+                self.active_at = time.monotonic()
             if event.progress.last_error:
-                self.last_error = redact(event.progress.last_error, self._secrets)
+                self._note_error(event.progress.last_error)
         elif isinstance(event, FileCopied):
             self.confirmed_bytes += event.size
             self.confirmed_files += 1
+            self.active_at = time.monotonic()
         elif isinstance(event, ErrorLine):
-            self.last_error = redact(event.message, self._secrets)
+            self._note_error(event.message)
             log.warning("rclone_error", message=self.last_error)
             return
         else:
@@ -622,9 +646,15 @@ class Runner:
             )
             result.immich = outcome.as_dict() if outcome is not None else None
         try:
-            for job in jobs:
+            for index, job in enumerate(jobs):
                 finished = await self._run_job(destination, remote, job, plan.run_id, options)
                 result.jobs.append(finished)
+                if finished.status is JobStatus.FAILED and is_credentials_error(
+                    finished.error_message
+                ):
+                    # Every other folder would be refused the same way: no retry storm.
+                    result.jobs += await self._skip_jobs(jobs[index + 1 :], finished)
+                    break
         except asyncio.CancelledError:
             # Cancelled anywhere (starting rclone, a DB write, a retry's pause): no job of
             # this run may stay RUNNING under a live owner, or the next run would refuse.
@@ -637,6 +667,23 @@ class Runner:
         log.info("run_finished", destination=destination.name, run_id=plan.run_id, ok=result.ok)
         self.sink(RunEvent("run_finished", destination.name, result.as_dict()))
         return result
+
+    async def _skip_jobs(self, jobs: list[Job], failed: Job) -> list[Job]:
+        """Mark jobs not attempted after a credentials failure FAILED (retries untouched)."""
+        skipped = []
+        for job in jobs:
+            current = await self.store.get_job(job.id)
+            if current is None:
+                continue
+            if current.status is not JobStatus.FAILED:
+                current = await self.store.set_status(
+                    job.id,
+                    JobStatus.FAILED,
+                    error_message=f"not attempted: {failed.folder}/ failed first with "
+                    f"{failed.error_message}",
+                )
+            skipped.append(current)
+        return skipped
 
     async def _interrupt_own_jobs(self, destination_id: int) -> None:
         """Mark this process's RUNNING jobs of a destination INTERRUPTED (after a cancel)."""
@@ -662,7 +709,7 @@ class Runner:
             self.sink(RunEvent("job_started", destination.name, job.as_dict()))
             log.info("job_started", job_id=job.id, folder=job.folder, attempt=job.retry_count + 1)
             code, last_error = await self._attempt(destination, remote, job, run_id, options)
-            outcome = classify_exit(code)
+            outcome = classify_failure(code, last_error)
             if outcome is Outcome.SUCCESS:
                 job = await self.store.mark_completed(job.id)
             elif outcome is Outcome.INTERRUPTED:
@@ -728,10 +775,17 @@ class Runner:
         env = remote.child_env()
         if self.rc is not None:
             env.update(self.rc.env())
+            stale_socket = rclone_rc.socket_file(self.rc)
+            if stale_socket is not None:
+                # An rclone that died (killed, or a CRITICAL at start-up) leaves its rc socket,
+                # and the next one would then fail at once with "address already in use".
+                with contextlib.suppress(OSError):
+                    stale_socket.unlink()
         process = execute.StreamingProcess(argv, env, tracker.on_line, grace=self.grace)
         await process.start()
         self.rclone_pid = process.pid
         log.info("rclone_started", job_id=job.id, pid=process.pid, folder=job.folder)
+        watchdog = asyncio.create_task(self._watch_stall(job, process, tracker))
         async with self._flushing(job, tracker):
             try:
                 code = await process.wait()
@@ -745,8 +799,36 @@ class Runner:
                 raise
             finally:
                 self.rclone_pid = None
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
         await self._flush(job, tracker)
-        return code, tracker.last_error
+        if tracker.stalled:
+            reason = tracker.auth_error or tracker.last_error
+            return STALLED_EXIT, (
+                f"no progress for {self.settings.stall_timeout:g} s (BACKUP_STALL_TIMEOUT)"
+                + (f"; last error: {reason}" if reason else "")
+            )
+        return code, tracker.auth_error or tracker.last_error
+
+    async def _watch_stall(
+        self, job: Job, process: execute.StreamingProcess, tracker: _JobTracker
+    ) -> None:
+        """Stop rclone when it has got nothing done for BACKUP_STALL_TIMEOUT seconds.
+
+        rclone retries an unreachable storage on its own for a very long time (every file, low
+        level retries, then whole passes); without this a permanent outage would leave the job
+        RUNNING for hours. The attempt then counts as a retryable failure.
+        """
+        timeout = self.settings.stall_timeout
+        while True:
+            silent = time.monotonic() - tracker.active_at
+            if silent >= timeout:
+                break
+            await asyncio.sleep(min(timeout - silent, 10.0) + 0.01)
+        tracker.stalled = True
+        log.warning("rclone_stalled", job_id=job.id, folder=job.folder, seconds=timeout)
+        await process.terminate()
 
     def _emit_progress(self, destination: Destination, job: Job, tracker: _JobTracker) -> None:
         f = tracker.fields()

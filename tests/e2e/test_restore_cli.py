@@ -207,7 +207,7 @@ def test_verify_names_the_damaged_missing_and_extra_files(
     assert bad.returncode == 2
 
 
-def test_archive_list_restore_deleted_as_of_and_retention(
+def test_archive_list_restore_deleted_as_of_and_retention_dry_run(
     backed_up: Path,
     immich: tuple[Path, TreeStats],
     tmp_path: Path,
@@ -252,14 +252,8 @@ def test_archive_list_restore_deleted_as_of_and_retention(
     assert f"would remove files deleted by the run of {old}" in dry.stdout
     assert recent not in dry.stdout
 
-    def runs() -> list[str]:
-        listed = plain_rclone.run(["lsf", "--dirs-only", "check:.deleted"], env).stdout
-        return sorted(line.rstrip("/") for line in listed.split())
-
-    assert old in runs()
-    ok("backup", env=keep)
-    remaining = runs()
-    assert old not in remaining and recent in remaining and len(remaining) == 2
+    listed = plain_rclone.run(["lsf", "--dirs-only", "check:.deleted"], env).stdout
+    assert f"{old}/" in listed  # a dry run removes nothing (the real pruning: integration tests)
 
 
 @pytest.fixture

@@ -443,7 +443,8 @@ async def test_verify_clean_then_flipped_missing_and_extra(immich, tmp_path, set
 async def test_verify_is_refused_while_a_backup_runs(immich, tmp_path, settings):
     from photos_sync.runner import _destination_lock
 
-    store = await local_backup(settings, tmp_path / "dest")
+    store = await Store.open(settings.db_path)
+    await setup_local(settings, store, name="nas", path=tmp_path / "dest")
     try:
         destination = await store.get_destination("nas")
         assert destination is not None
@@ -483,9 +484,6 @@ async def test_objects_without_hashes_are_downloaded_and_compared(
         assert 0 < len(report.downloaded) < len(every)
         assert sorted(report.downloaded + report.left_unverified) == every
         assert len(report.outcome.matched) == len(report.downloaded)
-        # each night another slice
-        other = await verify(runner, "cloud", sample_percent=10, seed=2, small_file=1)
-        assert set(other.downloaded) != set(report.downloaded)
 
         # damage one stored object: only a content comparison can notice; --full downloads
         # every file without a hash, large or small
