@@ -13,20 +13,34 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from photos_sync import __version__, execute
+from photos_sync import __version__
 from photos_sync.config import ConfigError, Settings
-from photos_sync.destinations import DestinationError
-from photos_sync.keyfile import SecretsError
-from photos_sync.logs import configure_logging
-from photos_sync.render import LiveView
-from photos_sync.runner import Runner, RunRefused, RunRequest, UsageProblem, summarise
+from photos_sync.lazy import lazy
 from photos_sync.settings_io import load_settings
-from photos_sync.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from photos_sync import execute
+    from photos_sync.logs import configure_logging
+    from photos_sync.render import LiveView
+    from photos_sync.runner import Runner, RunRefused, RunRequest, UsageProblem, summarise
+    from photos_sync.store import Store
+else:
+    # Imported on first use: `photos-sync backup --status` and `--help` should not pay for
+    # the runner, SQLite, structlog and rich's progress machinery (see docs/BENCHMARKS.md).
+    execute = lazy("photos_sync.execute")
+    configure_logging = lazy("photos_sync.logs", "configure_logging")
+    LiveView = lazy("photos_sync.render", "LiveView")
+    Runner = lazy("photos_sync.runner", "Runner")
+    RunRefused = lazy("photos_sync.runner", "RunRefused")
+    RunRequest = lazy("photos_sync.runner", "RunRequest")
+    UsageProblem = lazy("photos_sync.runner", "UsageProblem")
+    summarise = lazy("photos_sync.runner", "summarise")
+    Store = lazy("photos_sync.store", "Store")
 
 T = TypeVar("T")
 
@@ -58,14 +72,15 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise typer.Exit(code)
 
 
-_KNOWN_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
-    StoreError,
-    RunRefused,
-    DestinationError,
-    SecretsError,
-    execute.RcloneNotFound,
-)
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Errors that carry a one-line message for the user (imported only when one happened)."""
+    from photos_sync.destinations import DestinationError
+    from photos_sync.execute import RcloneNotFound
+    from photos_sync.keyfile import SecretsError
+    from photos_sync.runner import RunRefused
+    from photos_sync.store import StoreError
+
+    return (ConfigError, StoreError, RunRefused, DestinationError, SecretsError, RcloneNotFound)
 
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -84,10 +99,14 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(main())
     except asyncio.CancelledError:
         fail("interrupted: progress is saved; run the same command again to resume")
-    except UsageProblem as exc:
-        fail(str(exc), EXIT_USAGE)
-    except _KNOWN_ERRORS as exc:
-        fail(str(exc))
+    except Exception as exc:
+        from photos_sync.runner import UsageProblem as usage_problem
+
+        if isinstance(exc, usage_problem):
+            fail(str(exc), EXIT_USAGE)
+        if isinstance(exc, _known_errors()):
+            fail(str(exc))
+        raise
     except PermissionError as exc:
         fail(f"permission denied: {exc.filename}: check the owner and mode of that path")
     except OSError as exc:
