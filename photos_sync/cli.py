@@ -896,8 +896,9 @@ def restore(
 ) -> None:
     """Restore files from a backup, decrypted, into a folder. Never overwrites without
     --overwrite; an interrupted restore continues when run again."""
-    from photos_sync.render import dumps, human_bytes
+    from photos_sync.render import dumps
     from photos_sync.restore import Restorer, RestoreRequest, archive_listing
+    from photos_sync.units import human_bytes
 
     settings = settings_or_exit()
     if deleted and as_of_raw:
@@ -967,7 +968,8 @@ def verify(
 ) -> None:
     """Compare the Immich source with the backup: rclone cryptcheck where the storage keeps
     hashes, download-and-compare where it does not. Exit 1 on any difference."""
-    from photos_sync.render import dumps, human_bytes
+    from photos_sync.render import dumps
+    from photos_sync.units import human_bytes
     from photos_sync.verify import verify as run_verify
 
     if not 0 <= sample <= 100:

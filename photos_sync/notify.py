@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from photos_sync.config import ConfigError, Settings
 from photos_sync.logs import get_logger
 from photos_sync.runner import ProgressSink, RunEvent, RunRequest, UsageProblem
+from photos_sync.units import duration, human_bytes
 
 log = get_logger("photos_sync.notify")
 
@@ -106,21 +107,6 @@ class Notice:
         return "success" if self.ok else "failure"
 
 
-def _size(size: float) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
-def _duration(seconds: float) -> str:
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
 def start_notice(destination: str, data: Mapping[str, Any]) -> Notice:
     folders = ", ".join(f"{f}/" for f in data.get("folders", []))
     verb = "resuming" if data.get("resumed") else "starting"
@@ -140,10 +126,10 @@ def finished_notice(destination: str, result: Mapping[str, Any], seconds: float 
     files = sum(int(j.get("files_transferred") or 0) for j in jobs)
     size = sum(int(j.get("bytes_transferred") or 0) for j in jobs)
     ok = bool(result.get("ok"))
-    took = f" in {_duration(seconds)}" if seconds is not None else ""
+    took = f" in {duration(seconds)}" if seconds is not None else ""
     lines = [
         f"{len(done)}/{len(jobs)} folders backed up to {destination}: {files} files, "
-        f"{_size(size)}{took} (run {result.get('run_id', '')})"
+        f"{human_bytes(size)}{took} (run {result.get('run_id', '')})"
     ]
     for job in jobs:
         if job.get("status") != "COMPLETED":

@@ -24,21 +24,7 @@ from rich.table import Table
 from photos_sync.runner import RunEvent
 from photos_sync.states import JobStatus, Staleness
 from photos_sync.store import Destination, Job, from_iso
-
-
-def human_bytes(size: float) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
-def _duration(seconds: float) -> str:
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+from photos_sync.units import duration, human_bytes
 
 
 def percent(job: Job) -> float:
@@ -232,7 +218,7 @@ class LiveView:
                     total=data["bytes_total"] or None,
                     files=f"{data['files_done']}/{data['files_total']} files",
                     rate=f"{human_bytes(data['speed'])}/s",
-                    eta=f"ETA {_duration(eta)}" if eta else "",
+                    eta=f"ETA {duration(eta)}" if eta else "",
                 )
             elif self._progress is None:
                 now = datetime.now().timestamp()

@@ -21,8 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from photos_sync.config import Settings
-from photos_sync.render import human_bytes
 from photos_sync.store import from_iso
+from photos_sync.units import human_bytes
 
 #: Seconds between two refreshes of the live view.
 REFRESH = 1.0

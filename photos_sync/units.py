@@ -1,0 +1,20 @@
+"""Sizes and durations for people. Pure."""
+
+from __future__ import annotations
+
+
+def human_bytes(size: float) -> str:
+    """1536 -> '1.5 KiB' (binary units, one decimal; whole bytes below 1 KiB)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def duration(seconds: float) -> str:
+    """3725 -> '1:02:05'."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
