@@ -13,7 +13,7 @@ import pytest
 
 from tests.immich_tree import TreeStats
 from tests.support.cli import PHOTOS_SYNC, photos_sync
-from tests.support.daemon import DaemonPool, daemon_pool, db_jobs, setup_local
+from tests.support.daemon import DaemonPool, RpcFailure, daemon_pool, db_jobs, setup_local
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,3 +114,35 @@ def test_detach_returns_at_once_and_ctrl_c_leaves_the_run_alone(
         "PENDING",
     }
     daemon.call("cancel")
+
+
+def test_with_a_daemon_restore_runs_there_and_never_overwrites(
+    daemons: DaemonPool,
+    tmp_path: Path,
+    immich: tuple[Path, TreeStats],
+    isolated_env: dict[str, str],
+) -> None:
+    source, _ = immich
+    setup_local(tmp_path)
+    daemon = daemons.start()
+    assert photos_sync("backup").returncode == 0
+    target = tmp_path / "restored"
+    result = photos_sync("restore", "--from", "nas", "--to", str(target), "--path", "library")
+    assert result.returncode == 0, result.stderr
+    assert "restore with nas running in the photos-sync daemon" in result.stdout
+    assert "restored 13 files" in result.stdout
+    originals = sorted(p for p in (source / "library").rglob("*") if p.is_file())
+    for original in originals:
+        copy = target / original.relative_to(source)
+        assert copy.read_bytes() == original.read_bytes()
+    last = daemon.call("status")["daemon"]["last_run"]
+    assert last["ok"] is True and last["run"]["reason"] == "restore"
+    # a file changed in the target is left alone without --overwrite, even via the daemon
+    changed = target / originals[1].relative_to(source)
+    changed.write_bytes(b"edited by the user")
+    again = photos_sync("restore", "--from", "nas", "--to", str(target), "--path", "library")
+    assert again.returncode == 0, again.stderr
+    assert changed.read_bytes() == b"edited by the user"
+    with pytest.raises(RpcFailure) as caught:
+        daemon.call("restore", {"destination": "nas"})
+    assert caught.value.code == -32602 and "required" in str(caught.value)
