@@ -106,7 +106,15 @@ class Daemon:
     async def _resolve(self, name: str | None) -> str:
         return (await self._runner().resolve_destination(name)).name
 
-    async def _run_one(self, request: RunRequest, sink: ProgressSink) -> RunResult:
+    async def _run_one(self, request: RunRequest, sink: ProgressSink) -> RunResult | Any:
+        if request.restore is not None:
+            from photos_sync.restore import Restorer
+
+            notify.status(f"restoring from {request.destination}")
+            try:
+                return await Restorer(self._runner(sink)).run(request.restore)
+            finally:
+                notify.status("idle")
         notify.status(f"backing up to {request.destination}")
         await self.verifier.yield_to_backup()
         try:

@@ -6,6 +6,8 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from photos_sync import __version__, rpc
@@ -39,6 +41,7 @@ class Handlers:
             "cancel": self.cancel,
             "reset": self.reset,
             "subscribe": self.subscribe,
+            "restore": self.restore,
         }
 
     async def __call__(self, request: rpc.Request, connection: Connection) -> Any:
@@ -92,6 +95,38 @@ class Handlers:
     ) -> dict[str, Any]:
         info, already, queued = await self.daemon.queue.submit(
             destination, dry_run=dry_run, force=force, reason="request"
+        )
+        return {"run": info.as_dict(), "already_running": already, "queued": queued}
+
+    async def restore(
+        self,
+        to: str | None = None,
+        destination: str | None = None,
+        path: str = "",
+        mode: str = "current",
+        as_of: str | None = None,
+        overwrite: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        from photos_sync.restore import MODES, RestoreRequest
+
+        if not to:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "restore: 'to' (the target folder) is required")
+        if mode not in MODES:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, f"restore: mode must be one of {MODES}")
+        moment = None
+        if mode == "as-of":
+            try:
+                moment = datetime.fromisoformat(as_of or "")
+            except ValueError:
+                raise rpc.RpcError(
+                    rpc.INVALID_PARAMS, "restore: as_of must be an ISO time with as-of mode"
+                ) from None
+            if moment.tzinfo is None:
+                moment = moment.astimezone()
+        request = RestoreRequest(destination, Path(to), path, mode, moment, overwrite, dry_run)
+        info, already, queued = await self.daemon.queue.submit(
+            destination, dry_run=dry_run, reason="restore", restore=request
         )
         return {"run": info.as_dict(), "already_running": already, "queued": queued}
 

@@ -14,7 +14,7 @@ import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from photos_sync import execute, rpc
 from photos_sync.config import ConfigError
@@ -30,6 +30,9 @@ from photos_sync.runner import (
     UsageProblem,
 )
 from photos_sync.store import StoreError, to_iso, utcnow
+
+if TYPE_CHECKING:
+    from photos_sync.restore import RestoreRequest
 
 log = get_logger("photos_sync.daemon.queue")
 
@@ -203,6 +206,7 @@ class RunQueue:
         force: bool = False,
         reason: str = "request",
         wait_start: bool = True,
+        restore: RestoreRequest | None = None,
     ) -> tuple[RunInfo, bool, bool]:
         """Queue a run; return (run, already_running, queued).
 
@@ -220,19 +224,25 @@ class RunQueue:
             except _REFUSALS as exc:
                 raise rpc.RpcError(rpc.RUN_REFUSED, str(exc)) from None
             current = self._current
-            if current is not None and current.info.destination == name and current.end is None:
+            if restore is not None:
+                pass  # every restore request is its own run
+            elif current is not None and current.info.destination == name and current.end is None:
                 if dry_run and not current.info.dry_run:
                     raise rpc.RpcError(
                         rpc.RUN_REFUSED,
                         f"a backup to {name!r} is running: try the dry run after it ends",
                     )
                 return current.info, True, False
-            for queued in self._pending:
-                if queued.info.destination == name and queued.info.dry_run == dry_run:
+            for queued in self._pending if restore is None else ():
+                if (
+                    queued.info.destination == name
+                    and queued.info.dry_run == dry_run
+                    and queued.request.restore is None
+                ):
                     return queued.info, True, True
             entry = Entry(
                 RunInfo(next(self._ids), name, dry_run, force, reason),
-                RunRequest(name, dry_run, force),
+                RunRequest(name, dry_run, force, restore),
                 asyncio.get_running_loop().create_future(),
             )
             first_in_line = current is None and not self._pending

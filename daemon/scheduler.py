@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from photos_sync import rpc
 from photos_sync.logs import get_logger
-from photos_sync.schedule import next_run, seconds_until
+from photos_sync.schedule import Schedule, next_run, seconds_until
 from photos_sync.store import Destination, from_iso, to_iso
 
 if TYPE_CHECKING:
@@ -30,26 +30,53 @@ def _now() -> datetime:
     return datetime.now().astimezone()
 
 
-class Scheduler:
+class PeriodicScheduler:
+    """The loop shared by the backup and verify schedules: each `_tick` does what is due and
+    says how long to sleep; `wake` makes it look again at once (config reloaded, a run
+    ended)."""
+
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self._wake = asyncio.Event()
-        self._queued_at: dict[str, datetime] = {}
         self._next: dict[str, datetime] = {}
 
+    @property
+    def schedule(self) -> Schedule | None:
+        raise NotImplementedError
+
     def describe(self) -> str | None:
-        schedule = self.daemon.settings.schedule
+        schedule = self.schedule
         return schedule.describe() if schedule is not None else None
 
     def next_runs(self) -> dict[str, str]:
-        """Destination name -> when its next scheduled run is due (ISO, UTC)."""
-        if self.daemon.settings.schedule is None:
+        """Destination name -> when it is next due (ISO, UTC)."""
+        if self.schedule is None:
             return {}
         return {name: to_iso(moment) for name, moment in sorted(self._next.items())}
 
     def wake(self) -> None:
-        """Look at the schedule again now (config reloaded, a run ended)."""
         self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            delay = await self._tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+
+    async def _tick(self) -> float | None:
+        """Do what is due; return how long to sleep (None: until woken)."""
+        raise NotImplementedError
+
+
+class Scheduler(PeriodicScheduler):
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__(daemon)
+        self._queued_at: dict[str, datetime] = {}
+
+    @property
+    def schedule(self) -> Schedule | None:
+        return self.daemon.settings.schedule
 
     async def _last_run(self, destination: Destination) -> datetime | None:
         moments = []
@@ -63,13 +90,6 @@ class Scheduler:
         if destination.name in self._queued_at:
             moments.append(self._queued_at[destination.name])
         return max(moments) if moments else None
-
-    async def run(self) -> None:
-        while True:
-            delay = await self._tick()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
 
     async def _tick(self) -> float | None:
         """Queue what is due; return how long to sleep (None: until woken)."""

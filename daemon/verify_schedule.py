@@ -10,52 +10,36 @@ stopped; the verify is due again once the queue is idle).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from photos_sync.logs import get_logger
 from photos_sync.notify import notify_verify
 from photos_sync.runner import Runner
-from photos_sync.schedule import next_run, seconds_until
-from photos_sync.store import Destination, RestoreAndVerifyStore, from_iso, to_iso
+from photos_sync.schedule import Schedule, next_run, seconds_until
+from photos_sync.store import Destination, RestoreAndVerifyStore, from_iso
 from photos_sync.verify import VerifyReport, verify
+
+from .scheduler import MAX_SLEEP, PeriodicScheduler, _now
 
 if TYPE_CHECKING:
     from .app import Daemon
 
 log = get_logger("photos_sync.daemon.verify")
 
-#: Longest sleep between two looks at the clock.
-MAX_SLEEP = 60.0
 #: How soon to look again when a verify is due but backups are running.
 BUSY_RETRY = 5.0
 
 
-def _now() -> datetime:
-    return datetime.now().astimezone()
-
-
-class VerifyScheduler:
+class VerifyScheduler(PeriodicScheduler):
     def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self._wake = asyncio.Event()
+        super().__init__(daemon)
         self._started_at: dict[str, datetime] = {}
-        self._next: dict[str, datetime] = {}
         self._current: asyncio.Task[VerifyReport] | None = None
 
-    def describe(self) -> str | None:
-        schedule = self.daemon.settings.verify_schedule
-        return schedule.describe() if schedule is not None else None
-
-    def next_runs(self) -> dict[str, str]:
-        """Destination name -> when its next scheduled verify is due (ISO, UTC)."""
-        if self.daemon.settings.verify_schedule is None:
-            return {}
-        return {name: to_iso(moment) for name, moment in sorted(self._next.items())}
-
-    def wake(self) -> None:
-        self._wake.set()
+    @property
+    def schedule(self) -> Schedule | None:
+        return self.daemon.settings.verify_schedule
 
     async def yield_to_backup(self) -> None:
         """Cancel the verify in progress (if any) so a backup can take the destination."""
@@ -78,13 +62,6 @@ class VerifyScheduler:
         if destination.name in self._started_at:
             moments.append(self._started_at[destination.name])
         return max(moments) if moments else None
-
-    async def run(self) -> None:
-        while True:
-            delay = await self._tick()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
 
     async def _tick(self) -> float | None:
         """Run what is due (one destination after another); return how long to sleep."""

@@ -724,6 +724,15 @@ def _print_daemon_status(daemon: Any) -> None:
 def _summary_of(end: dict[str, Any]) -> str:
     result = end.get("result") or {}
     destination = end["run"]["destination"]
+    if end["run"].get("reason") == "restore":
+        from photos_sync.units import human_bytes
+
+        job = result.get("job") or {}
+        verb = "would restore" if end["run"].get("dry_run") else "restored"
+        return (
+            f"{verb} {result.get('files', 0)} files ({human_bytes(result.get('bytes', 0))}) "
+            f"from {destination} into {job.get('target_dir', 'the target folder')}"
+        )
     if result.get("dry_run"):
         folders = result.get("dry_run_folders") or []
         files = sum(f["files"] for f in folders)
@@ -741,8 +750,10 @@ def _daemon_run(
     force: bool,
     json_output: bool,
     detach: bool,
+    restore_params: dict[str, Any] | None = None,
 ) -> bool:
-    """Run the backup in the daemon if one answers; False (nothing done) if none does.
+    """Run the backup (or, with `restore_params`, a restore) in the daemon if one answers;
+    False (nothing done) if none does.
 
     Follows the run's progress until it ends, unless `detach`. Ctrl-C stops following only:
     the daemon's run carries on.
@@ -753,6 +764,10 @@ def _daemon_run(
 
     view = LiveView(stdout, quiet=json_output)
     params: dict[str, Any] = {"destination": to, "dry_run": dry_run, "force": force}
+    method, what = "start", "backup"
+    if restore_params is not None:
+        params = {"destination": to, "dry_run": dry_run, **restore_params}
+        method, what = "restore", "restore"
     params = {k: v for k, v in params.items() if v}
 
     async def body() -> tuple[str, Any]:
@@ -761,7 +776,7 @@ def _daemon_run(
             return "absent", None
         started: Any = None
         try:
-            started = await client.call("start", params)
+            started = await client.call(method, params)
             run = started["run"]
             if detach:
                 return "detached", started
@@ -770,8 +785,8 @@ def _daemon_run(
                 if started["queued"]:
                     verb = "queued"
                 stdout.print(
-                    f"backup to {run['destination']} {verb} in the photos-sync daemon; Ctrl-C "
-                    "stops watching, not the backup",
+                    f"{what} with {run['destination']} {verb} in the photos-sync daemon; "
+                    f"Ctrl-C stops watching, not the {what}",
                     highlight=False,
                 )
             ack = await client.call("subscribe", {"run": run["id"]})
@@ -807,7 +822,7 @@ def _daemon_run(
         else:
             run = payload["run"]
             stdout.print(
-                f"backup to {run['destination']} "
+                f"{what} with {run['destination']} "
                 + ("is already running" if payload["already_running"] else "started")
                 + f" in the daemon (run {run['id']}); see `photos-sync backup --status`",
                 highlight=False,
@@ -815,24 +830,27 @@ def _daemon_run(
         return True
     if outcome == "left":
         stderr.print(
-            "stopped watching; the daemon's backup carries on (see `photos-sync backup "
+            f"stopped watching; the daemon's {what} carries on (see `photos-sync backup "
             "--status`; cancel it by stopping the daemon)",
             highlight=False,
         )
         return True
     if outcome == "lost":
-        fail("the daemon closed the connection before the backup ended: see --status")
+        fail(f"the daemon closed the connection before the {what} ended: see --status")
     end: dict[str, Any] = payload
     if end.get("error"):
         fail(str(end["error"]), EXIT_USAGE if end.get("error_code") == -32002 else EXIT_FAILURE)
     if end.get("cancelled"):
-        fail("the backup was cancelled in the daemon; progress is saved, run again to resume")
+        fail(f"the {what} was cancelled in the daemon; progress is saved, run again to resume")
     if json_output:
         sys.stdout.write(dumps(end.get("result")) + "\n")
     else:
         stdout.print(_summary_of(end), highlight=False)
     _print_immich_outcome((end.get("result") or {}).get("immich"))
     if not end.get("ok"):
+        restore_error = (end.get("result") or {}).get("error")
+        if restore_error:
+            stderr.print(f"[red]restore failed:[/red] {restore_error}; run it again to resume")
         for job in (end.get("result") or {}).get("jobs") or []:
             if job.get("error_message") and job["status"] != "COMPLETED":
                 line = f"[red]{job['folder']}/:[/red] {job['error_message']}"
@@ -922,6 +940,17 @@ def restore(
         fail("restore needs --to DIR (the folder to restore into)", EXIT_USAGE)
     mode = "deleted" if deleted else "as-of" if as_of_raw else "current"
     moment = _parse_moment(as_of_raw) if as_of_raw else None
+    restore_params = {
+        "to": str(to.expanduser().resolve()),
+        "path": path,
+        "mode": mode,
+        "as_of": moment.isoformat() if moment else None,
+        "overwrite": overwrite,
+    }
+    # With a daemon up, the restore joins its queue (it survives this terminal, and never
+    # runs at the same time as a backup); else it runs here.
+    if _daemon_run(settings, source, dry_run, False, json_output, False, restore_params):
+        return
     view = LiveView(stdout, quiet=json_output)
 
     async def body(store: Store) -> Any:

@@ -74,5 +74,7 @@ def job_staleness(job: Job, threshold: float) -> tuple[Staleness, float]:
     """Classify a RUNNING job by its owner's liveness and its silence; also return the silence."""
     view = owner_view(job.owner_pid, job.owner_host, job.owner_token)
     updated = from_iso(job.last_update or job.started_at or job.created_at)
-    silence = (utcnow() - updated).total_seconds() if updated else float("inf")
+    # Absolute: a last_update in the future (the clock went back) is as silent as its
+    # distance, and must not print as a negative silence.
+    silence = abs((utcnow() - updated).total_seconds()) if updated else float("inf")
     return classify_running_job(view, silence, threshold), silence

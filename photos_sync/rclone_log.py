@@ -175,6 +175,22 @@ def is_credentials_error(message: str | None) -> bool:
     return any(marker in lowered for marker in _CREDENTIAL_MARKERS)
 
 
+#: Words in an rclone error (or the stall watchdog's) that mean the storage cannot be reached.
+_UNREACHABLE_MARKERS = (
+    "no progress for",
+    "connection refused",
+    "no such host",
+    "network is unreachable",
+    "no route to host",
+)
+
+
+def is_storage_unreachable(message: str | None) -> bool:
+    """True if an error says the storage could not be reached at all (not a per-file error)."""
+    lowered = (message or "").lower()
+    return any(marker in lowered for marker in _UNREACHABLE_MARKERS)
+
+
 def classify_failure(returncode: int, last_error: str | None) -> Outcome:
     """`classify_exit`, except that refused credentials are FATAL: retrying them only makes
     a retry storm against the storage (and may get the account locked)."""

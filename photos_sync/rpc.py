@@ -20,6 +20,9 @@ reset       {destination: str}                           {removed: int}
 subscribe   {run: int, wait: bool}                       {run: RunInfo | null, ended: End | null}
             then notifications ``progress`` {kind, destination, data} (one per runner event)
             and finally ``run_ended`` End = {run, ok, cancelled, error, result}
+restore     {to: str (required), destination: str,       like start; the restore is queued as
+            path: str, mode: current|deleted|as-of,      a run (RunInfo.kind "restore") and
+            as_of: ISO time, overwrite, dry_run}         followed with subscribe
 =========== ============================================ =======================================
 
 Error codes: the four standard ones below (plus -32603 for an internal error) and the
@@ -103,6 +106,15 @@ PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "cancel": {},
     "reset": {"destination": str},
     "subscribe": {"run": int, "wait": bool},
+    "restore": {
+        "destination": str,
+        "to": str,
+        "path": str,
+        "mode": str,
+        "as_of": str,
+        "overwrite": bool,
+        "dry_run": bool,
+    },
 }
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer"}

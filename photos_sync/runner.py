@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from photos_sync import execute, procinfo, rclone_rc
 from photos_sync.archive import expired_stamps
@@ -70,6 +70,7 @@ from photos_sync.rclone_log import (
     classify_failure,
     explain_failure,
     is_credentials_error,
+    is_storage_unreachable,
     parse_line,
 )
 from photos_sync.redact import redact
@@ -77,6 +78,9 @@ from photos_sync.remote import CryptRemote
 from photos_sync.secrets_io import load_secrets
 from photos_sync.states import JobStatus, Staleness, stale_threshold
 from photos_sync.store import Destination, Job, Store, utcnow
+
+if TYPE_CHECKING:
+    from photos_sync.restore import RestoreRequest
 
 log = get_logger("photos_sync.runner")
 
@@ -130,6 +134,8 @@ class RunRequest:
     destination: str | None = None
     dry_run: bool = False
     force: bool = False
+    #: Set when the daemon's queue carries a restore instead of a backup.
+    restore: RestoreRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -649,10 +655,12 @@ class Runner:
             for index, job in enumerate(jobs):
                 finished = await self._run_job(destination, remote, job, plan.run_id, options)
                 result.jobs.append(finished)
-                if finished.status is JobStatus.FAILED and is_credentials_error(
-                    finished.error_message
+                if finished.status is JobStatus.FAILED and (
+                    is_credentials_error(finished.error_message)
+                    or is_storage_unreachable(finished.error_message)
                 ):
-                    # Every other folder would be refused the same way: no retry storm.
+                    # Every other folder would be refused (or time out) the same way: no
+                    # retry storm, and no hours RUNNING against a storage that is down.
                     result.jobs += await self._skip_jobs(jobs[index + 1 :], finished)
                     break
         except asyncio.CancelledError:
@@ -669,7 +677,8 @@ class Runner:
         return result
 
     async def _skip_jobs(self, jobs: list[Job], failed: Job) -> list[Job]:
-        """Mark jobs not attempted after a credentials failure FAILED (retries untouched)."""
+        """Mark jobs not attempted after the storage refused or did not answer FAILED (their
+        retries untouched, so the next run resumes them)."""
         skipped = []
         for job in jobs:
             current = await self.store.get_job(job.id)

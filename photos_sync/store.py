@@ -560,13 +560,28 @@ class Store:
         )
 
 
+def _low_on_space(path: Path, margin: int = 1024 * 1024) -> bool:
+    """True if the file system holding `path` has less than `margin` bytes free."""
+    try:
+        info = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < margin
+
+
 def _explain_db_error(path: Path, exc: sqlite3.DatabaseError) -> str:
     text = str(exc)
     if "not a database" in text or "malformed" in text:
+        # The DB also holds the destinations: moving it aside alone would leave "no
+        # destination is set up yet", so say what brings them back.
         return (
-            f"{path} is damaged ({text}): move it aside (the backup itself is safe; photos-sync "
-            "rebuilds its job state on the next run) and run again"
+            f"{path} is damaged ({text}): move it aside, run `photos-sync backup --setup` "
+            "again for each destination (the backup and its secrets are kept and reused), "
+            "then back up as usual"
         )
+    if "disk i/o error" in text.lower() and _low_on_space(path):
+        # SQLite in WAL mode reports a full disk as an I/O error on the -wal/-shm files.
+        text = "database or disk is full"
     if "readonly" in text or "read-only" in text:
         return f"{path} is read-only: photos-sync needs to write its job state there"
     if "disk" in text and "full" in text:
