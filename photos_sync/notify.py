@@ -135,6 +135,11 @@ def finished_notice(destination: str, result: Mapping[str, Any], seconds: float 
         if job.get("status") != "COMPLETED":
             error = job.get("error_message") or "not finished"
             lines.append(f"{job.get('folder')}/: {job.get('status')} — {error}")
+    immich = result.get("immich") or {}
+    if immich.get("error"):
+        lines.append(f"Immich database dump: {immich['error']}")
+    elif immich.get("warning"):
+        lines.append(f"Immich database dump: {immich['warning']}")
     title = (
         f"photos-sync: backup to {destination} succeeded"
         if ok

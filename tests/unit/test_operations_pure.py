@@ -93,6 +93,20 @@ def test_notices() -> None:
     assert "1:02:05" in notice.body
     ok = finished_notice("nas", {**result, "ok": True, "jobs": result["jobs"][:1]}, None)
     assert ok.kind == "success" and ok.ping_suffix == ""
+    assert "Immich" not in ok.body
+    # Immich down: the run still succeeds, and the notice says which dump went up
+    warned = finished_notice(
+        "nas",
+        {
+            **result,
+            "ok": True,
+            "jobs": result["jobs"][:1],
+            "immich": {"warning": "Immich at http://x did not answer; sent the newest dump"},
+        },
+        None,
+    )
+    assert warned.kind == "success"
+    assert "Immich database dump: Immich at http://x did not answer" in warned.body
     verify = verify_notice(
         "nas",
         {"ok": False, "mode": "full", "figures": {"missing": 1}, "missing": ["library/a.jpg"]},
