@@ -7,4 +7,5 @@ PYTHON="${PYTHON:-.venv/bin/python}"
 rm -f docs/BENCHMARKS.md
 "$PYTHON" bench/bench_core.py --wait-load "${WAIT_LOAD:-180}" "$@"
 "$PYTHON" bench/bench_daemon.py --wait-load "${WAIT_LOAD:-180}"
+"$PYTHON" bench/bench_compare.py
 echo "docs/BENCHMARKS.md regenerated"
