@@ -289,9 +289,13 @@ class _JobTracker:
             if event.progress.last_error:
                 self._note_error(event.progress.last_error)
         elif isinstance(event, FileCopied):
+            # Counted only: watchers hear about it with the next stats tick. One event per
+            # file cost ~70 µs each on 100,000-file trees (docs/BENCHMARKS.md).
             self.confirmed_bytes += event.size
             self.confirmed_files += 1
             self.active_at = time.monotonic()
+            self.dirty = True
+            return
         elif isinstance(event, ErrorLine):
             self._note_error(event.message)
             log.warning("rclone_error", message=self.last_error)

@@ -256,7 +256,7 @@ async def test_killed_rclone_resumes_and_moves_only_the_remainder(tmp_path, monk
             os.killpg(runner.rclone_pid, signal.SIGKILL)
             killed.set()
 
-    runner = Runner(settings, store, sink=sink)
+    runner = Runner(settings, store, sink=sink, live_interval=0.5)
     first = await runner.run(RunRequest())
     assert killed.is_set()
     library = next(j for j in first.jobs if j.folder == "library")
