@@ -363,12 +363,13 @@ def _print_immich_outcome(outcome: dict[str, Any] | None) -> None:
 
 def _status(settings: Settings, json_output: bool) -> None:
     from photos_sync.render import dumps, print_status
-    from photos_sync.status import gather_status
 
     from_daemon = _daemon_call(settings, "status")
     if from_daemon is not None:
         document = from_daemon
     else:
+        from photos_sync.status import gather_status
+
         document = run_async(lambda: with_store(settings, lambda s: gather_status(settings, s)))
     if json_output:
         sys.stdout.write(dumps(document) + "\n")
@@ -1045,9 +1046,27 @@ def verify(
         raise typer.Exit(EXIT_FAILURE)
 
 
+def _fast_status(argv: list[str]) -> int | None:
+    """`photos-sync backup --status [--json]` without typer's start-up (~100 ms): the command
+    a monitoring script or a prompt runs most. Exactly the same code and output as through
+    typer; None when `argv` is anything else."""
+    if not argv or argv[0] != "backup" or "--status" not in argv[1:]:
+        return None
+    if not set(argv[1:]) <= {"--status", "--json"} or len(argv[1:]) != len(set(argv[1:])):
+        return None
+    try:
+        _status(settings_or_exit(), "--json" in argv)
+    except typer.Exit as done:
+        return done.exit_code
+    return EXIT_OK
+
+
 def main() -> None:
     """Entry point: typer app with usage errors mapped to exit code 2."""
     try:
+        fast = _fast_status(sys.argv[1:])
+        if fast is not None:
+            sys.exit(fast)
         app(standalone_mode=True)
     except KeyboardInterrupt:
         stderr.print("interrupted")

@@ -9,22 +9,24 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-)
 from rich.table import Table
 
-from photos_sync.runner import RunEvent
 from photos_sync.states import JobStatus, Staleness
-from photos_sync.store import Destination, Job, from_iso
 from photos_sync.units import duration, human_bytes
+
+if TYPE_CHECKING:
+    # Types only: `backup --status` must not pay for the runner, SQLite or rich's progress.
+    from rich.progress import Progress, TaskID
+
+    from photos_sync.runner import RunEvent
+    from photos_sync.store import Destination, Job
+
+
+def from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def percent(job: Job) -> float:
@@ -171,6 +173,8 @@ class LiveView:
 
     def __enter__(self) -> LiveView:
         if self.interactive:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
