@@ -339,6 +339,7 @@ class Runner:
         self.sink = sink
         self.live_interval = live_interval
         self.grace = grace
+        self._archive_present = True
         #: pid of the rclone process working right now, if any (for status and tests).
         self.rclone_pid: int | None = None
         #: When set (by the daemon), syncs serve rclone's remote control API there, so their
@@ -433,6 +434,9 @@ class Runner:
                 await self._take_over_running_jobs(destination, locked, request.force)
             remote = await self.open_remote(destination)
             backed_up = await self.check_destination(destination, remote)
+            # Nothing in the archive before this run means nothing there can have expired:
+            # spare the listing (one rclone start, and a list call on cloud storage).
+            self._archive_present = ARCHIVE_FOLDER in backed_up
             for folder in folders:
                 if not facts[folder.name].has_files and folder.name in backed_up:
                     try:
@@ -493,6 +497,8 @@ class Runner:
         into the history it might be needed to restore. Returns the stamps removed (or, for a
         dry run, that would be).
         """
+        if self.settings.keep_deleted_days <= 0 or not self._archive_present:
+            return []
         try:
             stamps = await remote.list_archive_runs()
         except DestinationError as exc:
