@@ -22,12 +22,12 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from photos_sync import execute, procinfo, rclone_rc
-from photos_sync.archive import expired_stamps
+from photos_sync.archive import expired_stamps, parse_stamp
 from photos_sync.config import Settings
 from photos_sync.destinations import (
     ENCRYPTION_PASSWORD,
@@ -196,6 +196,19 @@ class RunResult:
 
 def _run_stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _next_run_id(latest: str | None, now: datetime) -> str:
+    """A new run's id: its start time to the second, later than the latest run's.
+
+    Two runs started within one second (a quick rerun) must not share an id: jobs are
+    grouped by it, and so is the archive folder `.deleted/<run id>/`.
+    """
+    candidate = now.replace(microsecond=0)
+    previous = parse_stamp(latest) if latest else None
+    if previous is not None and candidate <= previous:
+        candidate = previous + timedelta(seconds=1)
+    return _run_stamp(candidate)
 
 
 def _has_files(folder: Path) -> bool:
@@ -620,7 +633,7 @@ class Runner:
             ],
             folders,
             self.settings.max_retries,
-            _run_stamp(utcnow()),
+            _next_run_id(latest[0].run_id if latest else None, utcnow()),
         )
         if plan.is_resume:
             jobs = [j for j in latest if j.id in plan.resume_job_ids]

@@ -364,3 +364,20 @@ def _host() -> str:
     import socket
 
     return socket.gethostname()
+
+
+async def test_runs_within_one_second_get_distinct_ids(immich, tmp_path, settings):
+    from photos_sync.runner import _next_run_id
+    from photos_sync.store import utcnow
+
+    now = utcnow()
+    first = _next_run_id(None, now)
+    assert _next_run_id(first, now) > first  # same second: one second later
+    assert _next_run_id("20991231T235959Z", now) == "21000101T000000Z"
+    store = await _setup(settings, tmp_path / "dest")
+    runner = Runner(settings, store)
+    runs = [await runner.run(RunRequest()) for _ in range(3)]  # well within a few seconds
+    assert all(r.ok for r in runs)
+    assert len({r.run_id for r in runs}) == 3
+    assert all(len(r.jobs) == len(DEFAULT_FOLDERS) for r in runs)
+    await store.close()
