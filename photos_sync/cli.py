@@ -362,7 +362,7 @@ def _print_immich_outcome(outcome: dict[str, Any] | None) -> None:
 
 
 def _status(settings: Settings, json_output: bool) -> None:
-    from photos_sync.render import dumps, print_status
+    from photos_sync.render import dumps, print_restores, print_status
 
     from_daemon = _daemon_call(settings, "status")
     if from_daemon is not None:
@@ -375,6 +375,7 @@ def _status(settings: Settings, json_output: bool) -> None:
         sys.stdout.write(dumps(document) + "\n")
     else:
         print_status(stdout, document)
+        print_restores(stdout, document)
         _print_daemon_status(document.get("daemon"))
 
 

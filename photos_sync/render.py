@@ -160,6 +160,19 @@ def print_immich(console: Console, section: Mapping[str, Any] | None) -> None:
         console.print(f"  [yellow]warning: {warning}[/yellow]", highlight=False)
 
 
+def print_restores(console: Console, document: Mapping[str, Any]) -> None:
+    """Unfinished restores, with what to do about them."""
+    for restore in document.get("restores") or []:
+        if restore["status"] == "COMPLETED":
+            continue
+        console.print(
+            f"[yellow]restore from {restore['destination']} into {restore['target_dir']} "
+            f"({restore['remote_path'] or 'everything'}, {restore['mode']}): "
+            f"{restore['status']}[/yellow] — {restore['files_transferred']} files so far; "
+            "run the same `photos-sync restore` command again to finish it"
+        )
+
+
 class LiveView:
     """Follows RunEvents: a rich progress bar per job on a terminal, plain lines otherwise."""
 

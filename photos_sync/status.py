@@ -27,6 +27,11 @@ async def gather_status(settings: Settings, store: Store) -> dict[str, Any]:
     verifies = RestoreAndVerifyStore(store)
     for destination, entry in zip(destinations, document["destinations"], strict=True):
         entry["last_verify"] = await verifies.last_verify(destination.id)
+    names = {d.id: d.name for d in destinations}
+    document["restores"] = [
+        {**job.as_dict(), "destination": names.get(job.destination_id)}
+        for job in await verifies.recent_restores()
+    ]
     from photos_sync.immich import status_section
 
     document["immich"] = status_section(settings)  # DB dump health and the last request (#9)

@@ -659,6 +659,10 @@ class RestoreAndVerifyStore:
         (job,) = await self._restores("id = ?", (job_id,))
         return job
 
+    async def recent_restores(self, limit: int = 5) -> list[RestoreJob]:
+        """The latest restore jobs, newest first."""
+        return await self._restores("1 ORDER BY id DESC LIMIT ?", (limit,))
+
     async def resumable_restore(
         self,
         destination_id: int,

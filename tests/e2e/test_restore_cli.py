@@ -286,3 +286,31 @@ def test_bad_verify_schedule_is_a_usage_error(isolated_env: dict[str, str]) -> N
     result = photos_sync("backup", "--status", env={"BACKUP_VERIFY_SCHEDULE": "sometimes"})
     assert result.returncode == 2
     assert "BACKUP_VERIFY_SCHEDULE='sometimes' is invalid" in result.stderr
+
+
+async def test_unfinished_restore_is_shown_in_status_with_what_to_do(
+    tmp_path: Path, immich: tuple[Path, TreeStats], isolated_env: dict[str, str]
+) -> None:
+    from photos_sync.states import JobStatus
+    from photos_sync.store import RestoreAndVerifyStore, Store
+
+    setup_local(tmp_path)
+    store = await Store.open(Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "backup.db")
+    try:
+        destination = await store.get_destination("nas")
+        assert destination is not None
+        restores = RestoreAndVerifyStore(store)
+        job = await restores.create_restore(
+            destination.id, "library", str(tmp_path / "out"), "current", None, False
+        )
+        await restores.set_restore_status(job.id, JobStatus.RUNNING)
+        await restores.set_restore_status(job.id, JobStatus.INTERRUPTED, "stopped")
+    finally:
+        await store.close()
+    document = json.loads(ok("backup", "--status", "--json").stdout)
+    (entry,) = document["restores"]
+    assert entry["status"] == "INTERRUPTED" and entry["destination"] == "nas"
+    assert entry["remote_path"] == "library"
+    human = ok("backup", "--status").stdout
+    assert "restore from nas into" in human and "INTERRUPTED" in human
+    assert "run the same `photos-sync restore` command again" in human
