@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from photos_sync.states import JobStatus, Staleness
-from photos_sync.units import duration, human_bytes
+from photos_sync.units import duration, from_iso, human_bytes
 
 if TYPE_CHECKING:
     # Types only: `backup --status` must not pay for the runner, SQLite or rich's progress.
@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 
     from photos_sync.runner import RunEvent
     from photos_sync.store import Destination, Job
-
-
-def from_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def percent(job: Job) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from photos_sync.states import JobStatus, check_transition
+from photos_sync.units import from_iso as from_iso  # re-exported: callers import it from here
 
 
 class StoreError(RuntimeError):
@@ -36,10 +37,6 @@ def utcnow() -> datetime:
 
 def to_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
-
-
-def from_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 _STATUS_CHECK = ", ".join(f"'{s.value}'" for s in JobStatus)

@@ -1,6 +1,8 @@
-"""Sizes and durations for people. Pure."""
+"""Sizes, durations and timestamps. Pure."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 def human_bytes(size: float) -> str:
@@ -18,3 +20,8 @@ def duration(seconds: float) -> str:
     whole = int(seconds)
     hours, rest = divmod(whole, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def from_iso(text: str | None) -> datetime | None:
+    """The datetime an ISO-8601 text stands for (as the store writes them), or None."""
+    return datetime.fromisoformat(text) if text else None

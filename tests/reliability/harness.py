@@ -25,7 +25,7 @@ from tests.conftest import rclone_binary
 from tests.support import plain_rclone
 from tests.support.cli import photos_sync
 from tests.support.daemon import DaemonProcess, children_of
-from tests.support.s3server import _answers, free_port
+from tests.support.s3server import _answers, free_port, serve_s3_argv
 
 BUCKET = "immich-backup"
 BACKED_UP = ("backups", "library", "upload", "profile")
@@ -57,20 +57,7 @@ class S3Service:
         deadline = time.monotonic() + timeout
         while True:
             self.proc = subprocess.Popen(
-                [
-                    rclone_binary(),
-                    "serve",
-                    "s3",
-                    str(self.root),
-                    "--addr",
-                    f"127.0.0.1:{self.port}",
-                    "--auth-key",
-                    f"{key_id},{secret}",
-                    "--config",
-                    "",
-                    "--log-level",
-                    "ERROR",
-                ],
+                serve_s3_argv(self.root, self.port, key_id, secret),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -62,6 +62,25 @@ def _answers(endpoint: str) -> bool:
     return True
 
 
+def serve_s3_argv(root: Path, port: int, key_id: str, secret: str, *extra_args: str) -> list[str]:
+    """`rclone serve s3` on 127.0.0.1:PORT with one access key, no rclone.conf, quiet."""
+    return [
+        rclone_binary(),
+        "serve",
+        "s3",
+        str(root),
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--auth-key",
+        f"{key_id},{secret}",
+        "--config",
+        "",
+        "--log-level",
+        "ERROR",
+        *extra_args,
+    ]
+
+
 @contextmanager
 def serve_s3(
     root: Path, timeout: float = 15.0, extra_args: tuple[str, ...] = ()
@@ -74,21 +93,7 @@ def serve_s3(
         port = free_port()
         endpoint = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen(
-            [
-                rclone_binary(),
-                "serve",
-                "s3",
-                str(root),
-                "--addr",
-                f"127.0.0.1:{port}",
-                "--auth-key",
-                f"{key_id},{secret}",
-                "--config",
-                "",
-                "--log-level",
-                "ERROR",
-                *extra_args,
-            ],
+            serve_s3_argv(root, port, key_id, secret, *extra_args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
