@@ -167,7 +167,10 @@ class Daemon:
             if destination.id in busy_elsewhere:
                 continue
             jobs = await self.store.latest_run_jobs(destination.id)
-            if any(is_resumable(j.status, j.retry_count, self.settings.max_retries) for j in jobs):
+            if any(
+                is_resumable(j.status, j.retry_count, self.settings.max_retries, j.refused)
+                for j in jobs
+            ):
                 await self.queue.submit(destination.name, reason="resume", wait_start=False)
                 resumed.append(destination.name)
                 log.info("run_resumed", destination=destination.name)

@@ -100,6 +100,7 @@ class JobView:
     status: JobStatus
     retry_count: int
     priority: int
+    refused: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,7 @@ def plan_run(
     """
     jobs = list(latest_run_jobs)
     resumable = sorted(
-        (j for j in jobs if is_resumable(j.status, j.retry_count, max_retries)),
+        (j for j in jobs if is_resumable(j.status, j.retry_count, max_retries, j.refused)),
         key=lambda j: (j.priority, j.id),
     )
     if resumable:

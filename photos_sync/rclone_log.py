@@ -191,11 +191,42 @@ def is_storage_unreachable(message: str | None) -> bool:
     return any(marker in lowered for marker in _UNREACHABLE_MARKERS)
 
 
+#: Words in an rclone error that mean the destination's disk is full.
+_DISK_FULL_MARKERS = (
+    "no space left on device",
+    "file too big for remaining disk space",
+    "disk quota exceeded",
+)
+
+#: The runner's own message for a destination that went away during a run.
+DESTINATION_GONE = "the destination disappeared"
+
+
+def is_disk_full(message: str | None) -> bool:
+    """True if an rclone error says the destination has no room left."""
+    lowered = (message or "").lower()
+    return any(marker in lowered for marker in _DISK_FULL_MARKERS)
+
+
+def ends_the_run(message: str | None) -> bool:
+    """True if a job's failure means every later folder would fail the same way (refused
+    credentials, storage unreachable, disk full, destination gone): the run stops there."""
+    return (
+        is_credentials_error(message)
+        or is_storage_unreachable(message)
+        or is_disk_full(message)
+        or DESTINATION_GONE in (message or "")
+    )
+
+
 def classify_failure(returncode: int, last_error: str | None) -> Outcome:
-    """`classify_exit`, except that refused credentials are FATAL: retrying them only makes
-    a retry storm against the storage (and may get the account locked)."""
+    """`classify_exit`, except that refused credentials and a full disk are FATAL: retrying
+    them only makes a retry storm against the storage (and may get the account locked), or
+    fills the disk again before failing the same way."""
     outcome = classify_exit(returncode)
-    if outcome is Outcome.RETRYABLE and is_credentials_error(last_error):
+    if outcome is Outcome.RETRYABLE and (
+        is_credentials_error(last_error) or is_disk_full(last_error)
+    ):
         return Outcome.FATAL
     return outcome
 
@@ -219,7 +250,14 @@ _HINTS: tuple[tuple[str, str], ...] = (
         "more files would be archived than BACKUP_MAX_DELETE allows; "
         "check the source, then rerun with --force or raise BACKUP_MAX_DELETE",
     ),
-    ("no space left on device", "the destination disk is full"),
+    (
+        "no space left on device",
+        "the destination disk is full: free space or use a larger disk, then run again",
+    ),
+    (
+        "file too big for remaining disk space",
+        "the destination disk is full: free space or use a larger disk, then run again",
+    ),
     (
         "connection refused",
         "the storage is unreachable: check the network and the storage service; the next run "

@@ -19,9 +19,10 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -37,6 +38,7 @@ from photos_sync.destinations import (
     destination_type,
     missing_secret_fields,
 )
+from photos_sync.guards import FolderPreview, PreviewCollector, max_delete_refusal
 from photos_sync.logs import get_logger
 from photos_sync.planning import (
     IMMICH_MARKER,
@@ -60,6 +62,7 @@ from photos_sync.rclone_args import (
     sync_argv,
 )
 from photos_sync.rclone_log import (
+    DESTINATION_GONE,
     ErrorLine,
     FileCopied,
     Outcome,
@@ -68,15 +71,15 @@ from photos_sync.rclone_log import (
     activity_marker,
     classify_exit,
     classify_failure,
+    ends_the_run,
     explain_failure,
     is_credentials_error,
-    is_storage_unreachable,
     parse_line,
 )
 from photos_sync.redact import redact
 from photos_sync.remote import CryptRemote
 from photos_sync.secrets_io import load_secrets
-from photos_sync.states import JobStatus, Staleness, stale_threshold
+from photos_sync.states import JobStatus, Refusal, Staleness, stale_threshold
 from photos_sync.store import Destination, Job, Store, utcnow
 
 if TYPE_CHECKING:
@@ -89,6 +92,17 @@ MAX_BACKOFF = 900.0
 #: Exit status recorded for an rclone stopped by the stall watchdog: rclone's own "temporary
 #: error" (retryable), since the storage may well come back.
 STALLED_EXIT = 5
+#: Exit status recorded when the destination vanished: rclone's "fatal error" (no retry helps
+#: until the disk is back; the next run resumes).
+DESTINATION_GONE_EXIT = 7
+
+
+def _signal_name(returncode: int) -> str:
+    number = -returncode if returncode < 0 else returncode - 128
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 class RunRefused(RuntimeError):
@@ -145,6 +159,8 @@ class DryRunFolder:
     bytes: int
     archived: int
     error: str | None
+    #: the guard's refusal a real run would meet (BACKUP_MAX_DELETE), if any
+    refused: str | None = None
 
 
 @dataclass
@@ -163,7 +179,7 @@ class RunResult:
     @property
     def ok(self) -> bool:
         if self.dry_run:
-            return all(f.error is None for f in self.dry_run_folders)
+            return all(f.error is None and f.refused is None for f in self.dry_run_folders)
         if self.immich is not None and self.immich.get("error"):
             return False  # a missing or refused Immich API key: the files went, fix the key
         return all(j.status is JobStatus.COMPLETED for j in self.jobs)
@@ -185,6 +201,7 @@ class RunResult:
                     "bytes": f.bytes,
                     "archived": f.archived,
                     "error": f.error,
+                    "refused": f.refused,
                 }
                 for f in self.dry_run_folders
             ],
@@ -265,10 +282,86 @@ def _destination_lock(data_dir: Path, destination_id: int) -> Any:
         handle.close()
 
 
+class DestinationPresence:
+    """Is the destination still the one this run checked at its start?
+
+    At the start the run found the destination marker (encrypted with this destination's
+    keys), so it was the right disk or bucket. A NAS or USB disk can still be unmounted
+    while the run goes on (`umount -l`): rclone then writes into the empty mount point on
+    the root file system and reports success. So the marker is looked for again after each
+    folder, and for a local destination the file system (device id) of its folder is
+    watched during every sync as well.
+    """
+
+    #: Seconds between two looks at a local destination's device id during a sync.
+    WATCH_INTERVAL = 1.0
+
+    def __init__(self, destination: Destination, remote: CryptRemote, device: int | None):
+        self.destination = destination
+        self.remote = remote
+        self.device = device
+
+    @classmethod
+    def take(cls, destination: Destination, remote: CryptRemote) -> DestinationPresence:
+        """Record the device id of a local destination's folder, as the run sees it now."""
+        device = None
+        if destination.type == "local":
+            with contextlib.suppress(OSError):
+                device = os.stat(destination.remote_path or "").st_dev
+        return cls(destination, remote, device)
+
+    def _moved(self) -> str | None:
+        if self.device is None:
+            return None
+        path = self.destination.remote_path or ""
+        try:
+            device = os.stat(path).st_dev
+        except OSError:
+            return f"{DESTINATION_GONE}: {path} is no longer there (disk unmounted?)"
+        if device != self.device:
+            return (
+                f"{DESTINATION_GONE}: {path} is no longer on the file system it was on when "
+                "the run began (disk unmounted?); files written after that are not in the "
+                "backup and may lie on the empty mount point: mount the disk and run again"
+            )
+        return None
+
+    async def problem(self) -> str | None:
+        """None while the destination is there; else a one-line explanation."""
+        moved = self._moved()
+        if moved is not None:
+            return moved
+        try:
+            present = await self.remote.has_marker()
+        except DestinationError as exc:
+            return f"{DESTINATION_GONE}: {exc}"
+        if not present:
+            return (
+                f"{DESTINATION_GONE}: the photos-sync marker is no longer at "
+                f"{destination_type(self.destination.type).describe(self.destination)} "
+                "(unmounted, or the bucket was emptied); check it and run again"
+            )
+        return None
+
+    async def watch(self, process: execute.StreamingProcess, tracker: _JobTracker) -> None:
+        """Stop rclone as soon as a local destination's folder changes file system."""
+        if self.device is None:
+            return
+        while True:
+            await asyncio.sleep(self.WATCH_INTERVAL)
+            moved = self._moved()
+            if moved is not None:
+                tracker.vanished = moved
+                log.error("destination_gone", folder=tracker.folder, problem=moved)
+                await process.terminate()
+                return
+
+
 class _JobTracker:
     """Follows rclone's log lines for one attempt and keeps the latest figures in memory."""
 
     def __init__(self, job: Job, secrets: tuple[str, ...], on_change: Callable[[], None]) -> None:
+        self.folder = job.folder
         self.base_bytes = job.bytes_confirmed
         self.base_files = job.files_transferred
         self.confirmed_bytes = job.bytes_confirmed
@@ -281,6 +374,12 @@ class _JobTracker:
         #: When rclone last got something done (monotonic), for the stall watchdog.
         self.active_at = time.monotonic()
         self.stalled = False
+        #: Set (to the message) when the destination went away during the sync.
+        self.vanished: str | None = None
+        #: The largest total rclone announced in this attempt: its last stats after a failed
+        #: transfer drop that file from the total, which would show a failed job as 100 %.
+        self.peak_total_bytes = 0
+        self.peak_total_files = 0
         self._marker = activity_marker(Progress())
         self._secrets = secrets
         self._on_change = on_change
@@ -295,6 +394,8 @@ class _JobTracker:
         event = parse_line(line)
         if isinstance(event, StatsLine):
             self.progress = event.progress
+            self.peak_total_bytes = max(self.peak_total_bytes, event.progress.total_bytes)
+            self.peak_total_files = max(self.peak_total_files, event.progress.total_transfers)
             marker = activity_marker(event.progress)
             if marker != self._marker:
                 self._marker = marker
@@ -322,10 +423,10 @@ class _JobTracker:
         p = self.progress
         return {
             "bytes_transferred": max(self.base_bytes + p.bytes, self.confirmed_bytes),
-            "bytes_total": max(self.base_bytes + p.total_bytes, self.confirmed_bytes),
+            "bytes_total": max(self.base_bytes + self.peak_total_bytes, self.confirmed_bytes),
             "bytes_confirmed": self.confirmed_bytes,
             "files_transferred": self.confirmed_files,
-            "files_total": max(self.base_files + p.total_transfers, self.confirmed_files),
+            "files_total": max(self.base_files + self.peak_total_files, self.confirmed_files),
             "files_archived": p.deletes + p.renames,
             "transfer_speed": p.speed,
             "eta_seconds": p.eta,
@@ -463,7 +564,10 @@ class Runner:
                 result = await self._dry_run(destination, remote, immich_path, folders)
                 result.pruned = await self.prune_archive(destination, remote, dry_run=True)
                 return result
-            return await self._real_run(destination, remote, immich_path, folders, request)
+            presence = DestinationPresence.take(destination, remote)
+            return await self._real_run(
+                destination, remote, immich_path, folders, request, backed_up, presence
+            )
 
     async def _take_over_running_jobs(
         self, destination: Destination, locked: bool, force: bool
@@ -549,6 +653,35 @@ class Runner:
             rc_addr=self.rc.addr if self.rc is not None and not dry_run else None,
         )
 
+    async def _preview(
+        self,
+        remote: CryptRemote,
+        source: str,
+        folder: str,
+        run_id: str,
+        options: SyncOptions,
+    ) -> FolderPreview:
+        """What a sync of `folder` from `source` would send and archive (an rclone dry run
+        with the run's own flags): nothing is written to the backup."""
+        argv = sync_argv(
+            remote.binary,
+            source,
+            crypt_path(folder),
+            archive_path(run_id, folder),
+            # No --max-delete: rclone would stop counting at the limit; the guard wants it all.
+            replace(options, dry_run=True, rc_addr=None, max_delete=None),
+        )
+        collector = PreviewCollector()
+        process = execute.StreamingProcess(
+            argv, remote.child_env(), collector.on_line, grace=self.grace
+        )
+        await process.start()
+        code = await process.wait()
+        preview = collector.preview(0 if classify_exit(code) is Outcome.SUCCESS else code)
+        if preview.error:
+            preview = replace(preview, error=redact(preview.error, remote.secrets))
+        return preview
+
     async def _dry_run(
         self,
         destination: Destination,
@@ -561,39 +694,17 @@ class Runner:
         options = destination_type(destination.type).tune(self._sync_options(True, False))
         log.info("dry_run_started", destination=destination.name, source=str(immich_path))
         for folder in folders:
-            argv = sync_argv(
-                remote.binary,
-                str(immich_path / folder.name),
-                crypt_path(folder.name),
-                archive_path(run_id, folder.name),
-                options,
+            preview = await self._preview(
+                remote, str(immich_path / folder.name), folder.name, run_id, options
             )
-            progress = Progress()
-            errors: list[str] = []
-
-            def on_line(line: str, errors: list[str] = errors) -> None:
-                nonlocal progress
-                event = parse_line(line)
-                if isinstance(event, StatsLine):
-                    progress = event.progress
-                elif isinstance(event, ErrorLine):
-                    errors.append(redact(event.message, remote.secrets))
-
-            process = execute.StreamingProcess(argv, remote.child_env(), on_line, grace=self.grace)
-            await process.start()
-            code = await process.wait()
-            outcome = classify_exit(code)
-            error = (
-                None
-                if outcome is Outcome.SUCCESS
-                else explain_failure(code, errors[-1] if errors else None)
-            )
+            refusal = max_delete_refusal(folder.name, preview, self.settings.max_delete)
             entry = DryRunFolder(
                 folder.name,
-                progress.total_transfers,
-                progress.total_bytes,
-                progress.deletes + progress.renames,
-                error,
+                preview.files_to_send,
+                preview.bytes_to_send,
+                preview.deletes + preview.replaced,
+                explain_failure(preview.exit_code, preview.error) if preview.exit_code else None,
+                refusal,
             )
             result.dry_run_folders.append(entry)
             self.sink(
@@ -603,7 +714,8 @@ class Runner:
                     {
                         "text": f"{folder.name}/: would send {entry.files} files "
                         f"({entry.bytes} bytes), archive {entry.archived}"
-                        + (f"; error: {error}" if error else ""),
+                        + (f"; error: {entry.error}" if entry.error else "")
+                        + (f"; a real run would be {refusal}" if refusal else ""),
                     },
                 )
             )
@@ -613,7 +725,8 @@ class Runner:
                 files=entry.files,
                 bytes=entry.bytes,
                 archived=entry.archived,
-                error=error,
+                error=entry.error,
+                refused=refusal,
             )
         return result
 
@@ -624,11 +737,13 @@ class Runner:
         immich_path: Path,
         folders: tuple[ImmichFolder, ...],
         request: RunRequest,
+        backed_up: set[str],
+        presence: DestinationPresence,
     ) -> RunResult:
         latest = await self.store.latest_run_jobs(destination.id)
         plan = plan_run(
             [
-                JobView(j.id, j.run_id, j.folder, j.status, j.retry_count, j.priority)
+                JobView(j.id, j.run_id, j.folder, j.status, j.retry_count, j.priority, j.refused)
                 for j in latest
             ],
             folders,
@@ -636,7 +751,9 @@ class Runner:
             _next_run_id(latest[0].run_id if latest else None, utcnow()),
         )
         if plan.is_resume:
-            jobs = [j for j in latest if j.id in plan.resume_job_ids]
+            jobs = await self._point_at_current_source(
+                destination, [j for j in latest if j.id in plan.resume_job_ids], immich_path
+            )
         else:
             jobs = await self.store.create_jobs(
                 destination.id,
@@ -674,14 +791,24 @@ class Runner:
                 lambda text: self.sink(RunEvent("message", destination.name, {"text": text})),
             )
             result.immich = outcome.as_dict() if outcome is not None else None
+        guarded = {j.folder for j in jobs if j.folder in backed_up}
         try:
             for index, job in enumerate(jobs):
-                finished = await self._run_job(destination, remote, job, plan.run_id, options)
+                gone = await presence.problem() if index else None
+                if gone is not None:
+                    result.jobs += await self._skip_jobs(jobs[index:], gone)
+                    break
+                finished = await self._run_job(
+                    destination,
+                    remote,
+                    job,
+                    plan.run_id,
+                    options,
+                    presence,
+                    guard=job.folder in guarded and not request.force,
+                )
                 result.jobs.append(finished)
-                if finished.status is JobStatus.FAILED and (
-                    is_credentials_error(finished.error_message)
-                    or is_storage_unreachable(finished.error_message)
-                ):
+                if finished.status is JobStatus.FAILED and ends_the_run(finished.error_message):
                     # Every other folder would be refused (or time out) the same way: no
                     # retry storm, and no hours RUNNING against a storage that is down.
                     result.jobs += await self._skip_jobs(jobs[index + 1 :], finished)
@@ -699,9 +826,14 @@ class Runner:
         self.sink(RunEvent("run_finished", destination.name, result.as_dict()))
         return result
 
-    async def _skip_jobs(self, jobs: list[Job], failed: Job) -> list[Job]:
-        """Mark jobs not attempted after the storage refused or did not answer FAILED (their
-        retries untouched, so the next run resumes them)."""
+    async def _skip_jobs(self, jobs: list[Job], cause: Job | str) -> list[Job]:
+        """Mark jobs not attempted after the storage refused, did not answer, filled up or
+        vanished FAILED (their retries untouched, so the next run resumes them)."""
+        reason = (
+            cause
+            if isinstance(cause, str)
+            else f"{cause.folder}/ failed first with {cause.error_message}"
+        )
         skipped = []
         for job in jobs:
             current = await self.store.get_job(job.id)
@@ -709,13 +841,35 @@ class Runner:
                 continue
             if current.status is not JobStatus.FAILED:
                 current = await self.store.set_status(
-                    job.id,
-                    JobStatus.FAILED,
-                    error_message=f"not attempted: {failed.folder}/ failed first with "
-                    f"{failed.error_message}",
+                    job.id, JobStatus.FAILED, error_message=f"not attempted: {reason}"
                 )
             skipped.append(current)
         return skipped
+
+    async def _point_at_current_source(
+        self, destination: Destination, jobs: list[Job], immich_path: Path
+    ) -> list[Job]:
+        """Resumed jobs sync the folders of the *current* BACKUP_IMMICH_PATH, the one every
+        pre-run check just looked at, never the path stored when the run began."""
+        current = []
+        for job in jobs:
+            source = str(immich_path / job.folder)
+            if job.source_path != source:
+                await self.store.set_source_path(job.id, source)
+                log.warning("job_source_changed", job_id=job.id, old=job.source_path, new=source)
+                self.sink(
+                    RunEvent(
+                        "message",
+                        destination.name,
+                        {
+                            "text": f"{job.folder}/: resuming from the current source {source} "
+                            f"(the interrupted run read {job.source_path})",
+                        },
+                    )
+                )
+                job = replace(job, source_path=source)
+            current.append(job)
+        return current
 
     async def _interrupt_own_jobs(self, destination_id: int) -> None:
         """Mark this process's RUNNING jobs of a destination INTERRUPTED (after a cancel)."""
@@ -732,20 +886,50 @@ class Runner:
         job: Job,
         run_id: str,
         options: SyncOptions,
+        presence: DestinationPresence,
+        *,
+        guard: bool,
     ) -> Job:
-        """Run one job to an end state: COMPLETED, FAILED, or INTERRUPTED if cancelled."""
+        """Run one job to an end state: COMPLETED, FAILED, or INTERRUPTED if cancelled.
+
+        With `guard`, each attempt first previews the sync and refuses the job, nothing
+        archived, when it would archive more deleted files than BACKUP_MAX_DELETE. A sync
+        counts as COMPLETED only if the destination is still there afterwards.
+        """
         while True:
             job = await self.store.set_status(
                 job.id, JobStatus.RUNNING, owner=procinfo.current_owner()
             )
             self.sink(RunEvent("job_started", destination.name, job.as_dict()))
             log.info("job_started", job_id=job.id, folder=job.folder, attempt=job.retry_count + 1)
-            code, last_error = await self._attempt(destination, remote, job, run_id, options)
+            refusal, code, last_error = None, 0, None
+            if guard:
+                refusal, code, last_error = await self._check_deletions(
+                    remote, job, run_id, options
+                )
+            if refusal is not None:
+                job = await self.store.set_status(
+                    job.id, JobStatus.FAILED, error_message=refusal, refused=Refusal.MAX_DELETE
+                )
+                log.error("job_refused", job_id=job.id, folder=job.folder, reason=refusal)
+                self.sink(RunEvent("job_finished", destination.name, job.as_dict()))
+                return job
+            if code == 0:
+                code, last_error = await self._attempt(
+                    destination, remote, job, run_id, options, presence
+                )
             outcome = classify_failure(code, last_error)
             if outcome is Outcome.SUCCESS:
+                gone = await presence.problem()
+                if gone is not None:
+                    code, last_error, outcome = DESTINATION_GONE_EXIT, gone, Outcome.FATAL
+            if outcome is Outcome.INTERRUPTED:
+                # Our own cancel never gets here (it raises CancelledError): rclone was killed
+                # from outside, typically by the kernel's out-of-memory killer. Try again.
+                outcome = Outcome.RETRYABLE
+                last_error = f"rclone was killed by {_signal_name(code)} (out of memory?)"
+            if outcome is Outcome.SUCCESS:
                 job = await self.store.mark_completed(job.id)
-            elif outcome is Outcome.INTERRUPTED:
-                job = await self.store.mark_interrupted(job.id, "rclone was stopped by a signal")
             else:
                 message = explain_failure(code, last_error)
                 retry = outcome is Outcome.RETRYABLE and job.retry_count < self.settings.max_retries
@@ -785,6 +969,26 @@ class Runner:
             self.sink(RunEvent("job_finished", destination.name, job.as_dict()))
             return job
 
+    async def _check_deletions(
+        self, remote: CryptRemote, job: Job, run_id: str, options: SyncOptions
+    ) -> tuple[str | None, int, str | None]:
+        """Preview the job's sync: (refusal, 0, None) when it would archive more deleted
+        files than BACKUP_MAX_DELETE; (None, code, error) when the preview itself failed (the
+        attempt fails the same way); (None, 0, None) when the sync may go on."""
+        preview = await self._preview(remote, job.source_path, job.folder, run_id, options)
+        if preview.exit_code:
+            return None, preview.exit_code, preview.error
+        refusal = max_delete_refusal(job.folder, preview, options.max_delete)
+        log.info(
+            "deletions_checked",
+            job_id=job.id,
+            folder=job.folder,
+            deletes=preview.deletes,
+            replaced=preview.replaced,
+            refused=refusal is not None,
+        )
+        return refusal, 0, None
+
     async def _attempt(
         self,
         destination: Destination,
@@ -792,8 +996,12 @@ class Runner:
         job: Job,
         run_id: str,
         options: SyncOptions,
+        presence: DestinationPresence,
     ) -> tuple[int, str | None]:
-        """One rclone sync of the job's folder; progress flushed once per stats tick."""
+        """One rclone sync of the job's folder; progress flushed once per stats tick.
+
+        A local destination whose disk goes away mid-sync (its path moves to another file
+        system) stops rclone at once: it would otherwise fill the empty mount point."""
         tracker = _JobTracker(
             job, remote.secrets, lambda: self._emit_progress(destination, job, tracker)
         )
@@ -818,6 +1026,7 @@ class Runner:
         self.rclone_pid = process.pid
         log.info("rclone_started", job_id=job.id, pid=process.pid, folder=job.folder)
         watchdog = asyncio.create_task(self._watch_stall(job, process, tracker))
+        vanish_watch = asyncio.create_task(presence.watch(process, tracker))
         async with self._flushing(job, tracker):
             try:
                 code = await process.wait()
@@ -831,10 +1040,13 @@ class Runner:
                 raise
             finally:
                 self.rclone_pid = None
-                watchdog.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watchdog
+                for task in (watchdog, vanish_watch):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         await self._flush(job, tracker)
+        if tracker.vanished is not None:
+            return DESTINATION_GONE_EXIT, tracker.vanished
         if tracker.stalled:
             reason = tracker.auth_error or tracker.last_error
             return STALLED_EXIT, (

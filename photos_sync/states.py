@@ -53,8 +53,24 @@ def check_transition(current: JobStatus, target: JobStatus) -> None:
         raise InvalidTransition(f"a {current} job cannot become {target}")
 
 
-def is_resumable(status: JobStatus, retry_count: int, max_retries: int) -> bool:
+class Refusal(enum.StrEnum):
+    """Why a safety guard refused a job (stored in `backup_jobs.refused`).
+
+    A refused job is never resumed: resuming would skip the check that refused it (rclone's
+    own `--max-delete` counts as it goes, so a rerun of a half-archived folder used to pass).
+    The next run plans the folder afresh and checks it again, so the refusal holds across
+    reruns, daemon restarts and schedules until the source is back or `--force` is given.
+    """
+
+    MAX_DELETE = "max_delete"
+
+
+def is_resumable(
+    status: JobStatus, retry_count: int, max_retries: int, refused: str | None = None
+) -> bool:
     """True when the next run should pick this job up again rather than create a new one."""
+    if refused:
+        return False
     if status in (JobStatus.PENDING, JobStatus.INTERRUPTED):
         return True
     return status is JobStatus.FAILED and retry_count < max_retries

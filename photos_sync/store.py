@@ -140,6 +140,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX IF NOT EXISTS idx_verify_destination ON verify_runs(destination_id)",
     ),
+    # 3: a job a safety guard refused stays refused (not resumed; the next run checks again),
+    # and files a job could not send are counted and named instead of skipped in silence
+    (
+        "ALTER TABLE backup_jobs ADD COLUMN refused TEXT",
+        "ALTER TABLE backup_jobs ADD COLUMN files_skipped INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE backup_jobs ADD COLUMN skipped_detail TEXT NOT NULL DEFAULT '[]'",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -199,10 +206,18 @@ class Job:
     owner_pid: int | None
     owner_host: str | None
     owner_token: str | None
+    #: The safety guard that refused this job (a `Refusal` value), or None. A refused job is
+    #: never resumed: the next run plans the folder afresh and checks it again.
+    refused: str | None = None
+    #: Files under the folder that this job could not send (named in `skipped_detail`).
+    files_skipped: int = 0
+    #: JSON list of {"path": plain source path, "reason": why}, the first few only.
+    skipped_detail: str = "[]"
 
     def as_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__slots__}
         data["status"] = self.status.value
+        data["skipped_detail"] = json.loads(self.skipped_detail or "[]")
         return data
 
 
@@ -234,6 +249,8 @@ _PROGRESS_FIELDS = frozenset(
         "transfer_speed",
         "eta_seconds",
         "error_message",
+        "files_skipped",
+        "skipped_detail",
     }
 )
 
@@ -478,11 +495,13 @@ class Store:
         error_message: str | None = None,
         owner: tuple[int, str, str | None] | None = None,
         increment_retry: bool = False,
+        refused: str | None = None,
     ) -> Job:
         """Move a job to `status`, enforcing the state machine, and stamp the times.
 
         RUNNING records the owner (pid, host, token) and started_at; COMPLETED sets
-        completed_at and clears the error; leaving RUNNING clears the owner.
+        completed_at and clears the error; leaving RUNNING clears the owner. `refused` (with
+        FAILED) records the guard that refused the job, which keeps it from being resumed.
         """
         job = await self.get_job(job_id)
         if job is None:
@@ -508,6 +527,10 @@ class Store:
             params.append(error_message)
         if increment_retry:
             sets.append("retry_count = retry_count + 1")
+        if refused is not None:
+            assert status is JobStatus.FAILED, "only a FAILED job can be refused"
+            sets.append("refused = ?")
+            params.append(refused)
         params.append(job_id)
         await self._conn.execute(
             f"UPDATE backup_jobs SET {', '.join(sets)} WHERE id = ?",
@@ -528,6 +551,13 @@ class Store:
         await self._conn.execute(
             f"UPDATE backup_jobs SET {', '.join(sets)} WHERE id = ?",
             params,
+        )
+        await self._conn.commit()
+
+    async def set_source_path(self, job_id: int, source_path: str) -> None:
+        """Point an unfinished job at the source it must sync now (the current settings')."""
+        await self._conn.execute(
+            "UPDATE backup_jobs SET source_path = ? WHERE id = ?", (source_path, job_id)
         )
         await self._conn.commit()
 

@@ -429,7 +429,9 @@ def test_failed_deletes_without_a_fatal_exit_get_no_max_delete_hint() -> None:
 
 def test_explain_disk_full() -> None:
     msg = "write /mnt/nas/x: No Space Left On Device"
-    assert explain_failure(5, msg) == f"{msg} (the destination disk is full)"
+    assert explain_failure(5, msg) == (
+        f"{msg} (the destination disk is full: free space or use a larger disk, then run again)"
+    )
 
 
 def test_explain_permission_denied() -> None:
