@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import plistlib
+import pwd
 import re
 import shutil
 import sys
@@ -400,10 +401,11 @@ def plan_install(
     if settings.rclone_binary:
         wanted["RCLONE_BINARY"] = settings.rclone_binary
     wanted["BACKUP_IMMICH_PATH"] = str(settings.immich_path.expanduser().absolute())
-    if SOCKET_ENV not in wanted:
-        # The CLI and the daemon must agree on the socket, whatever their $XDG_RUNTIME_DIR.
-        socket = SYSTEM_SOCKET if scope == SYSTEM else settings.socket_path
-        wanted[SOCKET_ENV] = str(socket.expanduser().absolute())
+    # The CLI and the daemon must agree on the socket, whatever their $XDG_RUNTIME_DIR: the
+    # one this shell uses (root's runtime dir lives only as long as a login: /run/photos-sync).
+    explicit = bool(settings.extra.get(SOCKET_ENV, "").strip())
+    socket = SYSTEM_SOCKET if scope == SYSTEM and not explicit else settings.socket_path
+    wanted[SOCKET_ENV] = str(socket.expanduser().absolute())
     current = _dotenv_values(dotenv_path)
     changes = {k: v for k, v in sorted(wanted.items()) if current.get(k) != v}
     for name, value in changes.items():
@@ -441,8 +443,6 @@ def plan_install(
         )
     else:
         if scope == SYSTEM:
-            import pwd
-
             unit_env["HOME"] = pwd.getpwuid(os.geteuid() if euid is None else euid).pw_dir
         content = render_unit(
             escape_specifiers(executable).replace("$", "$$"),  # ExecStart= expands $VAR

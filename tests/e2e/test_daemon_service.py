@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import plistlib
 import shlex
 import signal
 import socket as socketlib
@@ -17,10 +18,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from photos_sync_daemon import service_files
 from photos_sync_daemon.app import Daemon, ShutdownTrigger
 from photos_sync_daemon.lock import AlreadyRunning, DataDirLock
 from photos_sync_daemon.peercred import peer_uid
 
+from photos_sync import execute
 from photos_sync.client import connect
 from photos_sync.service import account_name
 from photos_sync.settings_io import load_settings
@@ -728,3 +731,36 @@ async def test_next_run_is_known_as_soon_as_the_daemon_is_ready(
     finally:
         trigger.set("test")
         assert await asyncio.wait_for(served, 20) == 0
+
+
+def test_macos_install_writes_and_bootstraps_the_launchd_agent(
+    immich: tuple[Path, TreeStats],
+    isolated_env: dict[str, str],
+) -> None:
+    """The launchd branch, in-process (launchctl exists only on macOS): a recording runner
+    stands in for it; a failing `bootout` (agent not loaded yet) is fine."""
+    home = Path(isolated_env["HOME"])
+    environ = {**os.environ, "OP_SERVICE_ACCOUNT_TOKEN": "ops_mac-token"}
+    plan = service_files.plan_install(
+        load_settings(), environ=environ, executable="/opt/ps/photos-sync", platform="darwin"
+    )
+    ran: list[tuple[str, ...]] = []
+
+    def launchctl(argv: object) -> execute.Completed:
+        ran.append(tuple(argv))  # type: ignore[arg-type]
+        return execute.Completed(5 if "bootout" in ran[-1] else 0, b"", b"not loaded")
+
+    done = service_files.apply_install(plan, run=launchctl)
+    agent = home / "Library" / "LaunchAgents" / "com.photos-sync.daemon.plist"
+    assert done.path == agent and done.ran
+    assert [argv[:2] for argv in ran] == [("launchctl", "bootout"), ("launchctl", "bootstrap")]
+    assert ran[1][-1] == str(agent)
+    data = plistlib.loads(agent.read_bytes())
+    token_file = data_dir(isolated_env) / "secrets" / "service.env"
+    assert data["ProgramArguments"][0] == "/bin/sh"
+    assert data["ProgramArguments"][-2:] == [str(token_file), "/opt/ps/photos-sync"]
+    assert data["EnvironmentVariables"]["PHOTOS_SYNC_DATA_DIR"] == str(data_dir(isolated_env))
+    assert data["StandardErrorPath"] == str(home / "Library/Logs/photos-sync/daemon.err.log")
+    assert data["RunAtLoad"] is True
+    assert token_file.read_text() == "OP_SERVICE_ACCOUNT_TOKEN=ops_mac-token\n"
+    assert plan.log_hint == f"tail -f {home / 'Library/Logs/photos-sync/daemon.err.log'}"

@@ -171,7 +171,7 @@ def test_plist_without_token() -> None:
 def test_plist_with_token_sources_the_token_file(tmp_path: Path) -> None:
     """launchd has no EnvironmentFile=: the agent's /bin/sh exports the 0600 file's variables
     and execs the daemon. Run that exact command line (a stand-in prints what it got)."""
-    folder = tmp_path / "it's a \"dir\" $HOME"
+    folder = tmp_path / 'it\'s a "dir" $HOME'
     folder.mkdir()
     token_file = folder / "service.env"
     token_file.write_text("OP_SERVICE_ACCOUNT_TOKEN=ops_eyJzaWduSW5BZGRyZXNz-_=\n")
