@@ -237,6 +237,7 @@ class Daemon:
             self.queue.start()
             await self.ops.start()
             await self.recover()
+            await self.scheduler.prime()
             self._tasks = [
                 asyncio.create_task(self.scheduler.run(), name="scheduler"),
                 asyncio.create_task(self.verifier.run(), name="verify-scheduler"),

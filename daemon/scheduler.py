@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from photos_sync import rpc
 from photos_sync.logs import get_logger
 from photos_sync.schedule import Schedule, next_run, seconds_until
-from photos_sync.store import Destination, from_iso, to_iso
+from photos_sync.service import last_recorded_run
+from photos_sync.store import Destination, to_iso
 
 if TYPE_CHECKING:
     from .app import Daemon
@@ -39,6 +40,9 @@ class PeriodicScheduler:
         self.daemon = daemon
         self._wake = asyncio.Event()
         self._next: dict[str, datetime] = {}
+        #: Set by `prime`: the first tick is done, `run` sleeps this long before the next.
+        self._primed = False
+        self._first_delay: float | None = None
 
     @property
     def schedule(self) -> Schedule | None:
@@ -57,12 +61,20 @@ class PeriodicScheduler:
     def wake(self) -> None:
         self._wake.set()
 
+    async def prime(self) -> None:
+        """The first look at the schedule, before the daemon says it is ready: a `status`
+        right after start-up then already shows the next runs. `run` starts from it."""
+        self._first_delay = await self._tick()
+        self._primed = True
+
     async def run(self) -> None:
+        delay = self._first_delay if self._primed else await self._tick()
+        self._primed = False
         while True:
-            delay = await self._tick()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
+            delay = await self._tick()
 
     async def _tick(self) -> float | None:
         """Do what is due; return how long to sleep (None: until woken)."""
@@ -79,14 +91,9 @@ class Scheduler(PeriodicScheduler):
         return self.daemon.settings.schedule
 
     async def _last_run(self, destination: Destination) -> datetime | None:
-        moments = []
-        jobs = await self.daemon.store.latest_run_jobs(destination.id)
-        created = [m for m in (from_iso(j.created_at) for j in jobs) if m is not None]
-        if created:
-            moments.append(min(created))
-        completed = from_iso(destination.last_backup_at)
-        if completed is not None:
-            moments.append(completed)
+        # The DB's part is shared with `--install` and `--check`, which announce the next run.
+        recorded = await last_recorded_run(self.daemon.store, destination)
+        moments = [recorded] if recorded is not None else []
         if destination.name in self._queued_at:
             moments.append(self._queued_at[destination.name])
         return max(moments) if moments else None

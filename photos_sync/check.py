@@ -3,8 +3,9 @@
 Checks, in order: rclone present and new enough; the 1Password CLI installed and signed in
 (required when a destination keeps its secrets there, informational otherwise);
 BACKUP_IMMICH_PATH set, existing and carrying Immich's markers; the data dir writable; and
-for each destination, its secrets readable and its remote reachable. The report is ok when
-no required check failed. Nothing secret is printed.
+for each destination, its secrets readable and its remote reachable; then the installed
+service (unit installed, enabled, running, lingering) and the next scheduled run, all
+optional. The report is ok when no required check failed. Nothing secret is printed.
 """
 
 from __future__ import annotations
@@ -256,6 +257,105 @@ async def check_destination(
     return checks
 
 
+def _yes_no(value: bool | None, yes: str, no: str, problem: str) -> tuple[str, str]:
+    if value is None:
+        return FAIL, f"unknown ({problem or 'the service manager did not say'})"
+    return (OK, yes) if value else (FAIL, no)
+
+
+async def check_service(settings: Settings, store: Store) -> list[Check]:
+    """The installed service (optional: cron users need none): unit installed, enabled,
+    running, lingering (Linux user units), and when the schedule next backs up."""
+    from datetime import datetime
+
+    from photos_sync.service import (
+        ServiceError,
+        describe_scope,
+        linger_command,
+        service_state,
+        upcoming_runs,
+    )
+
+    checks: list[Check] = []
+    try:
+        state = await service_state(os.environ)
+    except ServiceError as exc:
+        checks.append(Check("service", SKIP, str(exc), required=False))
+        state = None
+    if state is not None and not state.installed:
+        # Not a failure: cron users need no service.
+        checks.append(
+            Check(
+                "service",
+                SKIP,
+                f"not installed ({describe_scope(state.scope)} {state.path}); "
+                "`photos-sync daemon --install` backs up by itself on BACKUP_SCHEDULE",
+                required=False,
+            )
+        )
+    elif state is not None:
+        checks.append(Check("service", OK, f"{describe_scope(state.scope)} {state.path}"))
+        status, detail = _yes_no(state.enabled, "enabled", "disabled", state.problem)
+        checks.append(
+            Check(
+                "service enabled",
+                status,
+                detail,
+                "run `photos-sync daemon --install` again to enable it",
+                required=False,
+            )
+        )
+        status, detail = _yes_no(state.running, "running", "not running", state.problem)
+        checks.append(
+            Check(
+                "service running",
+                status,
+                detail,
+                "start it, or read why it stopped in its log (see `photos-sync daemon "
+                "--install`'s summary)",
+                required=False,
+            )
+        )
+        if state.linger_user is not None:
+            status, detail = _yes_no(
+                state.lingering,
+                "on (the service runs after logout and starts at boot)",
+                "off (the service stops at logout and does not start at boot)",
+                state.problem,
+            )
+            checks.append(
+                Check(
+                    "lingering",
+                    status,
+                    detail,
+                    f"run `sudo {' '.join(linger_command(state.linger_user))}`",
+                    required=False,
+                )
+            )
+    if settings.schedule is None:
+        checks.append(
+            Check(
+                "next scheduled run",
+                SKIP,
+                "none: BACKUP_SCHEDULE=off (backups start only on request)",
+                required=False,
+            )
+        )
+        return checks
+    now = datetime.now().astimezone()
+    upcoming = await upcoming_runs(settings.schedule, store, now)
+    if not upcoming:
+        detail = f"{settings.schedule.describe()}, once a destination exists"
+    else:
+        detail = "; ".join(
+            f"{name} {'now (due)' if due <= now else due.astimezone().strftime('%Y-%m-%d %H:%M')}"
+            for name, due in sorted(upcoming.items())
+        )
+        detail += f" ({settings.schedule.describe()})"
+    checks.append(Check("next scheduled run", OK, detail, required=False))
+    return checks
+
+
 async def run_checks(settings: Settings, store: Store) -> CheckReport:
     report = CheckReport()
     rclone = await check_rclone(settings)
@@ -282,4 +382,5 @@ async def run_checks(settings: Settings, store: Store) -> CheckReport:
             )
             continue
         report.checks += await check_destination(settings, store, destination)
+    report.checks += await check_service(settings, store)
     return report

@@ -614,49 +614,110 @@ def recovery_kit_command(
     epilog=(
         "Examples:\n\n"
         "  photos-sync daemon                 run in the foreground (what the service runs)\n\n"
-        "  photos-sync daemon --install       write and enable the systemd user unit "
-        "(Linux) or launchd agent (macOS)\n\n"
-        "  photos-sync daemon --uninstall     disable and remove it"
+        "  photos-sync daemon --install       write the service's settings and its systemd "
+        "unit (Linux; a user unit, or a system unit for root) or launchd agent (macOS), "
+        "enable and start it\n\n"
+        "  photos-sync daemon --install --yes the same without asking\n\n"
+        "  photos-sync daemon --uninstall     stop and remove it"
     ),
 )
 def daemon_command(
     install: Annotated[
-        bool, typer.Option("--install", help="Write and enable the systemd/launchd service.")
+        bool,
+        typer.Option("--install", help="Write, enable and start the systemd/launchd service."),
     ] = False,
     uninstall: Annotated[
-        bool, typer.Option("--uninstall", help="Disable and remove the service.")
+        bool, typer.Option("--uninstall", help="Stop, disable and remove the service.")
     ] = False,
     no_enable: Annotated[
         bool,
-        typer.Option("--no-enable", help="With --install/--uninstall: only write/remove the file."),
+        typer.Option("--no-enable", help="With --install/--uninstall: only write/remove files."),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="With --install: do not ask before writing.")
     ] = False,
 ) -> None:
     """Run the backup daemon in the foreground: it owns the job queue, resumes unfinished
-    work at start-up, runs BACKUP_SCHEDULE, and answers `photos-sync backup` over its socket.
-    SIGTERM/SIGINT stop it cleanly (the job is saved INTERRUPTED); SIGHUP reloads the config."""
+    work at start-up, backs up on BACKUP_SCHEDULE (default daily at 03:30), and answers
+    `photos-sync backup` over its socket. SIGTERM/SIGINT stop it cleanly (the job is saved
+    INTERRUPTED); SIGHUP reloads the config."""
     if install and uninstall:
         fail("--install and --uninstall cannot be combined", EXIT_USAGE)
+    if (no_enable or yes) and not (install or uninstall):
+        fail("--no-enable and --yes go with --install or --uninstall", EXIT_USAGE)
     settings = settings_or_exit()
-    if install or uninstall:
-        # The daemon package is installed as photos_sync_daemon (see pyproject's package-dir).
-        service_files = importlib.import_module("photos_sync_daemon.service_files")
-
-        try:
-            if install:
-                done = service_files.install(enable=not no_enable)
-            else:
-                done = service_files.uninstall(disable=not no_enable)
-        except OSError as exc:
-            fail(str(exc))
-        verb = "installed" if install else "removed"
-        stdout.print(f"{verb} {done.path}", highlight=False)
-        if not done.ran:
-            stdout.print("to apply it, run:", highlight=False)
-            for argv in done.commands:
-                stdout.print(f"  {' '.join(argv)}", highlight=False)
+    if install:
+        _install_service(settings, enable=not no_enable, yes=yes)
+        return
+    if uninstall:
+        _uninstall_service(settings, disable=not no_enable)
         return
     daemon_app = importlib.import_module("photos_sync_daemon.app")
     raise typer.Exit(daemon_app.main(settings))
+
+
+def _install_service(settings: Settings, *, enable: bool, yes: bool) -> None:
+    """`daemon --install`: show what will be written, ask, write, enable, sum up."""
+    import os
+
+    from photos_sync.service import ServiceError, upcoming_runs
+
+    # The daemon package is installed as photos_sync_daemon (see pyproject's package-dir).
+    service_files = importlib.import_module("photos_sync_daemon.service_files")
+    try:
+        plan = service_files.plan_install(settings, environ=os.environ)
+    except ServiceError as exc:
+        fail(str(exc), EXIT_USAGE)
+    for line in plan.describe():
+        stdout.print(line, highlight=False, soft_wrap=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("--install asks before writing: add --yes to install unattended", EXIT_USAGE)
+        if not typer.confirm("Write these and start the service?", default=True):
+            stderr.print("nothing was written", highlight=False)
+            raise typer.Exit(EXIT_FAILURE)
+    try:
+        done = service_files.apply_install(plan, enable=enable)
+    except ServiceError as exc:
+        fail(str(exc))
+
+    now = datetime.now().astimezone()
+
+    async def facts(store: Store) -> tuple[list[tuple[str, str]], dict[str, datetime]]:
+        from photos_sync.destinations import destination_type
+
+        destinations = [
+            (d.name, destination_type(d.type).describe(d)) for d in await store.list_destinations()
+        ]
+        return destinations, await upcoming_runs(settings.schedule, store, now)
+
+    destinations, next_runs = run_async(lambda: with_store(settings, facts))
+    for line in service_files.render_summary(plan, done, settings, destinations, next_runs, now):
+        stdout.print(line, highlight=False, soft_wrap=True)
+
+
+def _uninstall_service(settings: Settings, *, disable: bool) -> None:
+    from photos_sync.service import ServiceError
+
+    service_files = importlib.import_module("photos_sync_daemon.service_files")
+    try:
+        removed = service_files.uninstall(data_dir=settings.data_dir, disable=disable)
+    except ServiceError as exc:
+        fail(str(exc))
+    if not removed.paths:
+        stdout.print("no photos-sync service is installed: nothing to remove", highlight=False)
+        return
+    for path in removed.paths:
+        stdout.print(f"removed {path}", highlight=False)
+    if (settings.data_dir / ".env").is_file():
+        stdout.print(
+            f"kept {settings.data_dir / '.env'} (its settings serve the command line too)",
+            highlight=False,
+        )
+    if not removed.ran and removed.commands:
+        stdout.print("to stop the service, run:", highlight=False)
+        for argv in removed.commands:
+            stdout.print(f"  {' '.join(argv)}", highlight=False)
 
 
 def _daemon_error(exc: Exception) -> NoReturn:
@@ -691,7 +752,11 @@ def _daemon_call(settings: Settings, method: str, params: dict[str, Any] | None 
 def _print_daemon_status(daemon: Any) -> None:
     """The daemon's part of the human `--status`: pid, current run, queue, schedule."""
     if not isinstance(daemon, dict):
-        stdout.print("daemon: not running (backups run in the foreground)", highlight=False)
+        stdout.print(
+            "daemon: not running (backups run in the foreground; `photos-sync daemon --install` "
+            "runs them on BACKUP_SCHEDULE)",
+            highlight=False,
+        )
         return
     run = daemon.get("run")
     doing = (
@@ -714,7 +779,9 @@ def _print_daemon_status(daemon: Any) -> None:
             when = moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else due
             stdout.print(f"  next run to {name}: {when}", highlight=False)
     else:
-        stdout.print("schedule: none (set BACKUP_SCHEDULE, e.g. daily@03:00)", highlight=False)
+        stdout.print(
+            "schedule: off (BACKUP_SCHEDULE=off; unset, it is daily at 03:30)", highlight=False
+        )
     for job in daemon.get("foreign_jobs") or []:
         stdout.print(
             f"[yellow]{job['folder']}/ is RUNNING in another process (pid {job['owner_pid']} on "

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from photos_sync.schedule import Schedule, ScheduleError, parse_schedule
+from photos_sync.schedule import Daily, Schedule, ScheduleError, parse_schedule
 
 
 class ConfigError(ValueError):
@@ -28,6 +28,9 @@ DEFAULT_KEEP_DELETED_DAYS = 30
 DEFAULT_IMMICH_DUMP_TIMEOUT = 600.0
 DEFAULT_IMMICH_API_TIMEOUT = 30.0
 DEFAULT_IMMICH_POLL_INTERVAL = 2.0
+#: When BACKUP_SCHEDULE is unset or blank: daily at 03:30 local time, after Immich's own
+#: database dump (02:00 by default), so each night's backup carries that night's dump.
+DEFAULT_SCHEDULE: Schedule = Daily(3, 30)
 
 # rclone --bwlimit: a single rate ("10M", "off", "512k:1M" for upload:download), or a
 # timetable of "[Day-]HH:MM,RATE" entries separated by spaces.
@@ -65,7 +68,8 @@ class Settings:
     max_delete: int = DEFAULT_MAX_DELETE
     keep_deleted_days: int = DEFAULT_KEEP_DELETED_DAYS
     rclone_binary: str | None = None
-    schedule: Schedule | None = None
+    #: BACKUP_SCHEDULE (default DEFAULT_SCHEDULE; None when set to off).
+    schedule: Schedule | None = DEFAULT_SCHEDULE
     #: BACKUP_VERIFY_SCHEDULE: when the daemon runs `verify` by itself (same syntax).
     verify_schedule: Schedule | None = None
     #: Immich's base URL (BACKUP_IMMICH_URL, normalised: no trailing slash or /api), if set.
@@ -204,8 +208,9 @@ def parse_settings(
 
     rclone_binary = env.get("RCLONE_BINARY", "").strip() or None
 
+    schedule_raw = env.get("BACKUP_SCHEDULE", "").strip()
     try:
-        schedule = parse_schedule(env.get("BACKUP_SCHEDULE"))
+        schedule = parse_schedule(schedule_raw) if schedule_raw else DEFAULT_SCHEDULE
     except ScheduleError as exc:
         raise ConfigError(str(exc)) from None
     try:

@@ -1,4 +1,5 @@
-"""The one module that starts subprocesses (rclone, and the 1Password CLI).
+"""The one module that starts subprocesses (rclone, the 1Password CLI, and the service
+manager's systemctl/loginctl/launchctl).
 
 Every child gets an explicit environment: the parent's, plus the variables that configure
 its remotes. Nothing secret is ever put in an argv. rclone runs in its own process group so
@@ -14,6 +15,7 @@ import ctypes
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -97,6 +99,20 @@ async def run_captured(
         raise
     assert proc.returncode is not None
     return Completed(proc.returncode, out, err)
+
+
+def run_short(argv: Sequence[str], *, timeout: float = 60.0) -> Completed:
+    """Run a short command (systemctl, loginctl, launchctl) to completion, synchronously, for
+    callers outside an event loop. Exit 127 when it cannot be started, 124 on timeout."""
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        return Completed(124, b"", f"{argv[0]} did not finish within {timeout:.0f} s".encode())
+    except OSError as exc:
+        return Completed(127, b"", f"{argv[0]}: {exc.strerror}".encode())
+    return Completed(done.returncode, done.stdout, done.stderr)
 
 
 def _die_with_parent() -> None:

@@ -39,6 +39,9 @@ _NOT_SIGNED_IN = (
     "authorization prompt dismissed",
     "authorization timeout",
     "you need to sign in",
+    # A revoked, expired or deleted service account token (or session): op answers
+    # "(401) Unauthorized: You aren't authorized to perform this action."
+    "(401) unauthorized",
 )
 
 
@@ -210,7 +213,9 @@ class OnePassword:
         if os.environ.get(SERVICE_ACCOUNT_ENV):
             return OpNotSignedIn(
                 f"1Password rejected the service account token in {SERVICE_ACCOUNT_ENV} "
-                f"({self._scrub(message)}): create a new token and update the variable"
+                f"({self._scrub(message)}): it is revoked, expired or mistyped; create a new "
+                "token and update the variable (for the installed service: "
+                f"`{SERVICE_ACCOUNT_ENV}=… photos-sync daemon --install`)"
             )
         return OpNotSignedIn(
             "the 1Password CLI is not signed in: run `eval $(op signin)` (or turn on "

@@ -5,8 +5,10 @@ Accepted forms (case-insensitive, surrounding blanks ignored):
 - ``daily@HH:MM`` — every day at that local time (``daily`` alone means ``daily@03:00``);
 - an interval: a whole number with a unit, or several run together: ``24h``, ``30m``,
   ``90s``, ``1h30m``, ``2d`` (at least 1 second);
-- empty, ``off`` or ``none`` — no schedule (runs start only on request, and on start-up
-  when a run was left unfinished).
+- ``off``, ``none`` or ``never`` — no schedule (runs start only on request, and on start-up
+  when a run was left unfinished). `parse_schedule` also reads empty text as no schedule;
+  the daemon's settings (photos_sync.config) give unset or blank BACKUP_SCHEDULE the default,
+  ``daily@03:30``.
 
 Catch-up: a run that was due while the machine was off (or the daemon stopped) starts as
 soon as the daemon is up again; runs missed several times over still make one run.

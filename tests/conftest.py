@@ -42,6 +42,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
         "PHOTOS_SYNC_SOCKET": str(tmp_path / "run" / "daemon.sock"),
         "XDG_RUNTIME_DIR": str(tmp_path / "xdg-run"),
         "BACKUP_RETRY_DELAY": "0.2",
+        # Daemons in tests back up only when asked: the default daily@03:30 would start a run
+        # in any test that happens to straddle 03:30. Tests of the default unset it.
+        "BACKUP_SCHEDULE": "off",
+        # `daemon --install` run as root (as tests are here) writes a system unit: never into
+        # the real /etc/systemd/system.
+        "PHOTOS_SYNC_SYSTEM_UNIT_DIR": str(tmp_path / "etc-systemd-system"),
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,23 +192,32 @@ class DaemonPool:
         *,
         ready_timeout: float = 20.0,
         expect_ready: bool = True,
+        argv: Sequence[str] | None = None,
+        inherit_env: bool = True,
+        cwd: Path | None = None,
+        socket_path: Path | None = None,
     ) -> DaemonProcess:
-        full_env = dict(os.environ)
+        """Start `photos-sync daemon` (or `argv`) with the test's environment plus `env`;
+        with `inherit_env=False`, with `env` alone (and NOTIFY_SOCKET), as a service manager
+        would. `socket_path` defaults to PHOTOS_SYNC_SOCKET of that environment."""
+        full_env = dict(os.environ) if inherit_env else {}
         full_env.update(env or {})
         notify_path = self._dir / f"notify-{next(self._count)}"
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(notify_path))
         full_env["NOTIFY_SOCKET"] = str(notify_path)
+        socket_path = socket_path or Path(full_env["PHOTOS_SYNC_SOCKET"])
         stderr_path = self._dir / f"daemon-{notify_path.name}.err"
         with stderr_path.open("wb") as stderr:
             proc = subprocess.Popen(
-                [PHOTOS_SYNC, "daemon"],
+                list(argv) if argv is not None else [PHOTOS_SYNC, "daemon"],
                 env=full_env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                cwd=cwd,
             )
-        daemon = DaemonProcess(proc, Path(full_env["PHOTOS_SYNC_SOCKET"]), notify, stderr_path)
+        daemon = DaemonProcess(proc, socket_path, notify, stderr_path)
         self._started.append(daemon)
         if not expect_ready:
             return daemon

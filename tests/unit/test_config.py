@@ -18,6 +18,7 @@ from photos_sync.config import (
     parse_settings,
     validate_bwlimit,
 )
+from photos_sync.schedule import Daily, Interval
 
 DATA = Path("/srv/default-data")
 RUNTIME = Path("/run/user/1000")
@@ -277,6 +278,26 @@ def test_every_variable_at_once() -> None:
         rclone_binary="/usr/local/bin/rclone",
         extra={k: v for k, v in env.items() if k != "RCLONE_BINARY"},
     )
+
+
+@pytest.mark.parametrize("raw", [None, "", "   "])
+def test_the_schedule_defaults_to_daily_at_03_30(raw: str | None) -> None:
+    """After Immich's 02:00 database dump; an installed service backs up with no setting."""
+    env = {} if raw is None else {"BACKUP_SCHEDULE": raw}
+    assert parse(env).schedule == Daily(3, 30)
+    assert parse(env).schedule.describe() == "daily at 03:30"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("raw", ["off", "OFF", " none ", "never"])
+def test_the_schedule_can_still_be_turned_off(raw: str) -> None:
+    assert parse({"BACKUP_SCHEDULE": raw}).schedule is None
+
+
+def test_an_explicit_schedule_replaces_the_default() -> None:
+    assert parse({"BACKUP_SCHEDULE": "daily@05:15"}).schedule == Daily(5, 15)
+    assert parse({"BACKUP_SCHEDULE": "6h"}).schedule == Interval(6 * 3600)
+    with pytest.raises(ConfigError, match="BACKUP_SCHEDULE='sometimes' is invalid"):
+        parse({"BACKUP_SCHEDULE": "sometimes"})
 
 
 def test_settings_are_immutable() -> None:
