@@ -65,6 +65,8 @@ class Settings:
     transfers: int | None = None
     checkers: int | None = None
     include_generated: bool = False
+    #: BACKUP_FOLLOW_SYMLINKS: back up what symbolic links at the source point to (rclone -L)
+    follow_symlinks: bool = False
     max_delete: int = DEFAULT_MAX_DELETE
     keep_deleted_days: int = DEFAULT_KEEP_DELETED_DAYS
     rclone_binary: str | None = None
@@ -232,6 +234,7 @@ def parse_settings(
         transfers=_positive_int(env, "BACKUP_TRANSFERS", None),
         checkers=_positive_int(env, "BACKUP_CHECKERS", None),
         include_generated=_bool(env, "BACKUP_INCLUDE_GENERATED"),
+        follow_symlinks=_bool(env, "BACKUP_FOLLOW_SYMLINKS"),
         max_delete=_non_negative_int(env, "BACKUP_MAX_DELETE", DEFAULT_MAX_DELETE),
         keep_deleted_days=_non_negative_int(
             env, "BACKUP_KEEP_DELETED_DAYS", DEFAULT_KEEP_DELETED_DAYS

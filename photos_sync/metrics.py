@@ -133,6 +133,11 @@ def render_metrics(document: Mapping[str, Any], runs: Sequence[Mapping[str, Any]
             ("photos_sync_job_files_done", "files_transferred", "Files sent by the latest run."),
             ("photos_sync_job_files_total", "files_total", "Files the latest run has to send."),
             (
+                "photos_sync_job_files_skipped",
+                "files_skipped",
+                "Files the latest run could not send (unreadable, symlinks, names too long).",
+            ),
+            (
                 "photos_sync_job_retries",
                 "retry_count",
                 "Failed attempts of the job in the latest run.",

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from photos_sync.config import ConfigError, Settings
 from photos_sync.logs import get_logger
 from photos_sync.runner import ProgressSink, RunEvent, RunRequest, UsageProblem
+from photos_sync.skips import summary as skip_summary
 from photos_sync.units import duration, human_bytes
 
 log = get_logger("photos_sync.notify")
@@ -135,15 +136,24 @@ def finished_notice(destination: str, result: Mapping[str, Any], seconds: float 
         if job.get("status") != "COMPLETED":
             error = job.get("error_message") or "not finished"
             lines.append(f"{job.get('folder')}/: {job.get('status')} — {error}")
+        elif job.get("files_skipped"):
+            detail = job.get("skipped_detail") or []
+            lines.append(
+                f"WARNING {job.get('folder')}/: "
+                + skip_summary(int(job["files_skipped"]), list(detail))
+            )
     immich = result.get("immich") or {}
     if immich.get("error"):
         lines.append(f"Immich database dump: {immich['error']}")
     elif immich.get("warning"):
         lines.append(f"Immich database dump: {immich['warning']}")
+    skipped = sum(int(j.get("files_skipped") or 0) for j in jobs)
     title = (
-        f"photos-sync: backup to {destination} succeeded"
-        if ok
-        else f"photos-sync: backup to {destination} FAILED"
+        f"photos-sync: backup to {destination} FAILED"
+        if not ok
+        else f"photos-sync: backup to {destination} succeeded, {skipped} files NOT backed up"
+        if skipped
+        else f"photos-sync: backup to {destination} succeeded"
     )
     return Notice("success" if ok else "failure", ok, destination, title, "\n".join(lines))
 

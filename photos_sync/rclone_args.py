@@ -84,6 +84,10 @@ class SyncOptions:
     checkers: int | None = None
     max_delete: int | None = None
     fast_list: bool = False
+    #: follow symbolic links at the source (rclone --copy-links, BACKUP_FOLLOW_SYMLINKS)
+    copy_links: bool = False
+    #: source paths (relative, '/'-separated) to leave out, e.g. symbolic-link loops
+    exclude_paths: tuple[str, ...] = ()
     extra_flags: tuple[str, ...] = ()
     #: rclone's remote control address ("unix:///path" or "127.0.0.1:PORT"), so a running
     #: sync's bandwidth can be changed (core/bwlimit); its user and password go in the
@@ -107,6 +111,16 @@ def logging_flags(stats_interval: float) -> tuple[str, ...]:
         "--stats-log-level",
         "NOTICE",
     )
+
+
+_FILTER_SPECIALS = frozenset("*?[]{}\\")
+
+
+def exclude_pattern(path: str) -> str:
+    """An rclone filter rule that matches exactly the file or folder at `path` (relative to
+    the sync's source) and everything below it, whatever characters its name holds."""
+    escaped = "".join(f"\\{c}" if c in _FILTER_SPECIALS else c for c in path.strip("/"))
+    return f"/{escaped}/**"
 
 
 def sync_argv(
@@ -140,6 +154,10 @@ def sync_argv(
         argv += ["--max-delete", str(options.max_delete)]
     if options.fast_list:
         argv.append("--fast-list")
+    if options.copy_links:
+        argv.append("--copy-links")
+    for path in options.exclude_paths:
+        argv += ["--exclude", exclude_pattern(path)]
     if options.rc_addr:
         argv += ["--rc", "--rc-addr", options.rc_addr]
     argv += options.extra_flags

@@ -44,6 +44,9 @@ class StatsLine:
 @dataclass(frozen=True, slots=True)
 class ErrorLine:
     message: str
+    #: the plain path rclone names (relative to the sync's source or destination), if any
+    object: str | None = None
+    level: str = "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class FileCopied:
 class OtherLine:
     level: str
     message: str
+    object: str | None = None
 
 
 LogEvent = StatsLine | ErrorLine | FileCopied | OtherLine
@@ -115,12 +119,14 @@ def parse_line(line: str) -> LogEvent:
     stats = record.get("stats")
     if isinstance(stats, dict):
         return StatsLine(parse_stats(stats))
+    obj = record.get("object") or None
     if level in ("error", "critical", "fatal"):
-        obj = record.get("object")
-        return ErrorLine(f"{obj}: {message}" if obj else message)
-    if message.startswith("Copied") and "object" in record:
-        return FileCopied(str(record["object"]), _int(record.get("size")))
-    return OtherLine(level, message)
+        return ErrorLine(
+            f"{obj}: {message}" if obj else message, str(obj) if obj is not None else None, level
+        )
+    if message.startswith("Copied") and obj is not None:
+        return FileCopied(str(obj), _int(record.get("size")))
+    return OtherLine(level, message, str(obj) if obj is not None else None)
 
 
 class Outcome(enum.StrEnum):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from photos_sync.skips import summary as skip_summary
 from photos_sync.states import JobStatus, Staleness
 from photos_sync.units import duration, from_iso, human_bytes
 
@@ -127,6 +128,18 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
                     f"  [red]{job['folder']}/: {job['error_message']}[/red] "
                     f"(attempts: {job['retry_count']})"
                 )
+            if job.get("files_skipped"):
+                detail = job.get("skipped_detail") or []
+                console.print(
+                    f"  [yellow]WARNING {job['folder']}/: "
+                    f"{skip_summary(int(job['files_skipped']), list(detail))}[/yellow]",
+                    markup=True,
+                    highlight=False,
+                )
+                for item in detail:
+                    console.print(
+                        f"    {item['path']} — {item['advice']}", markup=False, highlight=False
+                    )
             if job["stale"]:
                 console.print(
                     f"  [yellow]{job['folder']}/ is RUNNING but silent since "

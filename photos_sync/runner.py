@@ -79,6 +79,8 @@ from photos_sync.rclone_log import (
 from photos_sync.redact import redact
 from photos_sync.remote import CryptRemote
 from photos_sync.secrets_io import load_secrets
+from photos_sync.skips import SkipLog, SkipReason, classify, is_consequence, summary
+from photos_sync.source_scan import find_symlink_loops
 from photos_sync.states import JobStatus, Refusal, Staleness, stale_threshold
 from photos_sync.store import Destination, Job, Store, utcnow
 
@@ -184,6 +186,11 @@ class RunResult:
             return False  # a missing or refused Immich API key: the files went, fix the key
         return all(j.status is JobStatus.COMPLETED for j in self.jobs)
 
+    @property
+    def files_skipped(self) -> int:
+        """Files this run's jobs went past (unreadable, symlinks, names too long)."""
+        return sum(j.files_skipped for j in self.jobs)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "destination": self.destination,
@@ -191,6 +198,7 @@ class RunResult:
             "dry_run": self.dry_run,
             "resumed": self.resumed,
             "ok": self.ok,
+            "files_skipped": self.files_skipped,
             "pruned": self.pruned,
             "immich": self.immich,
             "jobs": [j.as_dict() for j in self.jobs],
@@ -380,6 +388,11 @@ class _JobTracker:
         #: transfer drop that file from the total, which would show a failed job as 100 %.
         self.peak_total_bytes = 0
         self.peak_total_files = 0
+        #: Files rclone went past (unreadable, symlinks, names too long): named, not retried.
+        self.skips = SkipLog(job.folder)
+        #: Error lines that are neither a skip nor a consequence of one: only when there are
+        #: none does a failing exit status mean "completed, with skips".
+        self.other_errors = 0
         self._marker = activity_marker(Progress())
         self._secrets = secrets
         self._on_change = on_change
@@ -411,17 +424,39 @@ class _JobTracker:
             self.dirty = True
             return
         elif isinstance(event, ErrorLine):
+            reason = classify(event.level, event.message, event.object)
+            if reason is not None and event.object is not None:
+                self.skip(event.object, reason)
+            elif not is_consequence(event.message):
+                self.other_errors += 1
             self._note_error(event.message)
             log.warning("rclone_error", message=self.last_error)
+            return
+        elif event.object is not None and event.level == "notice":
+            reason = classify(event.level, event.message, event.object)
+            if reason is not None:
+                self.skip(event.object, reason)
             return
         else:
             return
         self.dirty = True
         self._on_change()
 
+    def skip(self, path: str, reason: SkipReason) -> None:
+        if self.skips.add(path, reason):
+            log.warning("file_skipped", path=f"{self.folder}/{path}", reason=str(reason))
+            self.dirty = True
+
+    @property
+    def only_skips(self) -> bool:
+        """True when every error of this attempt was a file skipped at the source."""
+        return self.skips.count > 0 and self.other_errors == 0
+
     def fields(self) -> dict[str, Any]:
         p = self.progress
         return {
+            "files_skipped": self.skips.count,
+            "skipped_detail": self.skips.detail_json(),
             "bytes_transferred": max(self.base_bytes + p.bytes, self.confirmed_bytes),
             "bytes_total": max(self.base_bytes + self.peak_total_bytes, self.confirmed_bytes),
             "bytes_confirmed": self.confirmed_bytes,
@@ -650,6 +685,7 @@ class Runner:
             transfers=self.settings.transfers,
             checkers=self.settings.checkers,
             max_delete=None if force else self.settings.max_delete,
+            copy_links=self.settings.follow_symlinks,
             rc_addr=self.rc.addr if self.rc is not None and not dry_run else None,
         )
 
@@ -663,6 +699,7 @@ class Runner:
     ) -> FolderPreview:
         """What a sync of `folder` from `source` would send and archive (an rclone dry run
         with the run's own flags): nothing is written to the backup."""
+        options = await self._with_loop_guard(options, source)
         argv = sync_argv(
             remote.binary,
             source,
@@ -902,7 +939,7 @@ class Runner:
             )
             self.sink(RunEvent("job_started", destination.name, job.as_dict()))
             log.info("job_started", job_id=job.id, folder=job.folder, attempt=job.retry_count + 1)
-            refusal, code, last_error = None, 0, None
+            refusal, code, last_error, only_skips = None, 0, None, False
             if guard:
                 refusal, code, last_error = await self._check_deletions(
                     remote, job, run_id, options
@@ -915,10 +952,14 @@ class Runner:
                 self.sink(RunEvent("job_finished", destination.name, job.as_dict()))
                 return job
             if code == 0:
-                code, last_error = await self._attempt(
+                code, last_error, only_skips = await self._attempt(
                     destination, remote, job, run_id, options, presence
                 )
             outcome = classify_failure(code, last_error)
+            if only_skips and outcome is Outcome.RETRYABLE:
+                # Unreadable files, symlinks, names too long: problems at the source that no
+                # retry can fix. The rest of the folder was sent; the skips are named.
+                outcome = Outcome.SUCCESS
             if outcome is Outcome.SUCCESS:
                 gone = await presence.problem()
                 if gone is not None:
@@ -930,6 +971,12 @@ class Runner:
                 last_error = f"rclone was killed by {_signal_name(code)} (out of memory?)"
             if outcome is Outcome.SUCCESS:
                 job = await self.store.mark_completed(job.id)
+                if job.files_skipped:
+                    text = f"{job.folder}/: " + summary(
+                        job.files_skipped, job.as_dict()["skipped_detail"]
+                    )
+                    log.warning("job_skipped_files", folder=job.folder, count=job.files_skipped)
+                    self.sink(RunEvent("message", destination.name, {"text": text}))
             else:
                 message = explain_failure(code, last_error)
                 retry = outcome is Outcome.RETRYABLE and job.retry_count < self.settings.max_retries
@@ -997,14 +1044,18 @@ class Runner:
         run_id: str,
         options: SyncOptions,
         presence: DestinationPresence,
-    ) -> tuple[int, str | None]:
+    ) -> tuple[int, str | None, bool]:
         """One rclone sync of the job's folder; progress flushed once per stats tick.
+
+        Returns rclone's exit status, its last error, and whether every error was a file
+        skipped at the source (the rest of the folder went through: no retry can help).
 
         A local destination whose disk goes away mid-sync (its path moves to another file
         system) stops rclone at once: it would otherwise fill the empty mount point."""
         tracker = _JobTracker(
             job, remote.secrets, lambda: self._emit_progress(destination, job, tracker)
         )
+        options = await self._with_loop_guard(options, job.source_path, tracker)
         argv = sync_argv(
             remote.binary,
             job.source_path,
@@ -1046,14 +1097,29 @@ class Runner:
                         await task
         await self._flush(job, tracker)
         if tracker.vanished is not None:
-            return DESTINATION_GONE_EXIT, tracker.vanished
+            return DESTINATION_GONE_EXIT, tracker.vanished, False
         if tracker.stalled:
             reason = tracker.auth_error or tracker.last_error
-            return STALLED_EXIT, (
+            return (
+                STALLED_EXIT,
                 f"no progress for {self.settings.stall_timeout:g} s (BACKUP_STALL_TIMEOUT)"
-                + (f"; last error: {reason}" if reason else "")
+                + (f"; last error: {reason}" if reason else ""),
+                False,
             )
-        return code, tracker.auth_error or tracker.last_error
+        return code, tracker.auth_error or tracker.last_error, tracker.only_skips
+
+    async def _with_loop_guard(
+        self, options: SyncOptions, source: str, tracker: _JobTracker | None = None
+    ) -> SyncOptions:
+        """With BACKUP_FOLLOW_SYMLINKS, leave out the links that lead back into their own
+        folder (rclone would follow them until the path is too long) and name them."""
+        if not options.copy_links:
+            return options
+        loops = await asyncio.to_thread(find_symlink_loops, Path(source))
+        if tracker is not None:
+            for path in loops:
+                tracker.skip(path, SkipReason.SYMLINK_LOOP)
+        return replace(options, exclude_paths=(*options.exclude_paths, *loops))
 
     async def _watch_stall(
         self, job: Job, process: execute.StreamingProcess, tracker: _JobTracker
@@ -1110,7 +1176,11 @@ class Runner:
                     "progress",
                     job_id=job.id,
                     folder=job.folder,
-                    **{k: v for k, v in tracker.fields().items() if k != "eta_seconds"},
+                    **{
+                        k: v
+                        for k, v in tracker.fields().items()
+                        if k not in ("eta_seconds", "skipped_detail")
+                    },
                 )
 
         task = asyncio.create_task(loop())
@@ -1129,4 +1199,12 @@ def summarise(result: RunResult) -> str:
         size = sum(f.bytes for f in result.dry_run_folders)
         return f"dry run: {files} files ({size} bytes) would be sent to {result.destination}"
     done = sum(1 for j in result.jobs if j.status is JobStatus.COMPLETED)
-    return f"{done}/{len(result.jobs)} folders backed up to {result.destination}"
+    line = f"{done}/{len(result.jobs)} folders backed up to {result.destination}"
+    skipped = result.files_skipped
+    if skipped:
+        noun = "file was" if skipped == 1 else "files were"
+        line += (
+            f"; WARNING: {skipped} {noun} not backed up (named above and in "
+            "`photos-sync backup --status`)"
+        )
+    return line

@@ -123,7 +123,9 @@ def test_copied_lines_carry_object_and_size() -> None:
 def test_other_info_lines_keep_level_and_message() -> None:
     evs = events("sync_bwlimit.jsonl")
     assert evs[0] == OtherLine("info", "Starting bandwidth limiter at 400Ki Byte/s")
-    assert evs[6] == OtherLine("info", "Set directory modification time (using DirSetModTime)")
+    assert evs[6] == OtherLine(
+        "info", "Set directory modification time (using DirSetModTime)", "sub"
+    )
 
 
 def test_unknown_eta_is_none_and_zero_sized_marker_is_copied() -> None:
@@ -144,9 +146,9 @@ def test_archive_moves_are_not_counted_as_copies() -> None:
     assert [e for e in evs if isinstance(e, FileCopied)] == [FileCopied("a.jpg", 1000)]
     others = [e for e in evs if isinstance(e, OtherLine)]
     assert others == [
-        OtherLine("info", "Moved (server-side)"),
-        OtherLine("info", "Moved (server-side)"),
-        OtherLine("info", "Moved into backup dir"),
+        OtherLine("info", "Moved (server-side)", "a.jpg"),
+        OtherLine("info", "Moved (server-side)", "c.txt"),
+        OtherLine("info", "Moved into backup dir", "c.txt"),
     ]
     final = stats_of("archive_replaced.jsonl")[-1]
     assert (final.deletes, final.renames, final.checks, final.total_checks) == (1, 2, 6, 6)
@@ -156,7 +158,7 @@ def test_archive_moves_are_not_counted_as_copies() -> None:
 def test_dry_run_lines() -> None:
     evs = events("dry_run.jsonl")
     assert evs[0] == OtherLine(
-        "notice", "Skipped move into backup dir as --dry-run is set (size 4)"
+        "notice", "Skipped move into backup dir as --dry-run is set (size 4)", "d.txt"
     )
     assert evs[1] == OtherLine("info", "There was nothing to transfer")
     final = stats_of("dry_run.jsonl")[-1]
@@ -219,10 +221,10 @@ def test_real_failures_classify_and_explain() -> None:
 @pytest.mark.parametrize("level", ["error", "critical", "fatal"])
 def test_error_levels(level: str) -> None:
     line = json.dumps({"level": level, "msg": " boom \n", "object": "x/y.jpg"})
-    assert parse_line(line) == ErrorLine("x/y.jpg: boom")
-    assert parse_line(json.dumps({"level": level, "msg": "boom"})) == ErrorLine("boom")
+    assert parse_line(line) == ErrorLine("x/y.jpg: boom", "x/y.jpg", level)
+    assert parse_line(json.dumps({"level": level, "msg": "boom"})) == ErrorLine("boom", None, level)
     assert parse_line(json.dumps({"level": level, "msg": "boom", "object": ""})) == ErrorLine(
-        "boom"
+        "boom", None, level
     )
 
 

@@ -26,6 +26,9 @@ JOB_FIELDS = {
     "files_total",
     "files_transferred",
     "files_archived",
+    "refused",
+    "files_skipped",
+    "skipped_detail",
     "transfer_speed",
     "eta_seconds",
     "created_at",
@@ -135,7 +138,9 @@ def test_job_items_carry_every_field_plus_destination_percent_stale() -> None:
     (item,) = doc["jobs"]
     assert set(item) == JOB_FIELDS | {"destination", "percent", "stale"}
     expected = {name: getattr(running, name) for name in JOB_FIELDS}
-    expected.update(status="RUNNING", destination="nas", percent=25.0, stale=False)
+    expected.update(
+        status="RUNNING", destination="nas", percent=25.0, stale=False, skipped_detail=[]
+    )
     assert item == expected
 
 
