@@ -234,7 +234,12 @@ def backup(
         str | None, typer.Option("--item", help="1Password item title, with --secrets op.")
     ] = None,
     vault: Annotated[
-        str | None, typer.Option("--vault", help="1Password vault, with --secrets op.")
+        str | None,
+        typer.Option(
+            "--vault",
+            help="1Password vault, with --secrets op (default: the only one; else asked, or "
+            "the personal vault with --yes).",
+        ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes; no prompts.")] = False,
 ) -> None:
@@ -409,6 +414,30 @@ def _reset(settings: Settings, to: str | None, yes: bool) -> None:
     stdout.print(f"cleared {removed} jobs ({what}); the backup itself is untouched")
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def _answer(prompt: Callable[[], T], *, hidden: bool = False) -> T:
+    """Run a blocking prompt so that Ctrl-C (or end of input) ends the wizard at once.
+
+    Under asyncio, SIGINT only schedules a cancellation that runs after the prompt returns;
+    Python's own handler is put back for the prompt's duration so Ctrl-C interrupts the read.
+    """
+    from photos_sync.setup import SetupInterrupted
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return prompt()
+    except (typer.Abort, KeyboardInterrupt, EOFError):
+        if not hidden:  # a hidden prompt has ended its line already
+            stdout.print()
+        raise SetupInterrupted from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 class TerminalUI:
     """The wizard's voice at a terminal: numbered steps, [Y/n] questions, hidden input."""
 
@@ -419,24 +448,65 @@ class TerminalUI:
 
     def step(self, number: int, text: str) -> None:
         if not self.quiet:
-            stdout.print(f"[bold][{number}/8][/bold] {text}", highlight=False)
+            stdout.print(f"[bold][{number}/8][/bold] {text}", highlight=False, soft_wrap=True)
 
     def info(self, text: str) -> None:
         if not self.quiet:
             stdout.print(f"      {text}", highlight=False, soft_wrap=True)
 
+    def warn(self, text: str) -> None:
+        stdout.print(f"[red]✗[/red] {text}", highlight=False, soft_wrap=True)
+
     def confirm(self, question: str, default: bool = True) -> bool:
-        return bool(typer.confirm(question, default=default))
+        return bool(_answer(lambda: typer.confirm(question, default=default)))
 
     def ask(self, question: str, *, secret: bool = False, default: str | None = None) -> str:
-        return str(typer.prompt(question, default=default, hide_input=secret))
+        return str(
+            _answer(
+                lambda: typer.prompt(
+                    question, default=default or "", show_default=bool(default), hide_input=secret
+                ),
+                hidden=secret,
+            )
+        )
 
     def pause(self, text: str) -> None:
-        typer.prompt(text, default="", show_default=False)
+        _answer(lambda: typer.prompt(text, default="", show_default=False))
+
+
+def _run_setup(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """run_async for the wizard: Ctrl-C at a question or during the checks ends it with
+    exit 130 and one line (nothing is saved before the last step, which finishes first)."""
+    from photos_sync.setup import SetupInterrupted
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        # SIGINT is left to asyncio.run (first Ctrl-C cancels this task) and to the prompts.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await make()
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError, SetupInterrupted):
+        stderr.print("setup interrupted: nothing was saved", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:
+        from photos_sync.runner import UsageProblem as usage_problem
+
+        if isinstance(exc, usage_problem):
+            fail(str(exc), EXIT_USAGE)
+        if isinstance(exc, _known_errors()):
+            fail(str(exc))
+        if isinstance(exc, PermissionError):
+            fail(f"permission denied: {exc.filename}: check the owner and mode of that path")
+        if isinstance(exc, OSError) and exc.errno == 28:
+            fail(f"no space left on device ({exc.filename or 'data dir'}): free some space")
+        raise
 
 
 def _setup(settings: Settings, request: Any, yes: bool, json_output: bool) -> None:
-    from photos_sync.setup import SetupError, StepUI, setup_destination
+    from photos_sync.setup import SetupError, StepUI, run_setup
 
     kind = request.kind
     if kind not in SETUP_TYPES:
@@ -446,22 +516,14 @@ def _setup(settings: Settings, request: Any, yes: bool, json_output: bool) -> No
     if request.secrets not in (None, "op", "file"):
         fail(f"--secrets {request.secrets!r} is unknown: use op or file", EXIT_USAGE)
     interactive = not yes and sys.stdin.isatty()
-    if not request.name:
-        if not interactive:
+    if not interactive:
+        # At a terminal the wizard asks for these; a script must give them.
+        if not request.name:
             fail("--setup needs --name NAME", EXIT_USAGE)
-        request.name = typer.prompt("Destination name", default=kind)
-    if kind == "local" and request.path is None:
-        if not interactive:
+        if kind == "local" and request.path is None:
             fail("--setup local needs --path DIR", EXIT_USAGE)
-        request.path = Path(typer.prompt("Backup folder (local or NAS mount)"))
-    if kind != "local" and not request.bucket and not interactive and request.secrets == "file":
-        fail(f"--setup {kind} needs --bucket BUCKET", EXIT_USAGE)
-    if kind == "s3" and not request.endpoint and interactive and request.secrets == "file":
-        request.endpoint = (
-            typer.prompt("S3 endpoint URL (empty for AWS)", default="", show_default=False) or None
-        )
-    if kind != "local" and not request.bucket and interactive and request.secrets == "file":
-        request.bucket = typer.prompt("Bucket name")
+        if kind != "local" and not request.bucket and request.secrets == "file":
+            fail(f"--setup {kind} needs --bucket BUCKET", EXIT_USAGE)
     configure_logging(settings.log_path)
 
     def report(text: str) -> None:
@@ -471,15 +533,20 @@ def _setup(settings: Settings, request: Any, yes: bool, json_output: bool) -> No
     ui: Any = TerminalUI(json_output) if interactive else StepUI(report, assume_yes=yes)
 
     async def body(store: Store) -> Any:
-        existing = await store.get_destination(request.name)
-        if existing is not None and not yes and not interactive:
+        if (
+            request.name
+            and not yes
+            and not interactive
+            and await store.get_destination(request.name) is not None
+        ):
             raise UsageProblem(f"destination {request.name!r} exists: add --yes to update it")
         try:
-            return await setup_destination(settings, store, request, ui)
+            return await run_setup(settings, store, request, ui)
         except SetupError as exc:
             raise RunRefused(str(exc)) from None
 
-    destination = run_async(lambda: with_store(settings, body))
+    outcome = _run_setup(lambda: with_store(settings, body))
+    destination = outcome.destination
     if json_output:
         from photos_sync.render import dumps
 
@@ -489,15 +556,23 @@ def _setup(settings: Settings, request: Any, yes: bool, json_output: bool) -> No
 
     where = destination_type(destination.type).describe(destination)
     stdout.print(
-        f"[green]✓[/green] destination {destination.name!r} ready at {where}",
+        f"[green]✓[/green] destination {destination.name!r} "
+        f"{'updated' if outcome.updated else 'ready'} at {where}",
         highlight=False,
+        soft_wrap=True,
     )
+    if outcome.created:
+        stdout.print(f"  created: {', '.join(outcome.created)}", highlight=False, soft_wrap=True)
+    password = " (encryption password generated)" if outcome.generated_password else ""
+    stdout.print(f"  secrets: {outcome.secrets_where}{password}", highlight=False, soft_wrap=True)
     stdout.print(
         f"[yellow]Keep the encryption keys safe:[/yellow] without them the backup cannot be "
         f"read. Print them with `photos-sync recovery-kit {destination.name}` and store the "
         "text in a password manager.",
         highlight=False,
     )
+    next_command = outcome.next_command(settings.immich_path is not None)
+    stdout.print(f"Next: {next_command}", highlight=False, soft_wrap=True)
 
 
 def _setup_immich(settings: Settings, yes: bool) -> None:

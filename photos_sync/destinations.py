@@ -196,6 +196,7 @@ _CREDENTIALS_REJECTED = (
     "accessdenied",
     "access denied",
 )
+_BUCKET_TAKEN = ("duplicate_bucket_name", "bucketalreadyexists")
 _BUCKET_MISSING = ("nosuchbucket", "bucket not found", "bad_bucket_id", "bucket does not exist")
 _UNREACHABLE = (
     "connection refused",
@@ -211,6 +212,11 @@ _UNREACHABLE = (
 
 def _explain_cloud(message: str, key_names: str, where: str) -> str | None:
     lowered = message.lower()
+    if any(s in lowered for s in _BUCKET_TAKEN):
+        return (
+            "another account already owns a bucket with this name (bucket names are global): "
+            "choose another name"
+        )
     if any(s in lowered for s in _BUCKET_MISSING):
         return (
             f"the bucket does not exist or this key cannot see it: check bucket_name, or create "
@@ -371,25 +377,57 @@ def item_fields(type_name: str) -> tuple[str, ...]:
     return (*kind.secret_fields, *kind.location_fields, ENCRYPTION_PASSWORD)
 
 
-_BUCKET_RULES = {
-    # type: (pattern, rule for people)
-    "s3": (
-        re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
-        "3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit",
-    ),
-    "b2": (
-        re.compile(r"^[A-Za-z0-9-]{6,50}$"),
-        "6-50 letters, digits or '-'",
-    ),
-}
+_S3_BUCKET_CHARS = re.compile(r"^[a-z0-9.-]+$")
+_B2_BUCKET_CHARS = re.compile(r"^[A-Za-z0-9-]+$")
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+#: Reserved by AWS (and copied by most S3-compatible services).
+_S3_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_S3_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def _s3_bucket_rule(bucket: str) -> str | None:
+    """AWS's general-purpose bucket naming rules (docs: "General purpose bucket naming rules")."""
+    if not 3 <= len(bucket) <= 63:
+        return "S3 bucket names are 3-63 characters long"
+    if not _S3_BUCKET_CHARS.match(bucket):
+        return "use only lowercase letters, digits, '.' and '-'"
+    if not (bucket[0].isalnum() and bucket[-1].isalnum()):
+        return "start and end it with a lowercase letter or a digit"
+    if ".." in bucket:
+        return "two dots in a row are not allowed"
+    if _IPV4.match(bucket):
+        return "a bucket name cannot look like an IP address"
+    for prefix in _S3_RESERVED_PREFIXES:
+        if bucket.startswith(prefix):
+            return f"names starting with {prefix!r} are reserved"
+    for suffix in _S3_RESERVED_SUFFIXES:
+        if bucket.endswith(suffix):
+            return f"names ending with {suffix!r} are reserved"
+    return None
+
+
+def _b2_bucket_rule(bucket: str) -> str | None:
+    """Backblaze's bucket naming rules (B2 docs, "Buckets"): 6-63 letters, digits and '-';
+    names starting with "b2-" are reserved. Names are global: another account may own it."""
+    if not 6 <= len(bucket) <= 63:
+        return "B2 bucket names are 6-63 characters long"
+    if not _B2_BUCKET_CHARS.match(bucket):
+        return "use only letters, digits and '-'"
+    if bucket.lower().startswith("b2-"):
+        return "names starting with 'b2-' are reserved by Backblaze"
+    return None
+
+
+_BUCKET_RULES = {"s3": _s3_bucket_rule, "b2": _b2_bucket_rule}
 
 
 def bucket_problem(type_name: str, bucket: str) -> str | None:
-    """Why `bucket` is not a valid bucket name for this type, or None if it is."""
+    """Why `bucket` is not a valid bucket name for this type (one line), or None if it is."""
+    if not bucket.strip():
+        return "a bucket name is needed"
     rule = _BUCKET_RULES.get(type_name)
-    if rule is None or rule[0].match(bucket):
-        return None
-    return f"invalid bucket name {bucket!r}: use {rule[1]}"
+    reason = rule(bucket) if rule is not None else None
+    return f"invalid bucket name {bucket!r}: {reason}" if reason else None
 
 
 def explain_error(type_name: str, message: str) -> str:

@@ -6,7 +6,11 @@ one line that says what to do; they name items, vaults and fields, never values.
 
 Headless use (the daemon, cron): set OP_SERVICE_ACCOUNT_TOKEN in the environment; op reads it
 from there and needs no sign-in. Service accounts can only see the vaults they were granted,
-so the vault is always named explicitly.
+so a destination's reference always names its vault.
+
+There is no fixed default vault: the built-in personal vault is "Personal" on Individual
+accounts, "Employee" on Business accounts and "Private" on older Family/Team accounts, so setup
+lists the vaults (`op vault list`) and picks or offers one (see `default_vault`).
 """
 
 from __future__ import annotations
@@ -90,6 +94,48 @@ class OpItem:
     title: str
     vault: str
     fields: dict[str, str]  # normalised label -> value (empty values left out)
+
+
+@dataclass(frozen=True, slots=True)
+class OpVault:
+    """One entry of `op vault list --format json` (no secrets)."""
+
+    id: str
+    name: str
+    items: int | None  # how many items it holds, when op says
+
+
+#: Names of the built-in personal vault: Individual, Business, and older Family/Team accounts.
+PERSONAL_VAULT_NAMES = ("Personal", "Employee", "Private")
+
+
+def parse_vaults(document: object) -> list[OpVault]:
+    """The vaults in `op vault list --format json` output: a list of objects with (among
+    others) "id", "name" and "items"; anything else is OnePasswordError."""
+    if not isinstance(document, list):
+        raise OnePasswordError("the 1Password CLI printed an unexpected vault list: update it")
+    vaults = []
+    for entry in document:
+        if not isinstance(entry, Mapping) or not entry.get("name"):
+            continue
+        items = entry.get("items")
+        vaults.append(
+            OpVault(
+                id=str(entry.get("id", "")),
+                name=str(entry["name"]),
+                items=items if isinstance(items, int) and not isinstance(items, bool) else None,
+            )
+        )
+    return vaults
+
+
+def default_vault(vaults: Sequence[OpVault]) -> OpVault | None:
+    """The vault to use when none was named: the only one, else the account's built-in
+    personal vault when exactly one vault has such a name; None when that is ambiguous."""
+    if len(vaults) == 1:
+        return vaults[0]
+    personal = [v for v in vaults if v.name in PERSONAL_VAULT_NAMES]
+    return personal[0] if len(personal) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +323,19 @@ class OnePassword:
             raise self._signed_out(message)
         raise self._failure("checking the sign-in", result)
 
+    async def list_vaults(self) -> list[OpVault]:
+        """The vaults this account (or service account) can see, as op lists them."""
+        result = await self._op("vault", "list", "--format", "json")
+        if result.returncode != 0:
+            raise self._failure("listing the vaults", result)
+        try:
+            document = json.loads(result.stdout or b"[]")
+        except ValueError:
+            raise OnePasswordError(
+                "the 1Password CLI printed something that is not JSON: update it to version 2"
+            ) from None
+        return parse_vaults(document)
+
     async def find_item(self, title: str, vault: str) -> OpItem | None:
         """The item titled `title` in `vault`, or None if there is none."""
         try:
@@ -329,6 +388,12 @@ class OnePassword:
             raise self._failure(f'creating item "{title}" in vault "{vault}"', result)
         item = parse_item(_json_object(result.stdout))
         return OpItem(item.id, item.title or title, item.vault or vault, item.fields)
+
+    async def delete_item(self, item_id: str, vault: str) -> None:
+        """Delete the item with id `item_id` (setup removes only an item it just created)."""
+        result = await self._op("item", "delete", item_id, "--vault", vault)
+        if result.returncode != 0:
+            raise self._failure(f'deleting item {item_id} from vault "{vault}"', result)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -94,8 +94,41 @@ class OpDouble:
                     )
         self.save(state)
 
+    def set_vaults(self, names: list[str]) -> None:
+        """The account's vaults, in the order `op vault list` shows them (items kept)."""
+        state = self.state()
+        old = state["vaults"]
+        state["vaults"] = {
+            name: old.get(name, {"id": _vault_id(name), "items": []}) for name in names
+        }
+        self.save(state)
+
+    def hold(self, command: str, fifo: Path) -> None:
+        """Make `op COMMAND` (e.g. "item create") slow, as over a slow network: it takes
+        effect, but answers only once `release(fifo)` is called."""
+        os.mkfifo(fifo)
+        state = self.state()
+        state.setdefault("gates", {})[command] = str(fifo)
+        self.save(state)
+
+    @staticmethod
+    def release(fifo: Path) -> None:
+        """Let a held command go on (blocks until the double is waiting on it)."""
+        with open(fifo, "w"):
+            pass
+
+    def all_items(self) -> list[dict[str, Any]]:
+        """Every item in every vault."""
+        return [item for vault in self.state()["vaults"].values() for item in vault["items"]]
+
     def calls(self) -> list[dict[str, Any]]:
         return list(self.state().get("calls", []))
+
+
+def _vault_id(name: str) -> str:
+    """A 26-character id in op's alphabet, derived from the name."""
+    letters = "".join(c for c in name.lower() if c.isalnum())
+    return f"vault{letters:0<21.21}"
 
 
 def initial_state() -> dict[str, Any]:
@@ -120,7 +153,8 @@ def initial_state() -> dict[str, Any]:
 
 @pytest.fixture
 def op_double(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OpDouble]:
-    """The op test double first on PATH, signed in, with empty "Private" and "Servers" vaults."""
+    """The op test double first on PATH, signed in, with empty "Private" and "Servers" vaults
+    (`set_vaults` changes them)."""
     op = HERE / "op"
     if not os.access(op, os.X_OK):
         op.chmod(0o755)
