@@ -124,7 +124,9 @@ def parse_line(line: str) -> LogEvent:
         return ErrorLine(
             f"{obj}: {message}" if obj else message, str(obj) if obj is not None else None, level
         )
-    if message.startswith("Copied") and obj is not None:
+    # Files of --multi-thread-cutoff (256 MiB) and more, going to a local disk, are logged as
+    # "Multi-thread Copied (new)": a restored video must count like any other file.
+    if message.startswith(("Copied", "Multi-thread Copied")) and obj is not None:
         return FileCopied(str(obj), _int(record.get("size")))
     return OtherLine(level, message, str(obj) if obj is not None else None)
 

@@ -467,3 +467,13 @@ def test_exit_codes_of_the_real_rclone(rclone: str, tmp_path: Path) -> None:
     max_delete = code("sync", str(src), str(dst), "--backup-dir", archive, "--max-delete", "0")
     assert (max_delete, classify_exit(max_delete)) == (7, Outcome.FATAL)
     assert (dst / "gone.jpg").exists()
+
+
+def test_multi_thread_copies_are_counted_like_any_other() -> None:
+    """rclone 1.75's own line for a file above --multi-thread-cutoff sent to a local disk."""
+    line = json.dumps({
+        "time": "2026-11-30T10:34:28.955427438Z", "level": "info",
+        "msg": "Multi-thread Copied (new)", "size": 5000000, "object": "big.mp4",
+        "objectType": "*crypt.Object", "source": "operations/copy.go:382",
+    })
+    assert parse_line(line) == FileCopied("big.mp4", 5000000)
