@@ -38,6 +38,13 @@ from photos_sync.destinations import (
     missing_secret_fields,
 )
 from photos_sync.logs import get_logger
+from photos_sync.names import (
+    DISK_NAME_LIMIT,
+    NameProblem,
+    display_path,
+    summary_note,
+    with_skipped,
+)
 from photos_sync.planning import (
     IMMICH_MARKER,
     FolderFacts,
@@ -64,6 +71,7 @@ from photos_sync.rclone_log import (
     FileCopied,
     Outcome,
     Progress,
+    SkippedName,
     StatsLine,
     activity_marker,
     classify_exit,
@@ -76,6 +84,7 @@ from photos_sync.rclone_log import (
 from photos_sync.redact import redact
 from photos_sync.remote import CryptRemote
 from photos_sync.secrets_io import load_secrets
+from photos_sync.source_names import scan_names
 from photos_sync.states import JobStatus, Staleness, stale_threshold
 from photos_sync.store import Destination, Job, Store, utcnow
 
@@ -159,6 +168,8 @@ class RunResult:
     pruned: list[str] = field(default_factory=list)
     #: the fresh Immich DB dump's outcome (photos_sync.immich.DumpOutcome.as_dict), if asked
     immich: dict[str, Any] | None = None
+    #: file names that need attention (Unicode twins, undecodable bytes, files rclone skipped)
+    file_names: list[NameProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -166,6 +177,8 @@ class RunResult:
             return all(f.error is None for f in self.dry_run_folders)
         if self.immich is not None and self.immich.get("error"):
             return False  # a missing or refused Immich API key: the files went, fix the key
+        if any(not p.backed_up for p in self.file_names):
+            return False  # rclone skipped a file: the backup is not whole
         return all(j.status is JobStatus.COMPLETED for j in self.jobs)
 
     def as_dict(self) -> dict[str, Any]:
@@ -177,6 +190,7 @@ class RunResult:
             "ok": self.ok,
             "pruned": self.pruned,
             "immich": self.immich,
+            "file_names": [p.as_dict() for p in self.file_names],
             "jobs": [j.as_dict() for j in self.jobs],
             "dry_run_folders": [
                 {
@@ -285,6 +299,8 @@ class _JobTracker:
         self._secrets = secrets
         self._on_change = on_change
         self.dirty = False
+        #: source paths (relative to the folder) rclone said it ignored, and if each is a folder
+        self.skipped: dict[str, bool] = {}
 
     def _note_error(self, message: str) -> None:
         self.last_error = redact(message, self._secrets)
@@ -312,6 +328,9 @@ class _JobTracker:
         elif isinstance(event, ErrorLine):
             self._note_error(event.message)
             log.warning("rclone_error", message=self.last_error)
+            return
+        elif isinstance(event, SkippedName):
+            self.skipped[event.path] = event.is_directory
             return
         else:
             return
@@ -358,6 +377,8 @@ class Runner:
         #: When set (by the daemon), syncs serve rclone's remote control API there, so their
         #: bandwidth limit can be changed while they run.
         self.rc: RcServer | None = None
+        #: job id -> what rclone skipped in its attempts (read by the run once the job ends)
+        self._skipped: dict[int, dict[str, bool]] = {}
 
     # destinations
 
@@ -561,6 +582,11 @@ class Runner:
         options = destination_type(destination.type).tune(self._sync_options(True, False))
         log.info("dry_run_started", destination=destination.name, source=str(immich_path))
         for folder in folders:
+            hazards = await asyncio.to_thread(
+                scan_names, immich_path / folder.name, folder.name, _name_limit(destination)
+            )
+            self._tell_names(destination.name, hazards)
+            result.file_names += hazards
             argv = sync_argv(
                 remote.binary,
                 str(immich_path / folder.name),
@@ -676,7 +702,14 @@ class Runner:
             result.immich = outcome.as_dict() if outcome is not None else None
         try:
             for index, job in enumerate(jobs):
+                # the walk sees each name's exact bytes (rclone's notices do not), in a thread
+                hazards = await asyncio.to_thread(
+                    scan_names, Path(job.source_path), job.folder, _name_limit(destination)
+                )
                 finished = await self._run_job(destination, remote, job, plan.run_id, options)
+                hazards = with_skipped(job.folder, hazards, self._skipped.pop(job.id, {}))
+                self._tell_names(destination.name, hazards)
+                result.file_names += hazards
                 result.jobs.append(finished)
                 if finished.status is JobStatus.FAILED and (
                     is_credentials_error(finished.error_message)
@@ -698,6 +731,26 @@ class Runner:
         log.info("run_finished", destination=destination.name, run_id=plan.run_id, ok=result.ok)
         self.sink(RunEvent("run_finished", destination.name, result.as_dict()))
         return result
+
+    #: At most this many file-name lines per folder on the console; all go to backup.log and
+    #: to the run's result (--json).
+    NAMES_SHOWN = 20
+
+    def _tell_names(self, destination: str, problems: list[NameProblem]) -> None:
+        for index, problem in enumerate(problems):
+            log.warning(
+                "file_name",
+                kind=problem.hazard.value,
+                path=display_path(problem.path),
+                backed_up=problem.backed_up,
+                detail=problem.detail,
+            )
+            if index < self.NAMES_SHOWN:
+                self.sink(RunEvent("message", destination, {"text": problem.line()}))
+        if len(problems) > self.NAMES_SHOWN:
+            more = len(problems) - self.NAMES_SHOWN
+            text = f"… and {more} more file names (all of them: backup.log, or --json)"
+            self.sink(RunEvent("message", destination, {"text": text}))
 
     async def _skip_jobs(self, jobs: list[Job], failed: Job) -> list[Job]:
         """Mark jobs not attempted after the storage refused or did not answer FAILED (their
@@ -835,6 +888,7 @@ class Runner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watchdog
         await self._flush(job, tracker)
+        self._skipped.setdefault(job.id, {}).update(tracker.skipped)
         if tracker.stalled:
             reason = tracker.auth_error or tracker.last_error
             return STALLED_EXIT, (
@@ -915,6 +969,19 @@ def summarise(result: RunResult) -> str:
     if result.dry_run:
         files = sum(f.files for f in result.dry_run_folders)
         size = sum(f.bytes for f in result.dry_run_folders)
-        return f"dry run: {files} files ({size} bytes) would be sent to {result.destination}"
+        line = f"dry run: {files} files ({size} bytes) would be sent to {result.destination}"
+        return line + names_note(result.file_names)
     done = sum(1 for j in result.jobs if j.status is JobStatus.COMPLETED)
-    return f"{done}/{len(result.jobs)} folders backed up to {result.destination}"
+    line = f"{done}/{len(result.jobs)} folders backed up to {result.destination}"
+    return line + names_note(result.file_names)
+
+
+def _name_limit(destination: Destination) -> int | None:
+    """The longest encrypted name the destination stores: a local disk's; None for cloud
+    storage, whose limit is on the whole key (1,024 bytes), not on each name."""
+    return DISK_NAME_LIMIT if destination.type == "local" else None
+
+
+def names_note(problems: list[NameProblem]) -> str:
+    """The end of the run's summary line about file names ("" when there are none)."""
+    return summary_note(len(problems), sum(1 for p in problems if not p.backed_up))
