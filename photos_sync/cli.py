@@ -944,8 +944,13 @@ def restore(
             sys.stdout.write(dumps({"archived": rows}) + "\n")
         elif not rows:
             stdout.print(f"the archive holds nothing under {path or 'the backup'}")
+        from photos_sync.names import spelled, twin_paths
+
+        twins = twin_paths([(row["run"], row["path"]) for row in rows])
         for row in [] if json_output else rows:
             note = "" if row["utf8"] else "  (name not valid UTF-8: \\xNN is a raw byte)"
+            if (row["run"], row["path"]) in twins:
+                note += f"  (another name looks the same; this one is {spelled(row['path'])})"
             stdout.print(
                 f"{row['run']}  {human_bytes(row['size']):>10}  {row['path']}{note}",
                 highlight=False,

@@ -169,8 +169,9 @@ def find_name_problems(
             if len(twins) < 2:
                 continue
             for name, is_directory in sorted(twins):
+                # twins look the same on screen: spell them out code point by code point
                 others = ", ".join(
-                    f"{display_path(other)!r} ({_form(other)})"
+                    f"{spelled(other)} ({_form(other)})"
                     for other, _ in sorted(twins)
                     if other != name
                 )
@@ -179,9 +180,9 @@ def find_name_problems(
                         NameHazard.UNICODE_TWIN,
                         _join(folder, directory, name),
                         True,
-                        f"this name ({_form(name)}) differs from {others} only in Unicode "
-                        "normalisation: both are backed up, but restored onto macOS or another "
-                        "normalising file system only one survives; rename one of them",
+                        f"this name, {spelled(name)} ({_form(name)}), differs from {others} only "
+                        "in Unicode normalisation: both are backed up, but restored onto macOS or "
+                        "another normalising file system only one survives; rename one of them",
                         is_directory,
                     )
                 )
@@ -203,12 +204,27 @@ def _too_long(
     )
 
 
+def spelled(name: str) -> str:
+    """A name with every character beyond ASCII written as an escape ('cafe\\u0301.jpg'), so
+    that two names which look the same can be told apart."""
+    return ascii(display_path(name))
+
+
+def twin_paths(entries: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Of (group, path) pairs — e.g. (archive run, path) — those whose path has a Unicode twin
+    in the same group (paths that differ only in normalisation)."""
+    by_form: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for group, path in entries:
+        by_form.setdefault((group, unicodedata.normalize("NFC", path)), []).append((group, path))
+    return {entry for found in by_form.values() if len(set(found)) > 1 for entry in found}
+
+
 def _form(name: str) -> str:
     if unicodedata.is_normalized("NFC", name):
         return "NFC"
     if unicodedata.is_normalized("NFD", name):
         return "NFD"
-    return "mixed form"
+    return "neither NFC nor NFD"
 
 
 def summary_note(total: int, not_backed_up: int) -> str:

@@ -84,8 +84,8 @@ def test_twins_and_undecodable_names_are_backed_up_named_verified_and_restored(
     out = run.stdout
     # every hazardous name is named, and the summary says so
     assert f"file name: {BAD_SHOWN} — backed up; the name is not valid UTF-8" in out
-    for twin, form in ((NFC, "NFC"), (NFD, "NFD")):
-        assert f"file name: library/names/{twin} — backed up; this name ({form})" in out
+    for twin, spelled in ((NFC, "'caf\\xe9.jpg' (NFC)"), (NFD, "'cafe\\u0301.jpg' (NFD)")):
+        assert f"file name: library/names/{twin} — backed up; this name, {spelled}, differs" in out
     for twin in (FOLDER_NFC, FOLDER_NFD):
         assert f"file name: library/names/{twin}/ — backed up" in out
     assert "4/4 folders backed up to nas; 5 file names need attention (listed above)" in out
@@ -159,6 +159,7 @@ def test_deleted_twins_and_undecodable_names_come_back_from_the_archive(
     listing = ok("restore", "--list-deleted", "--path", "library/names").stdout
     assert f"{BAD_SHOWN}  (name not valid UTF-8: \\xNN is a raw byte)" in listing
     assert "\ufffd" not in listing
+    assert "(another name looks the same" not in listing  # the NFD café was not deleted
     rows = json.loads(ok("restore", "--list-deleted", "--json").stdout)["archived"]
     assert sorted((r["path"], r["utf8"]) for r in rows) == sorted(
         [

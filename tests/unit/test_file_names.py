@@ -20,7 +20,9 @@ from photos_sync.names import (
     is_utf8,
     longest_name,
     raw_bytes,
+    spelled,
     summary_note,
+    twin_paths,
     with_skipped,
 )
 from photos_sync.rclone_log import OtherLine, SkippedName, parse_line
@@ -79,7 +81,9 @@ def test_unicode_twins_are_each_named_with_their_form() -> None:
     )
     assert all(p.backed_up for p in problems)
     nfc = next(p for p in problems if p.path.endswith(NFC))
-    assert nfc.detail.startswith(f"this name (NFC) differs from {NFD!r} (NFD)")
+    assert nfc.detail.startswith(
+        "this name, 'caf\\xe9.jpg' (NFC), differs from 'cafe\\u0301.jpg' (NFD) only in Unicode"
+    )
     assert "macOS" in nfc.detail
 
 
@@ -139,6 +143,13 @@ def test_names_too_long_once_encrypted_are_named_when_the_destination_limits_nam
         ]
     )
     assert "shorten it to 143 bytes or fewer" in problems[0].detail
+
+
+def test_twins_in_a_listing_are_found_per_group_and_spelled_out() -> None:
+    entries = [("run1", f"a/{NFC}"), ("run1", f"a/{NFD}"), ("run2", f"a/{NFC}"), ("run1", "b")]
+    assert twin_paths(entries) == {("run1", f"a/{NFC}"), ("run1", f"a/{NFD}")}
+    assert twin_paths([("run1", "x"), ("run1", "x")]) == set()  # the same path twice: no twin
+    assert spelled(NFD) == "'cafe\\u0301.jpg'" and spelled(BAD) == "'bad\\\\xff.jpg'"
 
 
 # -- what rclone said it skipped -------------------------------------------------------------
