@@ -11,11 +11,26 @@ already gone at T.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+
+#: `rclone lsf` flags for a listing that keeps every name's exact bytes: `lsjson` cannot (JSON
+#: turns bytes that are not UTF-8 into U+FFFD, and the file is then never found again by
+#: that name). CSV quotes names holding commas, quotes or line breaks.
+RAW_LISTING_FLAGS = (
+    "-R",
+    "--files-only",
+    "--csv",
+    "--format",
+    "pst",
+    "--time-format",
+    "RFC3339Nano",
+)
 
 
 def parse_stamp(stamp: str) -> datetime | None:
@@ -43,6 +58,23 @@ def parse_modtime(raw: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_raw_listing(text: str) -> list[dict[str, object]]:
+    """`rclone lsf` output made with RAW_LISTING_FLAGS, decoded with
+    photos_sync.names.decode_raw, as lsjson-like entries {"Path", "Size", "ModTime"}.
+
+    Paths keep undecodable bytes as surrogate escapes, so they go back to rclone unchanged.
+    """
+    entries: list[dict[str, object]] = []
+    for row in csv.reader(io.StringIO(text, newline="")):
+        if len(row) != 3 or not row[0]:
+            continue
+        path, size, modified = row
+        entries.append(
+            {"Path": path, "Size": int(size) if size.isdigit() else 0, "ModTime": modified}
+        )
+    return entries
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from photos_sync import __version__
 from photos_sync.config import ConfigError, Settings
@@ -68,7 +69,8 @@ stderr = Console(stderr=True)
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print one line to stderr and exit with `code`."""
-    stderr.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # escaped: the message may name a file whose name holds "[...]" (rich markup)
+    stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -347,7 +349,9 @@ def _run(
     if not result.ok:
         for job in result.jobs:
             if job.error_message and job.status.value != "COMPLETED":
-                stderr.print(f"[red]{job.folder}/:[/red] {job.error_message}", highlight=False)
+                message = escape(job.error_message)  # it may name a file holding "[...]"
+                line = f"[red]{job.folder}/:[/red] {message}"
+                stderr.print(line, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILURE)
 
 
@@ -877,14 +881,18 @@ def _summary_of(end: dict[str, Any]) -> str:
             f"{verb} {result.get('files', 0)} files ({human_bytes(result.get('bytes', 0))}) "
             f"from {destination} into {job.get('target_dir', 'the target folder')}"
         )
+    from photos_sync.names import summary_note
+
+    names = result.get("file_names") or []
+    note = summary_note(len(names), sum(1 for n in names if not n.get("backed_up")))
     if result.get("dry_run"):
         folders = result.get("dry_run_folders") or []
         files = sum(f["files"] for f in folders)
         size = sum(f["bytes"] for f in folders)
-        return f"dry run: {files} files ({size} bytes) would be sent to {destination}"
+        return f"dry run: {files} files ({size} bytes) would be sent to {destination}{note}"
     jobs = result.get("jobs") or []
     done = sum(1 for j in jobs if j["status"] == "COMPLETED")
-    return f"{done}/{len(jobs)} folders backed up to {destination}"
+    return f"{done}/{len(jobs)} folders backed up to {destination}{note}"
 
 
 def _daemon_run(
@@ -995,10 +1003,13 @@ def _daemon_run(
         restore_error = (end.get("result") or {}).get("error")
         if restore_error:
             stderr.print(f"[red]restore failed:[/red] {restore_error}; run it again to resume")
+        skipped = (end.get("result") or {}).get("skipped") or []
+        if skipped:  # each was named as it happened ("NOT restored: ...")
+            stderr.print(f"{len(skipped)} files were not restored (duplicate names, listed above)")
         for job in (end.get("result") or {}).get("jobs") or []:
             if job.get("error_message") and job["status"] != "COMPLETED":
-                line = f"[red]{job['folder']}/:[/red] {job['error_message']}"
-                stderr.print(line, highlight=False)
+                line = f"[red]{job['folder']}/:[/red] {escape(job['error_message'])}"
+                stderr.print(line, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILURE)
     return True
 
@@ -1075,9 +1086,17 @@ def restore(
             sys.stdout.write(dumps({"archived": rows}) + "\n")
         elif not rows:
             stdout.print(f"the archive holds nothing under {path or 'the backup'}")
+        from photos_sync.names import spelled, twin_paths
+
+        twins = twin_paths([(row["run"], row["path"]) for row in rows])
         for row in [] if json_output else rows:
+            note = "" if row["utf8"] else "  (name not valid UTF-8: \\xNN is a raw byte)"
+            if (row["run"], row["path"]) in twins:
+                note += f"  (another name looks the same; this one is {spelled(row['path'])})"
             stdout.print(
-                f"{row['run']}  {human_bytes(row['size']):>10}  {row['path']}", highlight=False
+                f"{row['run']}  {human_bytes(row['size']):>10}  {row['path']}{note}",
+                highlight=False,
+                markup=False,
             )
         return
     if to is None:
@@ -1112,8 +1131,10 @@ def restore(
         stdout.print(
             f"{verb} {result.files} files ({human_bytes(result.bytes)}) into {to}", highlight=False
         )
-    if not result.ok:
+    if result.error:
         fail(f"restore failed: {result.error}; run the same command again to resume")
+    if result.skipped:  # each was named as it happened ("NOT restored: ...")
+        fail(f"{len(result.skipped)} files were not restored (duplicate names, listed above)")
 
 
 @app.command(
@@ -1141,6 +1162,7 @@ def verify(
 ) -> None:
     """Compare the Immich source with the backup: rclone cryptcheck where the storage keeps
     hashes, download-and-compare where it does not. Exit 1 on any difference."""
+    from photos_sync.names import display_path
     from photos_sync.render import dumps
     from photos_sync.units import human_bytes
     from photos_sync.verify import verify as run_verify
@@ -1184,7 +1206,7 @@ def verify(
             ("could not be checked", outcome.unchecked),
         ):
             for item in paths:
-                stderr.print(f"[red]{label}:[/red] {item}", highlight=False)
+                stderr.print(f"[red]{label}:[/red] {escape(display_path(item))}", highlight=False)
     if not report.ok:
         raise typer.Exit(EXIT_FAILURE)
 

@@ -148,11 +148,12 @@ def finished_notice(destination: str, result: Mapping[str, Any], seconds: float 
     elif immich.get("warning"):
         lines.append(f"Immich database dump: {immich['warning']}")
     skipped = sum(int(j.get("files_skipped") or 0) for j in jobs)
+    all_done = len(done) == len(jobs) and not (immich or {}).get("error")
     title = (
-        f"photos-sync: backup to {destination} FAILED"
+        f"photos-sync: backup to {destination} INCOMPLETE: {skipped} files NOT backed up"
+        if skipped and all_done
+        else f"photos-sync: backup to {destination} FAILED"
         if not ok
-        else f"photos-sync: backup to {destination} succeeded, {skipped} files NOT backed up"
-        if skipped
         else f"photos-sync: backup to {destination} succeeded"
     )
     return Notice("success" if ok else "failure", ok, destination, title, "\n".join(lines))

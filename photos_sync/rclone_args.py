@@ -19,6 +19,12 @@ ARCHIVE_FOLDER = ".deleted"
 #: Small encrypted file written at setup; its presence proves the destination is mounted,
 #: reachable and readable with our password.
 DESTINATION_MARKER = ".photos-sync-destination"
+#: Compare file names byte for byte. By default rclone matches names after Unicode NFC
+#: normalisation, so of two source names that differ only in normalisation (NFC and NFD
+#: `café.jpg`, or two such folders) it copies one and drops the other with a NOTICE
+#: ("Duplicate object found in source - ignoring"): a silent loss (#18). Every command that
+#: matches names (sync, copy, check, cryptcheck) gets it.
+EXACT_NAMES = "--no-unicode-normalization"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +145,7 @@ def sync_argv(
     pass after a crash fail); retrying beyond that is photos-sync's, which tracks attempts in
     the DB and backs off between them.
     """
-    argv: list[str] = [binary, "sync", source, destination, "--backup-dir", archive]
+    argv: list[str] = [binary, "sync", source, destination, "--backup-dir", archive, EXACT_NAMES]
     argv += logging_flags(options.stats_interval)
     argv += ["--retries", "2", "--low-level-retries", "10"]
     if options.dry_run:
@@ -206,7 +212,7 @@ def copy_argv(
     under a temporary name and renames it when complete). With `overwrite`, files that differ
     are replaced and identical ones skipped.
     """
-    argv: list[str] = [binary, "copy", source, destination]
+    argv: list[str] = [binary, "copy", source, destination, EXACT_NAMES]
     argv += logging_flags(stats_interval)
     argv += ["--retries", "2"]
     if not overwrite:
@@ -244,7 +250,7 @@ def check_argv(
         argv: list[str] = [binary, "check", source, backup, "--download"]
     else:
         argv = [binary, "cryptcheck", source, backup]
-    argv += ["--combined", "-", "--use-json-log", "--retries", "1"]
+    argv += ["--combined", "-", EXACT_NAMES, "--use-json-log", "--retries", "1"]
     if files_from is not None:
         argv += ["--files-from-raw", files_from]
     if fast_list:

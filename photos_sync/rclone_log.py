@@ -56,13 +56,23 @@ class FileCopied:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedName:
+    """rclone ignored a file or folder of the source as a duplicate name (a NOTICE, not an
+    error: the sync still exits 0). `path` is relative to the sync's source; JSON shows
+    undecodable bytes as U+FFFD."""
+
+    path: str
+    is_directory: bool
+
+
+@dataclass(frozen=True, slots=True)
 class OtherLine:
     level: str
     message: str
     object: str | None = None
 
 
-LogEvent = StatsLine | ErrorLine | FileCopied | OtherLine
+LogEvent = StatsLine | ErrorLine | FileCopied | SkippedName | OtherLine
 
 
 def _float(value: Any) -> float:
@@ -105,6 +115,16 @@ def parse_stats(stats: dict[str, Any]) -> Progress:
     )
 
 
+#: rclone's march notices for a source entry it drops because another entry of the same
+#: folder has the same name after normalisation (rclone 1.75 march/march.go), and whether it
+#: is a folder. With `--no-unicode-normalization` rclone no longer drops Unicode twins; these
+#: stay parsed so that anything rclone still drops is named, never silent.
+_SKIPPED_NOTICES = {
+    "Duplicate object found in source - ignoring": False,
+    "Duplicate directory found in source - ignoring": True,
+}
+
+
 def parse_line(line: str) -> LogEvent:
     """Classify one stderr line of rclone. Non-JSON text becomes an OtherLine (level "text")."""
     text = line.strip()
@@ -128,6 +148,8 @@ def parse_line(line: str) -> LogEvent:
     # "Multi-thread Copied (new)": a restored video must count like any other file.
     if message.startswith(("Copied", "Multi-thread Copied")) and obj is not None:
         return FileCopied(str(obj), _int(record.get("size")))
+    if message in _SKIPPED_NOTICES and obj is not None:
+        return SkippedName(str(obj), _SKIPPED_NOTICES[message])
     return OtherLine(level, message, str(obj) if obj is not None else None)
 
 
@@ -275,6 +297,11 @@ _HINTS: tuple[tuple[str, str], ...] = (
         "no progress for",
         "the storage is unreachable or hung: check the network and the storage service; the "
         "next run resumes where this one stopped",
+    ),
+    (
+        "file name too long",
+        "a file or folder name is too long once encrypted (143 bytes at most on a local "
+        "disk); the run names it in a 'file name:' line: shorten that name",
     ),
     (
         "permission denied",

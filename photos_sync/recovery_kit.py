@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from photos_sync.rclone_args import ARCHIVE_FOLDER, CRYPT_REMOTE, DESTINATION_MARKER, RemoteSpec
+from photos_sync.rclone_args import (
+    ARCHIVE_FOLDER,
+    CRYPT_REMOTE,
+    DESTINATION_MARKER,
+    EXACT_NAMES,
+    RemoteSpec,
+)
 
 
 def rclone_conf(remotes: Sequence[RemoteSpec]) -> str:
@@ -42,8 +48,10 @@ def recovery_kit(
 #   2. Check the backup is readable:
 #        rclone --config rclone.conf lsd {CRYPT_REMOTE}:
 #   3. Restore everything except the archive of deleted files:
-#        rclone --config rclone.conf copy {CRYPT_REMOTE}: /path/to/restore \\
+#        rclone --config rclone.conf copy {CRYPT_REMOTE}: /path/to/restore {EXACT_NAMES} \\
 #            --exclude "/{ARCHIVE_FOLDER}/**" --exclude "/{DESTINATION_MARKER}" --progress
+#      ({EXACT_NAMES}: without it rclone restores only one of two names that differ
+#      only in Unicode normalisation, e.g. "café.jpg" written two ways)
 #   4. Files deleted or replaced at the source are kept under
 #      {CRYPT_REMOTE}:{ARCHIVE_FOLDER}/<run time>/<folder>/:
 #        rclone --config rclone.conf lsf {CRYPT_REMOTE}:{ARCHIVE_FOLDER}/

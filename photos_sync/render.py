@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from photos_sync.skips import summary as skip_summary
@@ -125,7 +126,7 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
         for job in jobs:
             if job["error_message"] and job["status"] != "COMPLETED":
                 console.print(
-                    f"  [red]{job['folder']}/: {job['error_message']}[/red] "
+                    f"  [red]{job['folder']}/: {escape(job['error_message'])}[/red] "
                     f"(attempts: {job['retry_count']})"
                 )
             if job.get("files_skipped"):
@@ -176,7 +177,7 @@ def print_restores(console: Console, document: Mapping[str, Any]) -> None:
             continue
         console.print(
             f"[yellow]restore from {restore['destination']} into {restore['target_dir']} "
-            f"({restore['remote_path'] or 'everything'}, {restore['mode']}): "
+            f"({escape(restore['remote_path'] or 'everything')}, {restore['mode']}): "
             f"{restore['status']}[/yellow] — {restore['files_transferred']} files so far; "
             "run the same `photos-sync restore` command again to finish it"
         )
@@ -215,8 +216,10 @@ class LiveView:
             self._progress.stop()
 
     def _say(self, text: str) -> None:
+        # markup off: file names and rclone's errors may hold "[...]" ("[/x]" raised MarkupError);
+        # soft wrap: one line per event however long, so a log or grep sees whole file names
         if not self.quiet:
-            self.console.print(text, highlight=False)
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def __call__(self, event: RunEvent) -> None:
         data = event.data

@@ -23,14 +23,18 @@ from typing import Any
 
 from photos_sync import execute
 from photos_sync.archive import (
+    RAW_LISTING_FLAGS,
+    ArchivedFile,
     LiveFile,
     as_of,
     newest_archived,
     parse_archive_listing,
     parse_modtime,
+    parse_raw_listing,
     parse_stamp,
     under,
 )
+from photos_sync.names import decode_raw, display_path, is_utf8, raw_bytes
 from photos_sync.rclone_args import (
     ARCHIVE_FOLDER,
     DESTINATION_MARKER,
@@ -41,6 +45,7 @@ from photos_sync.rclone_log import (
     ErrorLine,
     FileCopied,
     Outcome,
+    SkippedName,
     StatsLine,
     classify_exit,
     parse_line,
@@ -72,10 +77,12 @@ class RestoreResult:
     bytes: int
     planned: list[str] = field(default_factory=list)
     error: str | None = None
+    #: plain paths rclone ignored as duplicate names (NOT restored); raw, see names.display_path
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and not self.skipped
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +90,7 @@ class RestoreResult:
             "files": self.files,
             "bytes": self.bytes,
             "error": self.error,
+            "skipped": [display_path(p) for p in self.skipped],
             "job": self.job.as_dict() if self.job else None,
         }
 
@@ -97,17 +105,24 @@ def normalise_path(raw: str) -> str:
     return "/".join(parts)
 
 
-async def _lsjson(remote: CryptRemote, path: str, *flags: str) -> list[dict[str, Any]]:
-    result = await remote._run("lsjson", crypt_path(path), *flags, timeout=3600)
+async def _list_files(remote: CryptRemote, path: str) -> list[dict[str, object]]:
+    """Every file below `path` with its exact name (lsjson would garble names that are not
+    UTF-8); [] when there is no such folder."""
+    result = await remote._run("lsf", crypt_path(path), *RAW_LISTING_FLAGS, timeout=3600)
     if result.returncode != 0:
         return []
-    entries = json.loads(result.stdout or b"[]")
-    return entries if isinstance(entries, list) else []
+    return parse_raw_listing(decode_raw(result.stdout))
 
 
-async def list_archive(remote: CryptRemote) -> list[dict[str, Any]]:
-    """Every file in the archive, as `rclone lsjson -R --files-only` entries."""
-    return await _lsjson(remote, ARCHIVE_FOLDER, "-R", "--files-only")
+async def list_archive(remote: CryptRemote) -> list[dict[str, object]]:
+    """Every file in the archive, as lsjson-like entries {Path, Size, ModTime}."""
+    return await _list_files(remote, ARCHIVE_FOLDER)
+
+
+def _wanted(files: list[ArchivedFile], prefix: str) -> list[ArchivedFile]:
+    """Archived files under `prefix`, which may name a file by its shown form (`bad\\xff.jpg`,
+    as --list-deleted prints a name that is not UTF-8) as well as by its exact bytes."""
+    return [f for f in files if under(f.path, prefix) or under(display_path(f.path), prefix)]
 
 
 async def _stat(remote: CryptRemote, path: str) -> dict[str, Any] | None:
@@ -146,17 +161,18 @@ class Restorer:
                 return [CopyStep(crypt_path(), target, excludes=excludes)]
             entry = await _stat(remote, path)
             if entry is None:
-                raise RunRefused(f"{path} is not in the backup of {remote.label!r}")
+                raise RunRefused(f"{display_path(path)} is not in the backup of {remote.label!r}")
             if entry.get("IsDir"):
                 return [CopyStep(crypt_path(path), target / path)]
             parent = path.rpartition("/")[0]
             return [CopyStep(crypt_path(path), target / parent if parent else target)]
         archived = parse_archive_listing(await list_archive(remote))
         if request.mode == "deleted":
-            chosen = newest_archived(archived, path)
+            chosen = newest_archived(_wanted(archived, path), "")
             if not chosen:
                 raise RunRefused(
-                    f"the archive of {remote.label!r} holds nothing under {path or 'the backup'}"
+                    f"the archive of {remote.label!r} holds nothing under "
+                    f"{display_path(path) or 'the backup'}"
                 )
             by_stamp: dict[str, list[str]] = {}
             for item in chosen.values():
@@ -166,13 +182,13 @@ class Restorer:
                 for stamp, paths in sorted(by_stamp.items())
             ]
         assert request.mode == "as-of" and request.moment is not None
-        live_entries = await _lsjson(remote, path, "-R", "--files-only") if path else []
+        live_entries = await _list_files(remote, path) if path else []
         if not path:
             for folder, is_dir in (await remote.list_root()).items():
                 if is_dir and folder != ARCHIVE_FOLDER:
                     live_entries += [
                         {**e, "Path": f"{folder}/{e['Path']}"}
-                        for e in await _lsjson(remote, folder, "-R", "--files-only")
+                        for e in await _list_files(remote, folder)
                     ]
         else:
             entry = await _stat(remote, path)
@@ -181,7 +197,7 @@ class Restorer:
             else:
                 live_entries = [{**e, "Path": f"{path}/{e['Path']}"} for e in live_entries]
         live = [
-            LiveFile(str(e["Path"]), int(e.get("Size", 0)), parse_modtime(e.get("ModTime")))
+            LiveFile(str(e["Path"]), _size(e.get("Size")), parse_modtime(e.get("ModTime")))
             for e in live_entries
         ]
         choice = as_of(archived, live, path, request.moment)
@@ -193,7 +209,8 @@ class Restorer:
             steps.append(CopyStep(crypt_path(), target, tuple(choice.from_live)))
         if not steps:
             raise RunRefused(
-                f"nothing under {path or 'the backup'} existed at {request.moment.isoformat()}"
+                f"nothing under {display_path(path) or 'the backup'} existed at "
+                f"{request.moment.isoformat()}"
             )
         return steps
 
@@ -217,31 +234,38 @@ class Restorer:
             try:
                 target.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise RunRefused(f"cannot create {target}: {exc.strerror}") from None
+                raise RunRefused(
+                    f"cannot create {display_path(str(target))}: {exc.strerror}"
+                ) from None
         job: RestoreJob | None = None
         moment = request.moment.isoformat() if request.moment else None
         if not request.dry_run:
+            # the DB keeps text: a path that is not UTF-8 is recorded as shown (\xNN)
+            shown_path, shown_target = display_path(request.path), display_path(str(target))
             job = await self.store.resumable_restore(
-                destination.id, request.path, str(target), request.mode, moment
+                destination.id, shown_path, shown_target, request.mode, moment
             )
             if job is None:
                 job = await self.store.create_restore(
                     destination.id,
-                    request.path,
-                    str(target),
+                    shown_path,
+                    shown_target,
                     request.mode,
                     moment,
                     request.overwrite,
                 )
             job = await self.store.set_restore_status(job.id, JobStatus.RUNNING)
-        label = request.path or "everything"
+        label = display_path(request.path) or "everything"
         job_view = {"id": job.id if job else 0, "folder": label}
         self.sink(RunEvent("job_started", destination.name, job_view))
         totals = _Totals()
+        skipped: list[str] = []
         error: str | None = None
         try:
             for step in steps:
-                error = await self._copy(remote, step, request, totals, job, destination.name)
+                error = await self._copy(
+                    remote, step, request, totals, job, destination.name, skipped
+                )
                 if error:
                     break
         except asyncio.CancelledError:
@@ -275,7 +299,20 @@ class Restorer:
                 },
             )
         )
-        return RestoreResult(job, totals.files, totals.bytes, [s.source for s in steps], error)
+        for path in skipped:
+            self.sink(
+                RunEvent(
+                    "message",
+                    destination.name,
+                    {
+                        "text": f"NOT restored: {display_path(path)} — rclone ignored it as a "
+                        "duplicate of another name in its folder",
+                    },
+                )
+            )
+        return RestoreResult(
+            job, totals.files, totals.bytes, [s.source for s in steps], error, skipped
+        )
 
     async def _copy(
         self,
@@ -285,12 +322,14 @@ class Restorer:
         totals: _Totals,
         job: RestoreJob | None,
         destination: str,
+        skipped: list[str],
     ) -> str | None:
         with tempfile.TemporaryDirectory(prefix="photos-sync-restore-") as tmp:
             files_from = None
             if step.files is not None:
                 files_from = str(Path(tmp) / "files.txt")
-                Path(files_from).write_text("".join(f"{p}\n" for p in step.files))
+                # exact bytes: a name that is not UTF-8 must reach rclone as it is stored
+                Path(files_from).write_bytes(b"".join(raw_bytes(p) + b"\n" for p in step.files))
             argv = copy_argv(
                 remote.binary,
                 step.source,
@@ -323,6 +362,10 @@ class Restorer:
                 elif isinstance(event, ErrorLine):
                     errors.append(redact(event.message, remote.secrets))
                     return
+                elif isinstance(event, SkippedName):
+                    base = _below_root(step.source) if step.files is None else ""
+                    skipped.append(f"{base}/{event.path}" if base else event.path)
+                    return
                 else:
                     return
                 self.sink(
@@ -331,7 +374,7 @@ class Restorer:
                         destination,
                         {
                             "job_id": job.id if job else 0,
-                            "folder": request.path or "everything",
+                            "folder": display_path(request.path) or "everything",
                             "bytes_done": totals.bytes,
                             "bytes_total": max(totals.bytes_total, totals.bytes),
                             "files_done": totals.files,
@@ -356,6 +399,15 @@ class Restorer:
             return errors[-1] if errors else f"rclone copy exited with status {code}"
 
 
+def _size(raw: object) -> int:
+    return raw if isinstance(raw, int) else 0
+
+
+def _below_root(source: str) -> str:
+    """The plain path of a copy's source below the backup's root ("" for the root)."""
+    return source.partition(":")[2].strip("/")
+
+
 @dataclass
 class _Totals:
     bytes: int = 0
@@ -371,16 +423,16 @@ async def archive_listing(runner: Runner, name: str | None, path: str) -> list[d
     await runner.check_destination(destination, remote)
     prefix = normalise_path(path)
     rows = []
-    for item in parse_archive_listing(await list_archive(remote)):
-        if under(item.path, prefix):
-            when = parse_stamp(item.stamp)
-            rows.append(
-                {
-                    "path": item.path,
-                    "run": item.stamp,
-                    "archived_at": when.isoformat() if when else None,
-                    "size": item.size,
-                }
-            )
+    for item in _wanted(parse_archive_listing(await list_archive(remote)), prefix):
+        when = parse_stamp(item.stamp)
+        rows.append(
+            {
+                "path": display_path(item.path),
+                "utf8": is_utf8(item.path),
+                "run": item.stamp,
+                "archived_at": when.isoformat() if when else None,
+                "size": item.size,
+            }
+        )
     rows.sort(key=lambda r: (r["path"], r["run"]), reverse=False)
     return rows

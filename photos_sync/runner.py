@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import time
@@ -40,6 +41,13 @@ from photos_sync.destinations import (
 )
 from photos_sync.guards import FolderPreview, PreviewCollector, max_delete_refusal
 from photos_sync.logs import get_logger
+from photos_sync.names import (
+    DISK_NAME_LIMIT,
+    NameProblem,
+    display_path,
+    summary_note,
+    with_skipped,
+)
 from photos_sync.planning import (
     IMMICH_MARKER,
     FolderFacts,
@@ -67,6 +75,7 @@ from photos_sync.rclone_log import (
     FileCopied,
     Outcome,
     Progress,
+    SkippedName,
     StatsLine,
     activity_marker,
     classify_exit,
@@ -79,7 +88,16 @@ from photos_sync.rclone_log import (
 from photos_sync.redact import redact
 from photos_sync.remote import CryptRemote
 from photos_sync.secrets_io import load_secrets
-from photos_sync.skips import SkipLog, SkipReason, classify, is_consequence, summary
+from photos_sync.skips import (
+    ADVICE,
+    KEPT_BY_NAME,
+    SkipLog,
+    SkipReason,
+    classify,
+    is_consequence,
+    summary,
+)
+from photos_sync.source_names import scan_names
 from photos_sync.source_scan import find_symlink_loops
 from photos_sync.states import JobStatus, Refusal, Staleness, stale_threshold
 from photos_sync.store import Destination, Job, Store, utcnow
@@ -177,6 +195,8 @@ class RunResult:
     pruned: list[str] = field(default_factory=list)
     #: the fresh Immich DB dump's outcome (photos_sync.immich.DumpOutcome.as_dict), if asked
     immich: dict[str, Any] | None = None
+    #: file names that need attention (Unicode twins, undecodable bytes, files rclone skipped)
+    file_names: list[NameProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -184,6 +204,8 @@ class RunResult:
             return all(f.error is None and f.refused is None for f in self.dry_run_folders)
         if self.immich is not None and self.immich.get("error"):
             return False  # a missing or refused Immich API key: the files went, fix the key
+        if any(not p.backed_up for p in self.file_names) or self.files_skipped:
+            return False  # a file was not backed up: the backup is not whole
         return all(j.status is JobStatus.COMPLETED for j in self.jobs)
 
     @property
@@ -201,6 +223,7 @@ class RunResult:
             "files_skipped": self.files_skipped,
             "pruned": self.pruned,
             "immich": self.immich,
+            "file_names": [p.as_dict() for p in self.file_names],
             "jobs": [j.as_dict() for j in self.jobs],
             "dry_run_folders": [
                 {
@@ -397,6 +420,8 @@ class _JobTracker:
         self._secrets = secrets
         self._on_change = on_change
         self.dirty = False
+        #: source paths (relative to the folder) rclone said it ignored, and if each is a folder
+        self.skipped: dict[str, bool] = {}
 
     def _note_error(self, message: str) -> None:
         self.last_error = redact(message, self._secrets)
@@ -432,6 +457,8 @@ class _JobTracker:
             self._note_error(event.message)
             log.warning("rclone_error", message=self.last_error)
             return
+        elif isinstance(event, SkippedName):
+            self.skipped[event.path] = event.is_directory
         elif event.object is not None and event.level == "notice":
             reason = classify(event.level, event.message, event.object)
             if reason is not None:
@@ -494,6 +521,8 @@ class Runner:
         #: When set (by the daemon), syncs serve rclone's remote control API there, so their
         #: bandwidth limit can be changed while they run.
         self.rc: RcServer | None = None
+        #: job id -> what rclone skipped in its attempts (read by the run once the job ends)
+        self._skipped: dict[int, dict[str, bool]] = {}
 
     # destinations
 
@@ -731,6 +760,11 @@ class Runner:
         options = destination_type(destination.type).tune(self._sync_options(True, False))
         log.info("dry_run_started", destination=destination.name, source=str(immich_path))
         for folder in folders:
+            hazards = await asyncio.to_thread(
+                scan_names, immich_path / folder.name, folder.name, _name_limit(destination)
+            )
+            self._tell_names(destination.name, hazards)
+            result.file_names += hazards
             preview = await self._preview(
                 remote, str(immich_path / folder.name), folder.name, run_id, options
             )
@@ -831,6 +865,10 @@ class Runner:
         guarded = {j.folder for j in jobs if j.folder in backed_up}
         try:
             for index, job in enumerate(jobs):
+                # the walk sees each name's exact bytes (rclone's notices do not), in a thread
+                hazards = await asyncio.to_thread(
+                    scan_names, Path(job.source_path), job.folder, _name_limit(destination)
+                )
                 gone = await presence.problem() if index else None
                 if gone is not None:
                     result.jobs += await self._skip_jobs(jobs[index:], gone)
@@ -844,6 +882,10 @@ class Runner:
                     presence,
                     guard=job.folder in guarded and not request.force,
                 )
+                hazards = with_skipped(job.folder, hazards, self._skipped.pop(job.id, {}))
+                self._tell_names(destination.name, hazards)
+                result.file_names += hazards
+                finished = await self._record_lost_names(finished, hazards)
                 result.jobs.append(finished)
                 if finished.status is JobStatus.FAILED and ends_the_run(finished.error_message):
                     # Every other folder would be refused (or time out) the same way: no
@@ -862,6 +904,55 @@ class Runner:
         log.info("run_finished", destination=destination.name, run_id=plan.run_id, ok=result.ok)
         self.sink(RunEvent("run_finished", destination.name, result.as_dict()))
         return result
+
+    async def _record_lost_names(self, job: Job, hazards: list[NameProblem]) -> Job:
+        """Add the names that were NOT backed up to the job's skipped files, so that
+        `--status` names them too (a name rclone also failed on is counted once)."""
+        lost = [h for h in hazards if not h.backed_up]
+        if not lost:
+            return job
+        detail = json.loads(job.skipped_detail or "[]")
+        known = {d["path"] for d in detail}
+        added = 0
+        for problem in lost:
+            shown = problem.shown().rstrip("/")
+            if shown in known:
+                continue
+            added += 1
+            if len(detail) < KEPT_BY_NAME:
+                detail.append(
+                    {"path": shown, "reason": SkipReason.NAME.value, "advice": problem.detail}
+                )
+        if not added:
+            return job
+        await self.store.update_job(
+            job.id,
+            files_skipped=job.files_skipped + added,
+            skipped_detail=json.dumps(detail),
+        )
+        return replace(
+            job, files_skipped=job.files_skipped + added, skipped_detail=json.dumps(detail)
+        )
+
+    #: At most this many file-name lines per folder on the console; all go to backup.log and
+    #: to the run's result (--json).
+    NAMES_SHOWN = 20
+
+    def _tell_names(self, destination: str, problems: list[NameProblem]) -> None:
+        for index, problem in enumerate(problems):
+            log.warning(
+                "file_name",
+                kind=problem.hazard.value,
+                path=display_path(problem.path),
+                backed_up=problem.backed_up,
+                detail=problem.detail,
+            )
+            if index < self.NAMES_SHOWN:
+                self.sink(RunEvent("message", destination, {"text": problem.line()}))
+        if len(problems) > self.NAMES_SHOWN:
+            more = len(problems) - self.NAMES_SHOWN
+            text = f"… and {more} more file names (all of them: backup.log, or --json)"
+            self.sink(RunEvent("message", destination, {"text": text}))
 
     async def _skip_jobs(self, jobs: list[Job], cause: Job | str) -> list[Job]:
         """Mark jobs not attempted after the storage refused, did not answer, filled up or
@@ -1055,7 +1146,13 @@ class Runner:
         tracker = _JobTracker(
             job, remote.secrets, lambda: self._emit_progress(destination, job, tracker)
         )
-        options = await self._with_loop_guard(options, job.source_path, tracker)
+        options = await self._with_loop_guard(
+            options,
+            job.source_path,
+            lambda text: self.sink(
+                RunEvent("message", destination.name, {"text": f"{job.folder}/{text}"})
+            ),
+        )
         argv = sync_argv(
             remote.binary,
             job.source_path,
@@ -1096,6 +1193,7 @@ class Runner:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
         await self._flush(job, tracker)
+        self._skipped.setdefault(job.id, {}).update(tracker.skipped)
         if tracker.vanished is not None:
             return DESTINATION_GONE_EXIT, tracker.vanished, False
         if tracker.stalled:
@@ -1109,16 +1207,18 @@ class Runner:
         return code, tracker.auth_error or tracker.last_error, tracker.only_skips
 
     async def _with_loop_guard(
-        self, options: SyncOptions, source: str, tracker: _JobTracker | None = None
+        self, options: SyncOptions, source: str, say: Callable[[str], None] | None = None
     ) -> SyncOptions:
         """With BACKUP_FOLLOW_SYMLINKS, leave out the links that lead back into their own
-        folder (rclone would follow them until the path is too long) and name them."""
+        folder (rclone would follow them until the path is too long) and name them. What they
+        lead to is backed up through its own path, so nothing is lost by leaving them out."""
         if not options.copy_links:
             return options
         loops = await asyncio.to_thread(find_symlink_loops, Path(source))
-        if tracker is not None:
-            for path in loops:
-                tracker.skip(path, SkipReason.SYMLINK_LOOP)
+        for path in loops:
+            log.warning("symlink_loop_left_out", source=source, path=path)
+            if say is not None:
+                say(f"{path}: {ADVICE[SkipReason.SYMLINK_LOOP]}, left out")
         return replace(options, exclude_paths=(*options.exclude_paths, *loops))
 
     async def _watch_stall(
@@ -1197,7 +1297,8 @@ def summarise(result: RunResult) -> str:
     if result.dry_run:
         files = sum(f.files for f in result.dry_run_folders)
         size = sum(f.bytes for f in result.dry_run_folders)
-        return f"dry run: {files} files ({size} bytes) would be sent to {result.destination}"
+        line = f"dry run: {files} files ({size} bytes) would be sent to {result.destination}"
+        return line + names_note(result.file_names)
     done = sum(1 for j in result.jobs if j.status is JobStatus.COMPLETED)
     line = f"{done}/{len(result.jobs)} folders backed up to {result.destination}"
     skipped = result.files_skipped
@@ -1207,4 +1308,15 @@ def summarise(result: RunResult) -> str:
             f"; WARNING: {skipped} {noun} not backed up (named above and in "
             "`photos-sync backup --status`)"
         )
-    return line
+    return line + names_note(result.file_names)
+
+
+def _name_limit(destination: Destination) -> int | None:
+    """The longest encrypted name the destination stores: a local disk's; None for cloud
+    storage, whose limit is on the whole key (1,024 bytes), not on each name."""
+    return DISK_NAME_LIMIT if destination.type == "local" else None
+
+
+def names_note(problems: list[NameProblem]) -> str:
+    """The end of the run's summary line about file names ("" when there are none)."""
+    return summary_note(len(problems), sum(1 for p in problems if not p.backed_up))

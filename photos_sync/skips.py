@@ -22,6 +22,8 @@ class SkipReason(enum.StrEnum):
     SYMLINK_LOOP = "symlink_loop"
     UNREADABLE = "unreadable"
     NAME_TOO_LONG = "name_too_long"
+    #: a name that cannot be kept as it is (Unicode twin rclone dropped, …): photos_sync.names
+    NAME = "name"
 
 
 #: What to tell the owner, per reason.
@@ -38,6 +40,7 @@ ADVICE: dict[SkipReason, str] = {
     SkipReason.NAME_TOO_LONG: (
         "name too long for the destination once encrypted: rename it or shorten its folder path"
     ),
+    SkipReason.NAME: "its name cannot be kept as it is: rename it (see the run's file name line)",
 }
 
 #: rclone error lines that only follow from skips already counted: with any read error rclone

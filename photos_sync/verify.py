@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from photos_sync import execute
+from photos_sync.names import decode_raw, display_path, raw_bytes
 from photos_sync.planning import selected_folders
 from photos_sync.rclone_args import BASE_REMOTE, CRYPT_REMOTE, check_argv, crypt_path
 from photos_sync.remote import CryptRemote
@@ -69,12 +70,13 @@ class VerifyReport:
             "ok": self.ok,
             "folders": self.folders,
             "figures": self.figures(),
-            "missing": o.missing,
-            "extra": o.extra,
-            "differ": o.differ,
-            "unchecked": o.unchecked,
-            "downloaded": self.downloaded,
-            "left_unverified": self.left_unverified,
+            # names that are not UTF-8 are shown with \xNN (the lists keep their exact bytes)
+            "missing": [display_path(p) for p in o.missing],
+            "extra": [display_path(p) for p in o.extra],
+            "differ": [display_path(p) for p in o.differ],
+            "unchecked": [display_path(p) for p in o.unchecked],
+            "downloaded": [display_path(p) for p in self.downloaded],
+            "left_unverified": [display_path(p) for p in self.left_unverified],
         }
 
 
@@ -92,7 +94,7 @@ async def _check(
         files_from = None
         if files is not None:
             files_from = str(Path(tmp) / "files.txt")
-            Path(files_from).write_text("".join(f"{p}\n" for p in files))
+            Path(files_from).write_bytes(b"".join(raw_bytes(p) + b"\n" for p in files))
         argv = check_argv(
             runner_binary,
             str(source),
@@ -107,7 +109,7 @@ async def _check(
             f"rclone {'check' if download else 'cryptcheck'} of {backup} failed "
             f"with status {result.returncode}"
         )
-    return parse_combined(result.stdout.decode("utf-8", "replace"))
+    return parse_combined(decode_raw(result.stdout))
 
 
 async def _lsjson(remote: CryptRemote, path: str, *flags: str) -> list[dict[str, Any]]:

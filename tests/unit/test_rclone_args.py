@@ -13,9 +13,12 @@ from photos_sync.rclone_args import (
     BASE_REMOTE,
     CRYPT_REMOTE,
     DESTINATION_MARKER,
+    EXACT_NAMES,
     RemoteSpec,
     SyncOptions,
     archive_path,
+    check_argv,
+    copy_argv,
     crypt_path,
     crypt_remote,
     logging_flags,
@@ -38,6 +41,7 @@ BASE_ARGV = (
     DST,
     "--backup-dir",
     ARCHIVE,
+    "--no-unicode-normalization",
     "--use-json-log",
     "--verbose",
     "--stats",
@@ -184,6 +188,7 @@ def test_every_option_at_once_in_order() -> None:
         DST,
         "--backup-dir",
         ARCHIVE,
+        "--no-unicode-normalization",
         "--use-json-log",
         "--verbose",
         "--stats",
@@ -235,6 +240,38 @@ def test_sync_argv_is_accepted_by_the_real_rclone(rclone: str, tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert '"level":"notice"' in result.stderr  # JSON log lines
     assert not dst.exists()  # --dry-run
+
+
+def test_every_name_matching_command_compares_names_byte_for_byte() -> None:
+    """Without it rclone matches names after NFC normalisation and drops one of two Unicode
+    twins from a sync, a restore or a check, with only a NOTICE (#18)."""
+    assert EXACT_NAMES == "--no-unicode-normalization"
+    argvs = [
+        argv_for(),
+        copy_argv(RCLONE, "pscrypt:library", "/restore", stats_interval=1, overwrite=False),
+        copy_argv(
+            RCLONE, "pscrypt:", "/r", stats_interval=1, overwrite=True, files_from="/tmp/list"
+        ),
+        check_argv(RCLONE, "/immich/library", "pscrypt:library", download=False),
+        check_argv(RCLONE, "/immich/library", "pscrypt:library", download=True, files_from="/l"),
+    ]
+    for argv in argvs:
+        assert argv.count(EXACT_NAMES) == 1, argv
+
+
+def test_exact_names_flag_exists_in_the_bundled_rclone(rclone: str, tmp_path: Path) -> None:
+    """rclone 1.75 keeps both twins with the flag (an unknown flag would fail the run)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "caf\u00e9.jpg").write_bytes(b"nfc")
+    (src / "cafe\u0301.jpg").write_bytes(b"nfd")
+    dst = tmp_path / "dst"
+    argv = copy_argv(rclone, str(src), str(dst), stats_interval=1, overwrite=False)
+    env = {**os.environ, "RCLONE_CONFIG": ""}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.read_bytes() for p in dst.iterdir()) == [b"nfc", b"nfd"]
+    assert "Duplicate object" not in result.stderr
 
 
 # --- other argv -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import configparser
 import os
 import shlex
 import subprocess
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,11 @@ def backup(tmp_path_factory: pytest.TempPathFactory) -> Backup:
     crypt = crypt_remote(str(store), obscured_password, obscured_salt)
     write_env = clean_env(home, remote_env([crypt]))
     run([rclone, "rcat", f"{CRYPT_REMOTE}:library/admin/IMG_0001.jpg"], write_env, PHOTO)
+    for form in ("NFC", "NFD"):  # Unicode twins: plain `rclone copy` restores only one (#18)
+        twin = unicodedata.normalize(form, "café.jpg")
+        run([rclone, "rcat", f"{CRYPT_REMOTE}:library/admin/{twin}"], write_env, form.encode())
+    crypt_names = [p.name for p in store.rglob("*") if p.parent.parent.parent == store]
+    assert len(crypt_names) == 3  # both twins really are stored (rcat does not normalise)
     run([rclone, "rcat", f"{CRYPT_REMOTE}:{DESTINATION_MARKER}"], write_env, b"{}")
     run([rclone, "rcat", f"{CRYPT_REMOTE}:{ARCHIVE_FOLDER}/run1/library/old.jpg"], write_env, b"o")
     return Backup(rclone, store, home, crypt, obscured_password, obscured_salt)
@@ -82,7 +88,7 @@ def backup(tmp_path_factory: pytest.TempPathFactory) -> Backup:
 
 def test_backup_is_really_encrypted(backup: Backup) -> None:
     names = [p.name for p in backup.store.rglob("*")]
-    assert len(names) == 8  # 3 files and 5 folders
+    assert len(names) == 10  # 5 files and 5 folders
     for plain in ("library", "admin", "IMG_0001.jpg", DESTINATION_MARKER, ARCHIVE_FOLDER):
         assert plain not in names
     assert all(PHOTO not in p.read_bytes() for p in backup.store.rglob("*") if p.is_file())
@@ -190,8 +196,12 @@ def test_restore_command_from_the_kit_restores_without_the_archive(
     argv.remove("--progress")
     run(argv, clean_env(backup.home))
     restored = sorted(str(p.relative_to(restore)) for p in restore.rglob("*") if p.is_file())
-    assert restored == ["library/admin/IMG_0001.jpg"]
+    twins = sorted(f"library/admin/{unicodedata.normalize(f, 'café.jpg')}" for f in ("NFC", "NFD"))
+    assert restored == sorted(["library/admin/IMG_0001.jpg", *twins])
     assert (restore / "library" / "admin" / "IMG_0001.jpg").read_bytes() == PHOTO
+    admin = restore / "library" / "admin"
+    for form in ("NFC", "NFD"):
+        assert (admin / unicodedata.normalize(form, "café.jpg")).read_bytes() == form.encode()
 
 
 def test_a_wrong_password_does_not_decrypt(backup: Backup, tmp_path: Path) -> None:
