@@ -57,10 +57,34 @@ def find_rclone(override: str | None = None) -> str:
     )
 
 
+#: rclone settings a user's environment may pass on: how to reach the storage, never what a
+#: sync does. Any other RCLONE_* variable is a flag rclone would obey silently:
+#: RCLONE_DRY_RUN=true turns every backup into a no-op that reports success,
+#: RCLONE_LOCAL_UNICODE_NORMALIZATION drops Unicode twins, RCLONE_EXCLUDE leaves files out,
+#: RCLONE_CONFIG_* defines remotes. photos-sync sets what rclone needs itself.
+INHERITED_RCLONE_SETTINGS = frozenset(
+    {
+        "RCLONE_B2_ENDPOINT",
+        "RCLONE_BIND",
+        "RCLONE_CA_CERT",
+        "RCLONE_CLIENT_CERT",
+        "RCLONE_CLIENT_KEY",
+        "RCLONE_CONTIMEOUT",
+        "RCLONE_TIMEOUT",
+        "RCLONE_TPSLIMIT",
+        "RCLONE_USER_AGENT",
+    }
+)
+
+
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """The parent's environment without any inherited RCLONE_CONFIG_* remote definitions,
-    plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_CONFIG_")}
+    """The parent's environment without the RCLONE_* variables that could change what rclone
+    does (see INHERITED_RCLONE_SETTINGS), plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RCLONE_") or k in INHERITED_RCLONE_SETTINGS
+    }
     env.update(extra)
     return env
 

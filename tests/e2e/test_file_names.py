@@ -187,15 +187,27 @@ def test_deleted_twins_and_undecodable_names_come_back_from_the_archive(
     assert tree_bytes(target / "library" / "names") == before
 
 
+def _normalising_rclone(tmp_path: Path) -> str:
+    """An RCLONE_BINARY that normalises names again, as an older or differently built rclone
+    would: it drops one twin of each pair."""
+    wrapper = tmp_path / "rclone-normalising"
+    wrapper.write_text(
+        f'#!/bin/sh\nexec {plain_rclone.rclone_binary()} "$@" --local-unicode-normalization\n'
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
 def test_a_file_rclone_still_drops_is_named_and_fails_the_run(
     immich: tuple[Path, TreeStats], tmp_path: Path
 ) -> None:
-    """rclone reads RCLONE_* settings from the environment: with the local backend told to
-    normalise names it drops one twin again. The run must say so and not exit 0."""
+    """With an rclone that normalises names it drops one twin again. The run must say so
+    (rclone's own notices are the backstop) and not exit 0."""
     root, _ = immich
     names_tree(root)
     setup_local(tmp_path)
-    run = photos_sync("backup", "--json", env={"RCLONE_LOCAL_UNICODE_NORMALIZATION": "true"})
+    env = {"RCLONE_BINARY": _normalising_rclone(tmp_path)}
+    run = photos_sync("backup", "--json", env=env)
     assert run.returncode == 1, run.stdout + run.stderr
     document = json.loads(run.stdout)
     assert document["ok"] is False
@@ -206,10 +218,34 @@ def test_a_file_rclone_still_drops_is_named_and_fails_the_run(
         f"library/names/{FOLDER_NFC}",
         f"library/names/{FOLDER_NFD}",
     }
-    human = photos_sync("backup", env={"RCLONE_LOCAL_UNICODE_NORMALIZATION": "true"})
+    human = photos_sync("backup", env=env)
     assert human.returncode == 1
     assert f"file name: library/names/{NFC} — NOT backed up; rclone kept only one" in human.stdout
     assert "5 file names need attention (listed above), 4 of them NOT backed up" in human.stdout
+
+
+def test_rclone_settings_in_the_environment_cannot_change_what_a_backup_does(
+    immich: tuple[Path, TreeStats], tmp_path: Path
+) -> None:
+    """rclone obeys RCLONE_<FLAG> variables: RCLONE_DRY_RUN=true in a user's shell used to
+    turn every backup into a no-op that reported success, RCLONE_LOCAL_UNICODE_NORMALIZATION
+    dropped twins. photos-sync passes rclone none of them."""
+    root, _ = immich
+    names_tree(root)
+    dest = setup_local(tmp_path)
+    hostile = {
+        "RCLONE_DRY_RUN": "true",
+        "RCLONE_LOCAL_UNICODE_NORMALIZATION": "true",
+        "RCLONE_EXCLUDE": "*.jpg",
+        "RCLONE_MAX_DELETE": "0",
+    }
+    run = photos_sync("backup", "--json", env=hostile)
+    assert run.returncode == 0, run.stdout + run.stderr
+    document = json.loads(run.stdout)
+    assert not [n for n in document["file_names"] if not n["backed_up"]]
+    library = next(j for j in document["jobs"] if j["folder"] == "library")
+    assert library["files_transferred"] > 0
+    assert any(p.is_file() for p in Path(dest).rglob("*") if p.stat().st_size > 100)
 
 
 def test_names_holding_brackets_are_printed_as_they_are(
