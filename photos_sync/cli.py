@@ -877,10 +877,19 @@ def _summary_of(end: dict[str, Any]) -> str:
 
         job = result.get("job") or {}
         verb = "would restore" if end["run"].get("dry_run") else "restored"
-        return (
+        line = (
             f"{verb} {result.get('files', 0)} files ({human_bytes(result.get('bytes', 0))}) "
             f"from {destination} into {job.get('target_dir', 'the target folder')}"
         )
+        if result.get("differ"):
+            from photos_sync.restore import differ_note
+
+            line += "\n" + differ_note(
+                int(result["differ"]),
+                list(result.get("differ_paths") or []),
+                str(job.get("target_dir", "the target folder")),
+            )
+        return line
     from photos_sync.names import summary_note
 
     names = result.get("file_names") or []
@@ -1131,6 +1140,15 @@ def restore(
         stdout.print(
             f"{verb} {result.files} files ({human_bytes(result.bytes)}) into {to}", highlight=False
         )
+        if result.differ_count:
+            from photos_sync.restore import differ_note
+
+            stdout.print(
+                differ_note(result.differ_count, result.differ, str(to)),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     if result.error:
         fail(f"restore failed: {result.error}; run the same command again to resume")
     if result.skipped:  # each was named as it happened ("NOT restored: ...")

@@ -44,6 +44,7 @@ from photos_sync.rclone_args import (
 from photos_sync.rclone_log import (
     ErrorLine,
     FileCopied,
+    OtherLine,
     Outcome,
     SkippedName,
     StatsLine,
@@ -70,6 +71,23 @@ class RestoreRequest:
     dry_run: bool = False
 
 
+#: How many differing files a restore names (all are counted).
+DIFFER_NAMED = 5
+
+
+def differ_note(count: int, paths: list[str], target: str) -> str:
+    """The line that tells a restore left differing files alone, and how to replace them."""
+    noun = "file" if count == 1 else "files"
+    verb = "differs" if count == 1 else "differ"
+    shown = ", ".join(display_path(p) for p in paths)
+    return (
+        f"{count} {noun} already in {target} {verb} from the backup and "
+        f"{'was' if count == 1 else 'were'} left as {'it is' if count == 1 else 'they are'}"
+        + (f" (e.g. {shown})" if shown else "")
+        + "; run the same restore with --overwrite to replace them with the backup's copy"
+    )
+
+
 @dataclass
 class RestoreResult:
     job: RestoreJob | None
@@ -79,6 +97,10 @@ class RestoreResult:
     error: str | None = None
     #: plain paths rclone ignored as duplicate names (NOT restored); raw, see names.display_path
     skipped: list[str] = field(default_factory=list)
+    #: files already in the target that differ from the backup and were left as they are
+    #: (without --overwrite): how many, and the first few paths below the target
+    differ_count: int = 0
+    differ: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -91,6 +113,8 @@ class RestoreResult:
             "bytes": self.bytes,
             "error": self.error,
             "skipped": [display_path(p) for p in self.skipped],
+            "differ": self.differ_count,
+            "differ_paths": [display_path(p) for p in self.differ],
             "job": self.job.as_dict() if self.job else None,
         }
 
@@ -310,9 +334,71 @@ class Restorer:
                     },
                 )
             )
+        differ_count, differ = 0, list[str]()
+        if error is None and not request.overwrite:
+            differ_count, differ = await self._differing(remote, steps)
+            if differ_count:
+                self.sink(
+                    RunEvent(
+                        "message",
+                        destination.name,
+                        {"text": differ_note(differ_count, differ, str(target))},
+                    )
+                )
         return RestoreResult(
-            job, totals.files, totals.bytes, [s.source for s in steps], error, skipped
+            job,
+            totals.files,
+            totals.bytes,
+            [s.source for s in steps],
+            error,
+            skipped,
+            differ_count,
+            differ,
         )
+
+    async def _differing(self, remote: CryptRemote, steps: list[CopyStep]) -> tuple[int, list[str]]:
+        """Files in the target that differ from the backup (size or time), which a restore
+        without --overwrite leaves as they are: a dry run of the same copy with --overwrite
+        lists what it would still write, and of those, the ones already in the target."""
+        count, first = 0, list[str]()
+        for step in steps:
+            with tempfile.TemporaryDirectory(prefix="photos-sync-restore-") as tmp:
+                files_from = None
+                if step.files is not None:
+                    files_from = str(Path(tmp) / "files.txt")
+                    Path(files_from).write_bytes(b"".join(raw_bytes(p) + b"\n" for p in step.files))
+                argv = copy_argv(
+                    remote.binary,
+                    step.source,
+                    str(step.target),
+                    stats_interval=3600,
+                    overwrite=True,
+                    files_from=files_from,
+                    excludes=step.excludes,
+                    dry_run=True,
+                )
+                would_write: list[str] = []
+
+                def on_line(line: str, would_write: list[str] = would_write) -> None:
+                    event = parse_line(line)
+                    if (
+                        isinstance(event, OtherLine)
+                        and event.object is not None
+                        and event.message.startswith("Skipped copy as --dry-run")
+                    ):
+                        would_write.append(event.object)
+
+                process = execute.StreamingProcess(
+                    argv, remote.child_env(), on_line, grace=self.runner.grace
+                )
+                await process.start()
+                await process.wait()
+            for path in would_write:
+                if (step.target / path).exists():
+                    count += 1
+                    if len(first) < DIFFER_NAMED:
+                        first.append(str(Path(step.target, path)))
+        return count, first
 
     async def _copy(
         self,

@@ -107,6 +107,35 @@ def test_restore_everything_one_file_and_no_overwrite(
     assert nothing.returncode == 1 and "not in the backup" in nothing.stderr
 
 
+def test_restore_says_which_files_differ_and_were_left_alone(
+    backed_up: Path, immich: tuple[Path, TreeStats], tmp_path: Path
+) -> None:
+    """Restoring into a folder that holds other versions used to print "restored 0 files",
+    exit 0, and say nothing of the files it did not replace."""
+    target = tmp_path / "restored"
+    ok("restore", "--from", "nas", "--to", str(target), "--path", "library")
+    changed = sorted(
+        p for p in (target / "library").rglob("*") if p.is_file() and p.name != ".immich"
+    )[:2]
+    for path in changed:
+        path.write_bytes(b"a different version")
+    again = ok("restore", "--from", "nas", "--to", str(target), "--path", "library")
+    assert "restored 0 files" in again.stdout
+    assert "2 files already in" in again.stdout
+    assert "differ from the backup and were left as they are" in again.stdout
+    assert "--overwrite" in again.stdout
+    assert str(changed[0]) in again.stdout.replace("\n", "")
+    document = json.loads(
+        ok("restore", "--from", "nas", "--to", str(target), "--path", "library", "--json").stdout
+    )
+    assert document["differ"] == 2
+    assert sorted(document["differ_paths"]) == sorted(str(p) for p in changed)
+    assert all(p.read_bytes() == b"a different version" for p in changed)
+    same = ok("restore", "--from", "nas", "--to", str(target), "--path", "library", "--overwrite")
+    assert "differ" not in same.stdout
+    assert all(p.read_bytes() != b"a different version" for p in changed)
+
+
 def test_interrupted_restore_resumes(
     backed_up: Path,
     immich: tuple[Path, TreeStats],
