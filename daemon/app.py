@@ -23,6 +23,7 @@ from typing import Any
 
 from photos_sync import procinfo
 from photos_sync.config import ConfigError, Settings
+from photos_sync.datadir import DataDirError
 from photos_sync.logs import configure_logging, get_logger
 from photos_sync.runner import ProgressSink, Runner, RunRequest, RunResult
 from photos_sync.settings_io import load_settings
@@ -276,6 +277,9 @@ def main(settings: Settings, *, trigger: ShutdownTrigger | None = None) -> int:
     try:
         lock.acquire()
     except AlreadyRunning as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except DataDirError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     except OSError as exc:

@@ -11,6 +11,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from photos_sync.datadir import ensure_data_dir, open_private
+
 
 class AlreadyRunning(RuntimeError):
     """Another daemon holds the data dir; `pid` is its process id when known."""
@@ -30,9 +32,12 @@ class DataDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock and write our pid into it; AlreadyRunning if someone has it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """Take the lock and write our pid into it; AlreadyRunning if someone has it.
+
+        DataDirError (photos_sync.datadir) if the data dir is unsafe to use.
+        """
+        ensure_data_dir(self.path.parent)
+        fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from photos_sync import execute
+from photos_sync import datadir, execute
 from photos_sync.config import ConfigError, Settings
 from photos_sync.destinations import (
     DestinationError,
@@ -204,7 +204,10 @@ async def check_immich_api(settings: Settings, destinations: list[Destination]) 
 def check_data_dir(settings: Settings) -> Check:
     data_dir = settings.data_dir
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        datadir.ensure_data_dir(data_dir)
+    except datadir.DataDirError as exc:
+        return Check("data dir", FAIL, str(exc))
+    try:
         fd, tmp = tempfile.mkstemp(prefix=".check-", dir=data_dir)
         os.close(fd)
         os.unlink(tmp)

@@ -1246,6 +1246,9 @@ def _fast_status(argv: list[str]) -> int | None:
 
 def main() -> None:
     """Entry point: typer app with usage errors mapped to exit code 2."""
+    from photos_sync.datadir import private_umask
+
+    private_umask()  # what photos-sync writes is private; rclone gets the user's umask back
     try:
         fast = _fast_status(sys.argv[1:])
         if fast is not None:

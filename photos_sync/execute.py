@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from photos_sync.datadir import user_umask
 from photos_sync.rclone_args import obscure_argv
 
 #: Seconds rclone gets to finish after SIGTERM before it is killed.
@@ -114,6 +115,7 @@ async def run_captured(
         stderr=asyncio.subprocess.PIPE,
         env=dict(env),
         start_new_session=True,
+        umask=_child_umask(),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
@@ -137,6 +139,13 @@ def run_short(argv: Sequence[str], *, timeout: float = 60.0) -> Completed:
     except OSError as exc:
         return Completed(127, b"", f"{argv[0]}: {exc.strerror}".encode())
     return Completed(done.returncode, done.stdout, done.stderr)
+
+
+def _child_umask() -> int:
+    """The user's own umask for a child (-1: inherit ours), so that rclone writes backed-up
+    and restored files as the user expects while photos-sync keeps its own files private."""
+    found = user_umask()
+    return -1 if found is None else found
 
 
 def _die_with_parent() -> None:
@@ -209,6 +218,7 @@ class StreamingProcess:
             stderr=asyncio.subprocess.PIPE,
             env=self._env,
             start_new_session=True,
+            umask=_child_umask(),
             preexec_fn=_die_with_parent,
             limit=_LINE_LIMIT,
         )

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from photos_sync import datadir
 from photos_sync.config import Settings
 from photos_sync.destinations import DestinationError, parse_op_locator, parse_secrets_ref
 from photos_sync.immich_logic import (
@@ -297,9 +298,7 @@ class DumpOutcome:
 def _save_state(settings: Settings, outcome: DumpOutcome) -> None:
     path = settings.data_dir / STATE_FILE
     try:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(outcome.as_dict(), sort_keys=True))
-        os.replace(tmp, path)
+        datadir.write_private(path, json.dumps(outcome.as_dict(), sort_keys=True).encode())
     except OSError as exc:
         log.warning("immich_state_not_saved", error=str(exc))
 

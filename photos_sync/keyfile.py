@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from photos_sync.datadir import DataDirError, ensure_data_dir
+
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -28,9 +30,13 @@ def generate_password(length: int = 32) -> str:
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create `path` (and parents) and make it 0700."""
+    """Create `path` (the data dir's `secrets/`, and the data dir if need be) and make it 0700."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        ensure_data_dir(path.parent)
+    except DataDirError as exc:
+        raise SecretsError(str(exc)) from None
+    try:
+        path.mkdir(exist_ok=True)
         os.chmod(path, 0o700)
     except OSError as exc:
         raise SecretsError(

@@ -6,12 +6,15 @@ text) are passed through photos_sync.redact first.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
+
+from photos_sync import datadir
 
 
 class _TeeLogger:
@@ -37,7 +40,8 @@ _open_files: list[TextIO] = []
 
 
 def configure_logging(log_path: Path | None, *, to_stderr: bool = False) -> None:
-    """Send structlog output to `log_path` (truncated) and, if asked, to stderr.
+    """Send structlog output to `log_path` (truncated, 0600, in the data dir) and, if asked,
+    to stderr.
 
     An unwritable log file is not fatal: logging then goes to stderr only if requested.
     """
@@ -47,12 +51,12 @@ def configure_logging(log_path: Path | None, *, to_stderr: bool = False) -> None
     streams: list[TextIO] = []
     if log_path is not None:
         try:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            handle = log_path.open("w", encoding="utf-8")
+            datadir.ensure_data_dir(log_path.parent)
+            handle = os.fdopen(datadir.open_private(log_path), "w", encoding="utf-8")
             _open_files.append(handle)
             streams.append(handle)
-        except OSError:
-            pass
+        except (OSError, datadir.DataDirError):
+            pass  # the DB open that follows reports an unusable data dir in one line
     if to_stderr:
         streams.append(sys.stderr)
     logger = _TeeLogger(streams)

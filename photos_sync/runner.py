@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from photos_sync import execute, procinfo, rclone_rc
 from photos_sync.archive import expired_stamps, parse_stamp
 from photos_sync.config import Settings
+from photos_sync.datadir import open_private
 from photos_sync.destinations import (
     ENCRYPTION_PASSWORD,
     ENCRYPTION_SALT,
@@ -297,8 +298,9 @@ def _destination_lock(data_dir: Path, destination_id: int) -> Any:
     The kernel drops the lock when its holder dies, so a crash never leaves it behind.
     """
     lock_dir = data_dir / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    handle: TextIO = (lock_dir / f"destination-{destination_id}.lock").open("a+")
+    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = open_private(lock_dir / f"destination-{destination_id}.lock", os.O_RDWR | os.O_CREAT)
+    handle: TextIO = os.fdopen(fd, "a+")
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosqlite
 
+from photos_sync import datadir
 from photos_sync.states import JobStatus, check_transition
 from photos_sync.units import from_iso as from_iso  # re-exported: callers import it from here
 
@@ -255,6 +256,33 @@ _PROGRESS_FIELDS = frozenset(
 )
 
 
+class _GuardedConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose SQLite errors are StoreErrors with a one-line message.
+
+    Every call (the connection's and its cursors') goes through `_execute`, so damage or a
+    full disk met by any query reaches the user as "backup.db is damaged: …", not as a
+    traceback or an "internal error".
+    """
+
+    path: Path
+
+    @classmethod
+    async def to(cls, path: Path) -> _GuardedConnection:
+        def connector() -> sqlite3.Connection:
+            return sqlite3.connect(path, timeout=30)
+
+        conn = cls(connector, 64)
+        conn.path = path
+        await conn
+        return conn
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_explain_db_error(self.path, exc)) from None
+
+
 class Store:
     """Async access to backup.db. Open with `await Store.open(path)`; close with `close()`."""
 
@@ -264,30 +292,29 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path) -> Store:
-        """Open (creating if needed) and migrate the DB at `path`.
+        """Open (creating if needed) and migrate the DB at `path`, and check it is sound.
 
-        Raises StoreError with a one-line explanation for an unreadable, corrupt, read-only
-        or too-new DB.
+        Raises StoreError with a one-line explanation for an unreadable, read-only, damaged
+        or too-new DB, before anything is written. Afterwards every SQLite error of the
+        connection is a StoreError too (see `_GuardedConnection`).
         """
         try:
-            if not path.parent.exists():
-                path.parent.mkdir(parents=True, mode=0o700)
+            datadir.ensure_data_dir(path.parent)
+            datadir.prepare_db(path)
+        except datadir.DataDirError as exc:
+            raise StoreError(str(exc)) from None
         except OSError as exc:
             raise StoreError(
-                f"cannot create the data dir {path.parent}: {exc.strerror}; set "
-                "PHOTOS_SYNC_DATA_DIR to a writable folder"
+                f"cannot use {path} ({exc.strerror}): check the data dir's owner and mode"
             ) from None
         try:
-            conn = await aiosqlite.connect(path, timeout=30)
+            conn = await _GuardedConnection.to(path)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}; check the folder's permissions") from None
         store = cls(conn, path)
         try:
             await store._prepare()
-        except sqlite3.DatabaseError as exc:
-            await conn.close()
-            raise StoreError(_explain_db_error(path, exc)) from None
-        except StoreError:
+        except BaseException:
             await conn.close()
             raise
         return store
@@ -296,8 +323,29 @@ class Store:
         await self._conn.execute("PRAGMA busy_timeout = 30000")
         await self._conn.execute("PRAGMA journal_mode = WAL")
         await self._conn.execute("PRAGMA foreign_keys = ON")
-        await self._conn.execute("PRAGMA synchronous = NORMAL")
+        # FULL: each commit is on disk when it returns (in WAL mode one fdatasync of the WAL).
+        # Under NORMAL a power cut loses the commits since the last checkpoint, which can be
+        # the whole run record (#18; docs/RELIABILITY.md has the cost).
+        await self._conn.execute("PRAGMA synchronous = FULL")
+        await self._check_sound()
         await self.migrate()
+
+    async def _check_sound(self) -> None:
+        """Refuse a damaged or unwritable DB now, before migrating and rather than mid-run.
+
+        `PRAGMA quick_check` reads every page (docs/RELIABILITY.md has its cost), so damage
+        anywhere is found, not only in the pages a command happens to read. The write lock
+        is then taken and released (nothing is written) to learn that SQLite can write.
+        """
+        async with self._conn.execute("PRAGMA quick_check(1)") as cur:
+            row = await cur.fetchone()
+        verdict = str(row[0]) if row else "no answer"
+        if verdict != "ok":
+            found = " ".join(verdict.replace("*** in database main ***", "").split())
+            problem = sqlite3.DatabaseError(f"database disk image is malformed: {found}")
+            raise StoreError(_explain_db_error(self.path, problem))
+        await self._conn.execute("BEGIN IMMEDIATE")
+        await self._conn.execute("ROLLBACK")
 
     async def schema_version(self) -> int:
         async with self._conn.execute("PRAGMA user_version") as cur:
@@ -610,7 +658,10 @@ def _explain_db_error(path: Path, exc: sqlite3.DatabaseError) -> str:
         # SQLite in WAL mode reports a full disk as an I/O error on the -wal/-shm files.
         text = "database or disk is full"
     if "readonly" in text or "read-only" in text:
-        return f"{path} is read-only: photos-sync needs to write its job state there"
+        return (
+            f"{path} is read-only ({text}): photos-sync records its job state there; make it "
+            f"and its folder writable (`chmod 600 {path}`, `chmod 700 {path.parent}`)"
+        )
     if "disk" in text and "full" in text:
         return f"no space left for {path}: free some space where the data dir lives"
     if "locked" in text:

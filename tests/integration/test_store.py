@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from datetime import timedelta
 
 import pytest
 
 from photos_sync.states import InvalidTransition, JobStatus
 from photos_sync.store import SCHEMA_VERSION, SchemaTooNew, Store, StoreError, to_iso, utcnow
+from tests.support.db_history import damage_middle, grow_history
 
 OWNER = (12345, "host", None)
 
@@ -91,3 +94,91 @@ async def test_stale_detection_both_directions(tmp_path):
     assert (await store.active_job(dest.id)) is not None
     assert await store.reset(dest.id) == 3
     await store.close()
+
+
+# -- #18: modes, damage in the middle, errors after open -----------------------------------
+
+
+@pytest.fixture
+def open_umask():
+    """The most permissive umask: whatever photos-sync makes private, it made so itself."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_db_wal_and_shm_are_private_whatever_the_umask(tmp_path, open_umask):
+    data_dir = tmp_path / "missing" / "data"
+    store = await Store.open(data_dir / "backup.db")
+    try:
+        await store.create_destination(name="nas", type="local", secrets_ref="file:/x")
+        modes = {p.name: _mode(p) for p in data_dir.iterdir()}
+        # SQLite gives -wal and -shm the DB file's mode: 0600 from the start
+        assert modes == {"backup.db": 0o600, "backup.db-wal": 0o600, "backup.db-shm": 0o600}
+        assert _mode(data_dir) == 0o700 and _mode(data_dir.parent) == 0o700
+    finally:
+        await store.close()
+
+
+async def test_files_an_older_version_left_open_are_tightened(tmp_path):
+    path = tmp_path / "backup.db"
+    store = await Store.open(path)
+    await store.close()
+    leftovers = [path, tmp_path / "backup.db-wal", tmp_path / "backup.db-shm"]
+    for leftover in leftovers[1:]:
+        leftover.write_bytes(b"")
+    for leftover, mode in zip(leftovers, (0o644, 0o644, 0o444), strict=True):
+        leftover.chmod(mode)  # 0444: what a read-only `--status` of older versions left
+    store = await Store.open(path)
+    await store.create_destination(name="nas", type="local", secrets_ref="file:/x")
+    await store.close()
+    assert _mode(path) == 0o600
+    for leftover in leftovers[1:]:
+        assert not leftover.exists() or _mode(leftover) == 0o600
+
+
+async def _with_history(tmp_path, runs=3000):
+    path = tmp_path / "backup.db"
+    store = await Store.open(path)
+    dest = await store.create_destination(name="nas", type="local", secrets_ref="file:/x")
+    await store.create_jobs(dest.id, "latest", [("library", "/src/library", 1)])
+    await store.close()
+    pages = grow_history(path, runs)
+    assert pages > 600, pages  # megabytes of history, as years of daily runs leave
+    return path
+
+
+async def test_damage_in_the_middle_is_refused_at_open(tmp_path):
+    path = await _with_history(tmp_path)
+    store = await Store.open(path)
+    assert [j.run_id for j in await store.latest_run_jobs(1)] == ["latest"]
+    await store.close()
+    damage_middle(path)
+    # the newest run, all `--status` reads, lies outside the damage: only a check finds it
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT run_id FROM backup_jobs ORDER BY id DESC LIMIT 1").fetchone()
+    raw.close()
+    with pytest.raises(StoreError, match=r"is damaged \(database disk image is malformed: "):
+        await Store.open(path)
+
+
+async def test_sqlite_errors_after_open_are_store_errors(tmp_path):
+    path = await _with_history(tmp_path)
+    store = await Store.open(path)
+    try:
+        damage_middle(path)
+        # another process writes: the store drops its page cache and reads the file again
+        other = sqlite3.connect(path)
+        other.execute("UPDATE backup_destinations SET last_backup_at = 'x'")
+        other.commit()
+        other.close()
+        with pytest.raises(StoreError, match=r"is damaged .* move it aside"):
+            await store.all_jobs(limit=100_000)
+    finally:
+        await store.close()

@@ -12,9 +12,11 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -230,6 +232,69 @@ def power_cut(daemon: DaemonProcess) -> list[int]:
             os.kill(pid, signal.SIGKILL)
     daemon.wait(10)
     return victims
+
+
+class DurableImages:
+    """What a power cut leaves of the DB: each file as it was at its last fsync.
+
+    A SIGKILL alone loses nothing (the page cache survives it), so it cannot show what a real
+    power cut does to writes that were never synced. Processes started with `env()` preload
+    `durable_images.c`, which copies backup.db and backup.db-wal aside at each fsync/fdatasync
+    of theirs; `power_cut` kills the daemon and puts those copies back, deleting a WAL that was
+    never synced and the -shm (which SQLite rebuilds). That is the worst case the disk allows:
+    none of the un-synced writes reached it.
+    """
+
+    def __init__(self, library: Path, folder: Path, db: Path) -> None:
+        self.library = library
+        self.folder = folder
+        self.db = db
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "LD_PRELOAD": str(self.library),
+            "DURABLE_WATCH": str(self.db),
+            "DURABLE_DIR": str(self.folder),
+        }
+
+    def _files(self) -> tuple[Path, Path]:
+        return self.db, Path(f"{self.db}-wal")
+
+    def power_cut(self, daemon: DaemonProcess) -> None:
+        """SIGKILL the daemon and its children, then lose every write not yet synced."""
+        power_cut(daemon)
+        for path in self._files():
+            image = self.folder / path.name
+            if image.exists():
+                path.write_bytes(image.read_bytes())
+            else:
+                path.unlink(missing_ok=True)
+        Path(f"{self.db}-shm").unlink(missing_ok=True)
+
+    def settle(self) -> None:
+        """After the test itself opened the DB (its close checkpoints and syncs): the files
+        as they are now are what the disk holds."""
+        for path in self._files():
+            image = self.folder / path.name
+            if path.exists():
+                image.write_bytes(path.read_bytes())
+            else:
+                image.unlink(missing_ok=True)
+
+
+def build_durable_images(out: Path) -> Path | None:
+    """Compile durable_images.c into `out`; None where there is no C compiler or no Linux."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or not sys.platform.startswith("linux"):
+        return None
+    source = Path(__file__).with_name("durable_images.c")
+    made = subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(source), "-ldl"],
+        capture_output=True,
+        text=True,
+    )
+    return out if made.returncode == 0 else None
 
 
 def fd_count(pid: int) -> int:

@@ -1,14 +1,19 @@
-"""Fault 4: the disk where the DB lives fills up (a small tmpfs the test mounts), and the DB
-file is corrupted. Each must end in one clear line (no traceback), a DB that passes
-`PRAGMA integrity_check`, and a next run that completes once the cause is gone.
+"""Fault 4: the disk where the DB lives fills up (a small tmpfs the test mounts), the DB
+file is corrupted (its header, every page, the end, or a few pages in the middle of years of
+history), or read-only. Each must end in one clear line (no traceback, exit 1) from every
+command — the daemon refuses to start — and leave nothing that breaks the next run, which
+completes once the cause is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sqlite3
+import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from tests.immich_tree import TreeStats
 from tests.reliability.harness import TRACEBACK, integrity_ok, jobs
 from tests.support.cli import PHOTOS_SYNC, photos_sync
 from tests.support.daemon import setup_local
+from tests.support.db_history import damage_middle, grow_history
 
 pytestmark = pytest.mark.reliability
 
@@ -151,3 +157,104 @@ def _errors_only(stderr: str) -> str:
         if line.startswith("error:") or TRACEBACK.search(line) or line.startswith("  File")
     ]
     return "\n".join(keep)
+
+
+def test_damage_in_the_middle_of_a_long_history(
+    tmp_path: Path,
+    immich: tuple[Path, TreeStats],
+    isolated_env: dict[str, str],
+) -> None:
+    """Ten years of daily runs, 16 pages overwritten half-way: `--status` reads only the
+    newest run, so only a check of the whole file finds the damage (#18)."""
+    data_dir = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"])
+    setup_local(tmp_path)
+    first = photos_sync("backup")
+    assert first.returncode == 0, first.stderr
+    pages = grow_history(data_dir / "backup.db", 3650)
+    hit = damage_middle(data_dir / "backup.db")
+    print(f"{pages} pages, damaged {hit.start}-{hit.stop - 1}")
+    for args in (("backup", "--status"), ("backup", "--status", "--json"), ("backup",)):
+        result = photos_sync(*args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        _one_clear_line(result.stderr, "damaged", "malformed", "move it aside", "--setup")
+    daemon = subprocess.run([PHOTOS_SYNC, "daemon"], capture_output=True, text=True, timeout=30)
+    assert daemon.returncode == 1, daemon.stderr
+    _one_clear_line(_errors_only(daemon.stderr), "damaged")
+    assert "daemon_ready" not in daemon.stderr
+
+
+def _without_dac_override() -> list[str]:
+    """argv prefix that makes file modes bind the command: as root, drop the capabilities
+    that override them (root would otherwise write a 0444 file); nothing for other users."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None or not sys.platform.startswith("linux"):
+        pytest.skip("running as root without setpriv: cannot make a file read-only to us")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def _bound(*args: str) -> subprocess.CompletedProcess[str]:
+    """`photos-sync ARGS` with file modes binding it (see _without_dac_override)."""
+    return subprocess.run(
+        [*_without_dac_override(), PHOTOS_SYNC, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_read_only_db_every_command_one_line_nothing_left_behind(
+    tmp_path: Path,
+    immich: tuple[Path, TreeStats],
+    isolated_env: dict[str, str],
+) -> None:
+    data_dir = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"])
+    setup_local(tmp_path)
+    first = _bound("backup")
+    assert first.returncode == 0, first.stderr
+    db = data_dir / "backup.db"
+    db.chmod(0o444)
+    for args in (("backup", "--status"), ("backup",), ("daemon",)):
+        result = _bound(*args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        errors = _errors_only(result.stderr) if args == ("daemon",) else result.stderr
+        _one_clear_line(errors, "read-only", f"chmod 600 {db}")
+        assert "daemon_ready" not in result.stderr
+        # nothing that would stop a writer later: SQLite was not let near the file
+        assert sorted(p.name for p in data_dir.glob("backup.db*")) == ["backup.db"], args
+    db.chmod(0o600)
+    (immich[0] / "library" / "new.jpg").write_bytes(b"x" * 50_000)
+    again = _bound("backup")
+    assert again.returncode == 0, again.stderr
+    assert integrity_ok(db) == "ok"
+
+
+def test_what_a_read_only_status_used_to_leave_does_not_break_backups(
+    tmp_path: Path,
+    immich: tuple[Path, TreeStats],
+    isolated_env: dict[str, str],
+) -> None:
+    """Before #18 a `--status` on a 0444 backup.db made -wal and -shm 0444 (SQLite copies
+    the DB's mode), and every backup failed afterwards, even with backup.db writable."""
+    data_dir = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"])
+    setup_local(tmp_path)
+    assert _bound("backup").returncode == 0
+    db = data_dir / "backup.db"
+    db.chmod(0o444)
+    reader = (
+        "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('SELECT 1 FROM backup_jobs')"
+    )
+    old_status = subprocess.run(
+        [*_without_dac_override(), sys.executable, "-c", reader, str(db)], capture_output=True
+    )
+    assert old_status.returncode == 0, old_status.stderr
+    left = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data_dir.glob("backup.db-*")}
+    assert left == {"backup.db-wal": 0o444, "backup.db-shm": 0o444}
+    db.chmod(0o600)
+    (immich[0] / "library" / "new.jpg").write_bytes(b"x" * 50_000)
+    again = _bound("backup")
+    assert again.returncode == 0, again.stdout + again.stderr
+    status = _bound("backup", "--status")
+    assert status.returncode == 0, status.stderr
+    assert integrity_ok(db) == "ok"
