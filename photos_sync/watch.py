@@ -147,15 +147,15 @@ def history_table(runs: Sequence[Mapping[str, Any]]) -> RenderableType:
 
 
 async def _fetch(settings: Settings) -> dict[str, Any]:
-    from photos_sync.client import DaemonError, connect
+    from photos_sync.client import DaemonError, find_daemon
     from photos_sync.status import gather_status
     from photos_sync.store import Store
 
     client = None
     try:
-        client = await connect(settings.socket_path)
+        client = await find_daemon(settings.data_dir, settings.socket_path)
     except (DaemonError, OSError):
-        client = None
+        client = None  # a daemon that does not answer: the DB still shows where things are
     if client is not None:
         try:
             return dict(await client.call("status"))
