@@ -1,10 +1,15 @@
-"""Shared fixtures: an isolated environment per test, a generated Immich tree, the real rclone."""
+"""Shared fixtures: an isolated environment per test, a generated Immich tree, the real rclone.
+
+Every test also kills, when it ends, every process it started (tests/support/procs.py), and
+the processes it starts get default signal dispositions however the suite was started.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +18,7 @@ import pytest
 from photos_sync.config import Settings
 from photos_sync.settings_io import load_settings
 from tests.immich_tree import TreeStats, make_immich_tree
+from tests.support.procs import TAG_VARIABLE, caught_not_ignored, kill_tagged, spawn_count
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,9 +32,26 @@ def rclone_binary() -> str:
     return found
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `pytest &` from a script ignores SIGINT: without this, a CLI a test stops with SIGINT
+    # (as Ctrl-C would) inherits the ignore and never stops.
+    caught_not_ignored()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A selection that matches no test (`-k`, `-m`, a folder without tests) exits 0 with a
+    note, not pytest's 5, which scripts and CI read as a failure of the suite."""
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("no test matched this selection: nothing to run (exit 0)")
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """Every test gets its own data dir, socket path, HOME and cwd; no BACKUP_* leaks in."""
+    """Every test gets its own data dir, socket path, HOME and cwd; no BACKUP_* leaks in.
+    Every process started during the test carries its tag and is killed when it ends."""
     for key in list(os.environ):
         if key.startswith(("BACKUP_", "PHOTOS_SYNC_", "RCLONE_", "OP_")):
             monkeypatch.delenv(key, raising=False)
@@ -42,11 +65,17 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
         "PHOTOS_SYNC_SOCKET": str(tmp_path / "run" / "daemon.sock"),
         "XDG_RUNTIME_DIR": str(tmp_path / "xdg-run"),
         "BACKUP_RETRY_DELAY": "0.2",
+        TAG_VARIABLE: uuid.uuid4().hex,
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(work)
-    yield values
+    spawned_before = spawn_count()
+    try:
+        yield values
+    finally:
+        if spawn_count() != spawned_before:
+            kill_tagged(values[TAG_VARIABLE])
 
 
 @pytest.fixture
