@@ -30,7 +30,12 @@ class DaemonError(RuntimeError):
 
 
 class DaemonUnreachable(DaemonError):
-    """A daemon holds the data dir's lock but does not answer on the socket."""
+    """A daemon holds the data dir's lock but does not answer on the socket; `short` says so
+    in a few words (for a status line), the message in full."""
+
+    def __init__(self, message: str, short: str) -> None:
+        super().__init__(message)
+        self.short = short
 
 
 class DaemonClient:
@@ -132,7 +137,8 @@ async def find_daemon(
             problem = f"does not answer on {path} ({_why(exc, timeout)})"
         raise DaemonUnreachable(
             f"{who} runs for this data dir but {problem}; nothing was started: try again in a "
-            "moment, and restart the daemon if this persists"
+            "moment, and restart the daemon if this persists",
+            short=f"{who} does not answer",
         ) from None
 
 

@@ -55,6 +55,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
     for key in list(os.environ):
         if key.startswith(("BACKUP_", "PHOTOS_SYNC_", "RCLONE_", "OP_")):
             monkeypatch.delenv(key, raising=False)
+    # The terminal size of whoever started pytest (xdist workers get COLUMNS=80) must not
+    # reach the CLIs the tests run: they get theirs from tests/support/cli.py.
+    for key in ("COLUMNS", "LINES"):
+        monkeypatch.delenv(key, raising=False)
     home = tmp_path / "home"
     home.mkdir()
     work = tmp_path / "cwd"

@@ -199,6 +199,10 @@ def test_a_daemon_that_does_not_answer_is_not_taken_for_none(
         assert db_jobs(isolated_env["PHOTOS_SYNC_DATA_DIR"]) == []
         assert sorted(p.name for p in dest.iterdir()) == before
         assert not (tmp_path / "restored").exists()
+        # the live view reads the DB instead, and says why
+        view = photos_sync("backup", "--status", "--watch", "--once", timeout=30)
+        assert view.returncode == 0, view.stderr
+        assert f"daemon (pid {daemon.pid}) does not answer: figures from the job" in view.stdout
     finally:
         daemon.signal(signal.SIGCONT)
     # No socket file where the CLI looks (another PHOTOS_SYNC_SOCKET, or a daemon starting or
