@@ -39,6 +39,8 @@ WRITE_TIMEOUT = 10.0
 MAX_CLIENTS = 128
 #: Connections the kernel queues before we accept them (asyncio's default is 100).
 BACKLOG = 1024
+#: How long a refused connection stays open for the client to read why.
+REFUSAL_LINGER = 5.0
 
 
 class SocketError(RuntimeError):
@@ -254,6 +256,13 @@ class RpcServer:
             )
             with contextlib.suppress(Exception):
                 await connection.send(rpc.error_response(busy))
+                writer.write_eof()
+                # Close only once the client has sent its request (or after a moment): a
+                # request written into a closed socket fails with EPIPE on the client's side,
+                # which then never reads the refusal.
+                async with asyncio.timeout(REFUSAL_LINGER):
+                    while await reader.read(65536):
+                        pass
             connection.close()
             return
         self._tasks.add(task)
