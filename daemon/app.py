@@ -23,6 +23,7 @@ from typing import Any
 
 from photos_sync import procinfo
 from photos_sync.config import ConfigError, Settings
+from photos_sync.control_socket import socket_location
 from photos_sync.datadir import DataDirError
 from photos_sync.logs import configure_logging, get_logger
 from photos_sync.runner import ProgressSink, Runner, RunRequest, RunResult
@@ -83,6 +84,9 @@ class Daemon:
         reload: Any = load_settings,
     ) -> None:
         self.settings = settings
+        #: Where the socket is bound: PHOTOS_SYNC_SOCKET, or a private folder inside it when
+        #: that is a shared sticky folder such as /tmp (control_socket.socket_location).
+        self.socket_path = socket_location(settings.socket_path)
         self.trigger = trigger or ShutdownTrigger()
         self._reload = reload
         self.started_monotonic = time.monotonic()
@@ -230,7 +234,7 @@ class Daemon:
     async def serve(self, *, handle_signals: bool = True) -> int:
         """Run until the trigger fires; the data dir lock must already be held. Returns 0."""
         self.store = await Store.open(self.settings.db_path)
-        server = RpcServer(self.settings.socket_path, Handlers(self))
+        server = RpcServer(self.socket_path, Handlers(self))
         try:
             await server.start()
             if handle_signals:
@@ -244,8 +248,8 @@ class Daemon:
                 asyncio.create_task(self.verifier.run(), name="verify-scheduler"),
                 asyncio.create_task(self._status_loop(), name="sd-status"),
             ]
-            notify.ready(f"idle; socket {self.settings.socket_path}")
-            log.info("daemon_ready", socket=str(self.settings.socket_path))
+            notify.ready(f"idle; socket {self.socket_path}")
+            log.info("daemon_ready", socket=str(self.socket_path))
             self.ready.set()
             reason = await self.trigger.wait()
             log.info("daemon_stopping", reason=reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -77,7 +78,7 @@ class Handlers:
             job["live"] = True
         document["daemon"] = {
             **(await self.ping()),
-            "socket": str(daemon.settings.socket_path),
+            "socket": str(daemon.socket_path),
             "run": _info(daemon.queue.current),
             "queue": [i.as_dict() for i in daemon.queue.pending()],
             "last_run": daemon.queue.last_end.as_dict() if daemon.queue.last_end else None,
@@ -169,8 +170,31 @@ class Handlers:
         run: int | None = None,
         wait: bool = False,
     ) -> NoReply:
-        """Reply at once, then stream `progress` notifications and a final `run_ended`."""
-        found = await self.daemon.queue.subscribe(run, wait)
+        """Reply at once, then stream `progress` notifications and a final `run_ended`.
+
+        While it waits for a run to start, the subscription holds the connection: the client
+        closing it ends the wait at once (a vanished watcher must not keep one of the daemon's
+        connections busy until the next run), and what the client sends meanwhile is ignored.
+        """
+        queue = self.daemon.queue
+        if not queue.would_wait(run, wait):
+            found = await queue.subscribe(run, wait)
+        else:
+            waiting = asyncio.create_task(queue.subscribe(run, wait))
+            hangup = asyncio.create_task(connection.wait_hangup())
+            try:
+                await asyncio.wait({waiting, hangup}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                hangup.cancel()
+                if not waiting.done():
+                    waiting.cancel()
+                await asyncio.gather(waiting, hangup, return_exceptions=True)
+            if waiting.cancelled():
+                return NO_REPLY  # the client is gone
+            found = waiting.result()
+            if hangup.done() and not hangup.cancelled() and isinstance(found, Subscription):
+                queue.unsubscribe(found)  # gone at the moment the run started
+                return NO_REPLY
         if not isinstance(found, Subscription):
             ended = found.as_dict() if isinstance(found, RunEnd) else None
             run_info = found.run.as_dict() if isinstance(found, RunEnd) else None
@@ -190,7 +214,7 @@ class Handlers:
                 with contextlib.suppress(rpc.RpcError):  # an event too big to send is skipped
                     await connection.send(rpc.notification("progress", item))
         finally:
-            self.daemon.queue.unsubscribe(found)
+            queue.unsubscribe(found)
 
 
 def _info(info: Any) -> dict[str, Any] | None:

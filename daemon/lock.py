@@ -1,7 +1,9 @@
 """One daemon per data dir: an exclusive flock on `<data dir>/daemon.lock`, which names the pid.
 
 The kernel releases the lock when its holder dies, so a crash never leaves a stale lock; the
-pid written inside is only for the message shown to a second daemon.
+pid written inside is for the messages shown to a second daemon and to the CLI. The CLI asks
+whether a daemon runs by taking a shared lock for an instant (photos_sync.control_socket), so a
+daemon that finds the lock taken but no pid in it tries again briefly before giving up.
 """
 
 from __future__ import annotations
@@ -9,9 +11,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
+from photos_sync.control_socket import LOCK_FILE, read_lock_pid
 from photos_sync.datadir import ensure_data_dir, open_private
+
+#: Tries, and the pause between them, while the lock is held by something that wrote no pid
+#: (a CLI's probe holds it for microseconds; a daemon writes its pid right after locking).
+LOCK_TRIES = 50
+LOCK_RETRY_PAUSE = 0.01
 
 
 class AlreadyRunning(RuntimeError):
@@ -28,7 +37,7 @@ class AlreadyRunning(RuntimeError):
 
 class DataDirLock:
     def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "daemon.lock"
+        self.path = data_dir / LOCK_FILE
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -38,12 +47,18 @@ class DataDirLock:
         """
         ensure_data_dir(self.path.parent)
         fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _read_pid(fd)
-            os.close(fd)
-            raise AlreadyRunning(self.path, pid) from None
+        for attempt in range(LOCK_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pid = read_lock_pid(fd)
+                if pid is not None or attempt == LOCK_TRIES - 1:
+                    os.close(fd)
+                    raise AlreadyRunning(self.path, pid) from None
+                # No event tells when a flock is released; the holder is a probe or a daemon
+                # that is about to write its pid, either way a matter of microseconds.
+                time.sleep(LOCK_RETRY_PAUSE)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -55,11 +70,3 @@ class DataDirLock:
             os.ftruncate(self._fd, 0)
         os.close(self._fd)  # closing drops the flock
         self._fd = None
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 64, 0).decode().strip()
-        return int(text) if text else None
-    except (OSError, ValueError):
-        return None

@@ -45,7 +45,7 @@ class Operations:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.runner: Runner | None = None
-        rc_dir = daemon.settings.socket_path.parent
+        rc_dir = daemon.socket_path.parent
         self.rc = rclone_rc.new_server(rc_dir / "rclone-rc.sock")
         #: The rate last given to rclone, and rclone's own answer to core/bwlimit.
         self.applied_rate: str | None = None

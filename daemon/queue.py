@@ -106,6 +106,13 @@ class RunEnd:
 _END = object()
 
 
+class _Wait:
+    """What `RunQueue._lookup` says when a subscriber has to wait for a run to start."""
+
+
+_WAIT = _Wait()
+
+
 class Subscription:
     """Events of one run for one client; iterate until the run ends."""
 
@@ -277,26 +284,34 @@ class RunQueue:
     async def subscribe(self, run_id: int | None, wait: bool) -> Subscription | RunEnd | None:
         """A Subscription to the run in progress (or `run_id`), its end if it is over, or None.
 
-        With `wait`, and nothing running, waits for the next run to start.
+        With `wait`, and nothing running, waits for the next run to start; a pending `run_id`
+        is waited for too (`would_wait` says beforehand whether it will).
         """
         async with self._changed:
             while True:
-                current = self._current
-                if run_id is None:
-                    if current is not None:
-                        return self._attach(current)
-                    if not wait or self._closed:
-                        return None
-                else:
-                    if current is not None and current.info.id == run_id:
-                        return self._attach(current)
-                    ended = self._ended.get(run_id)
-                    if ended is not None:
-                        assert ended.end is not None
-                        return ended.end
-                    if not any(e.info.id == run_id for e in self._pending):
-                        return None
+                found = self._lookup(run_id, wait)
+                if not isinstance(found, _Wait):
+                    return self._attach(found) if isinstance(found, Entry) else found
                 await self._changed.wait()
+
+    def would_wait(self, run_id: int | None, wait: bool) -> bool:
+        """True if `subscribe(run_id, wait)`, called now, would wait for a run to start."""
+        return isinstance(self._lookup(run_id, wait), _Wait)
+
+    def _lookup(self, run_id: int | None, wait: bool) -> Entry | RunEnd | _Wait | None:
+        """What `subscribe` returns now (an Entry to attach to), or _WAIT."""
+        current = self._current
+        if run_id is None:
+            if current is not None:
+                return current
+            return _WAIT if wait and not self._closed else None
+        if current is not None and current.info.id == run_id:
+            return current
+        ended = self._ended.get(run_id)
+        if ended is not None:
+            assert ended.end is not None
+            return ended.end
+        return _WAIT if any(e.info.id == run_id for e in self._pending) else None
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.entry.subscribers.discard(subscription)

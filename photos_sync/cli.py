@@ -809,11 +809,12 @@ def _daemon_error(exc: Exception) -> NoReturn:
 
 
 def _daemon_call(settings: Settings, method: str, params: dict[str, Any] | None = None) -> Any:
-    """The daemon's answer to one request, or None when no daemon answers on the socket."""
-    from photos_sync.client import DaemonError, connect
+    """The daemon's answer to one request, or None when no daemon runs for the data dir
+    (one that runs but does not answer is an error: exit 1)."""
+    from photos_sync.client import DaemonError, find_daemon
 
     async def body() -> tuple[bool, Any]:
-        client = await connect(settings.socket_path)
+        client = await find_daemon(settings.data_dir, settings.socket_path)
         if client is None:
             return False, None
         try:
@@ -913,13 +914,14 @@ def _daemon_run(
     detach: bool,
     restore_params: dict[str, Any] | None = None,
 ) -> bool:
-    """Run the backup (or, with `restore_params`, a restore) in the daemon if one answers;
-    False (nothing done) if none does.
+    """Run the backup (or, with `restore_params`, a restore) in the daemon if one runs for the
+    data dir; False (nothing done) if none does. A daemon that runs but does not answer is an
+    error (exit 1): a foreground run beside it would race it.
 
     Follows the run's progress until it ends, unless `detach`. Ctrl-C stops following only:
     the daemon's run carries on.
     """
-    from photos_sync.client import DaemonError, connect
+    from photos_sync.client import DaemonError, find_daemon
     from photos_sync.render import dumps
     from photos_sync.runner import RunEvent
 
@@ -932,7 +934,7 @@ def _daemon_run(
     params = {k: v for k, v in params.items() if v}
 
     async def body() -> tuple[str, Any]:
-        client = await connect(settings.socket_path)
+        client = await find_daemon(settings.data_dir, settings.socket_path)
         if client is None:
             return "absent", None
         started: Any = None

@@ -1,13 +1,15 @@
 """The CLI's side of the daemon's Unix socket (JSON-RPC 2.0, see photos_sync.rpc).
 
-`connect` returns None when no daemon answers, which is how the CLI decides between the
-daemon and running in the foreground.
+`find_daemon` is how the CLI decides between the daemon and running in the foreground: None
+only when no daemon holds the data dir's lock; a daemon that holds it but does not answer is
+DaemonUnreachable, never a reason to start a second backup beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from photos_sync import rpc
+from photos_sync.control_socket import lock_holder, socket_location
 
 
 class DaemonError(RuntimeError):
@@ -24,6 +27,15 @@ class DaemonError(RuntimeError):
         super().__init__(message)
         self.code = code
         self.data = data
+
+
+class DaemonUnreachable(DaemonError):
+    """A daemon holds the data dir's lock but does not answer on the socket; `short` says so
+    in a few words (for a status line), the message in full."""
+
+    def __init__(self, message: str, short: str) -> None:
+        super().__init__(message)
+        self.short = short
 
 
 class DaemonClient:
@@ -56,14 +68,19 @@ class DaemonClient:
         """Send a request and return its result; DaemonError for an error reply."""
         request_id = next(self._ids)
         self._writer.write(rpc.request(request_id, method, params))
-        await self._writer.drain()
+        # If the daemon hung up, a refusal it sent first (BUSY) is read below; else _read
+        # reports the closed connection.
+        with contextlib.suppress(ConnectionError):
+            await self._writer.drain()
         async with asyncio.timeout(timeout):
             while True:
                 message = await self._read()
                 if "id" not in message:
                     self._backlog.append(message)
                     continue
-                if message.get("id") != request_id:
+                # An error without id is the daemon refusing the connection (BUSY at its cap).
+                refused = message.get("id") is None and "error" in message
+                if message.get("id") != request_id and not refused:
                     continue
                 if "error" in message:
                     error = message["error"] or {}
@@ -86,16 +103,73 @@ class DaemonClient:
 
 
 async def connect(path: Path, *, timeout: float = 2.0) -> DaemonClient | None:
-    """A client connected to the daemon at `path`, or None if nothing answers (no daemon)."""
+    """A client of whatever answers a ping on the socket configured as `path`, or None."""
     try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_unix_connection(str(path), limit=rpc.MAX_MESSAGE)
-    except (OSError, TimeoutError):
+        return await _open(socket_location(path), timeout)
+    except (DaemonError, OSError, TimeoutError):
         return None
+
+
+async def find_daemon(
+    data_dir: Path, socket_path: Path, *, timeout: float = 2.0
+) -> DaemonClient | None:
+    """A client of the daemon that owns `data_dir`, or None when no daemon does.
+
+    The data dir's lock says whether a daemon runs, not whether a connect succeeds. A daemon
+    that holds the lock but does not answer a ping within `timeout` (stopped, starting,
+    stopping, overloaded, or listening on another socket path) raises DaemonUnreachable.
+    """
+    try:
+        holder = lock_holder(data_dir)
+    except OSError:
+        # The lock cannot be read (another user's data dir): only the socket can tell.
+        return await connect(socket_path, timeout=timeout)
+    if holder is None:
+        return None
+    path = socket_location(socket_path)
+    try:
+        return await _open(path, timeout)
+    except (DaemonError, OSError, TimeoutError) as exc:
+        who = f"the photos-sync daemon (pid {holder.pid})" if holder.pid else "a photos-sync daemon"
+        if isinstance(exc, DaemonError) and exc.code == rpc.BUSY:
+            problem = f"turned this connection away: {exc}"
+        else:
+            problem = f"does not answer on {path} ({_why(exc, timeout)})"
+        raise DaemonUnreachable(
+            f"{who} runs for this data dir but {problem}; nothing was started: try again in a "
+            "moment, and restart the daemon if this persists",
+            short=f"{who} does not answer",
+        ) from None
+
+
+async def _open(path: Path, timeout: float) -> DaemonClient:
+    """Connect and ping; OSError, TimeoutError or DaemonError when that fails."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_unix_connection(str(path), limit=rpc.MAX_MESSAGE)
     client = DaemonClient(reader, writer)
     try:
         await client.call("ping", timeout=timeout)
-    except (DaemonError, OSError, TimeoutError):
+    except BaseException:
         await client.close()
-        return None
+        raise
     return client
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    """Why a connection to the daemon failed, in words."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, DaemonError):
+        return str(exc)  # e.g. "the daemon closed the connection"
+    if isinstance(exc, FileNotFoundError):
+        return (
+            "no socket there: the daemon is starting or stopping, or was started with another "
+            "PHOTOS_SYNC_SOCKET"
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return "nothing listens on it: the daemon is starting or stopping"
+    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+        return "its queue of new connections is full"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)

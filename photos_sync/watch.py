@@ -64,6 +64,8 @@ def status_view(document: Mapping[str, Any], now: datetime | None = None) -> Ren
         bandwidth = daemon.get("bandwidth") or {}
         if bandwidth.get("configured"):
             parts.append(Text(f"bandwidth limit: {bandwidth['configured']}"))
+    elif document.get("daemon_unreachable"):
+        parts.append(Text(f"{document['daemon_unreachable']}: figures from the job database"))
     else:
         parts.append(Text("no daemon: figures from the job database", style="bold"))
     next_runs = (daemon or {}).get("next_run") or {} if isinstance(daemon, Mapping) else {}
@@ -147,13 +149,16 @@ def history_table(runs: Sequence[Mapping[str, Any]]) -> RenderableType:
 
 
 async def _fetch(settings: Settings) -> dict[str, Any]:
-    from photos_sync.client import DaemonError, connect
+    from photos_sync.client import DaemonError, DaemonUnreachable, find_daemon
     from photos_sync.status import gather_status
     from photos_sync.store import Store
 
     client = None
+    unreachable = None
     try:
-        client = await connect(settings.socket_path)
+        client = await find_daemon(settings.data_dir, settings.socket_path)
+    except DaemonUnreachable as exc:
+        unreachable = exc.short  # the DB still shows where things are
     except (DaemonError, OSError):
         client = None
     if client is not None:
@@ -165,9 +170,12 @@ async def _fetch(settings: Settings) -> dict[str, Any]:
             await client.close()
     store = await Store.open(settings.db_path)
     try:
-        return await gather_status(settings, store)
+        document = await gather_status(settings, store)
     finally:
         await store.close()
+    if unreachable:
+        document["daemon_unreachable"] = unreachable
+    return document
 
 
 def watch_status(settings: Settings, console: Console, *, once: bool = False) -> int:

@@ -1,10 +1,15 @@
-"""Shared fixtures: an isolated environment per test, a generated Immich tree, the real rclone."""
+"""Shared fixtures: an isolated environment per test, a generated Immich tree, the real rclone.
+
+Every test also kills, when it ends, every process it started (tests/support/procs.py), and
+the processes it starts get default signal dispositions however the suite was started.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +18,7 @@ import pytest
 from photos_sync.config import Settings
 from photos_sync.settings_io import load_settings
 from tests.immich_tree import TreeStats, make_immich_tree
+from tests.support.procs import TAG_VARIABLE, caught_not_ignored, kill_tagged, spawn_count
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,12 +32,23 @@ def rclone_binary() -> str:
     return found
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `pytest &` from a script ignores SIGINT: without this, a CLI a test stops with SIGINT
+    # (as Ctrl-C would) inherits the ignore and never stops.
+    caught_not_ignored()
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """Every test gets its own data dir, socket path, HOME and cwd; no BACKUP_* leaks in."""
+    """Every test gets its own data dir, socket path, HOME and cwd; no BACKUP_* leaks in.
+    Every process started during the test carries its tag and is killed when it ends."""
     for key in list(os.environ):
         if key.startswith(("BACKUP_", "PHOTOS_SYNC_", "RCLONE_", "OP_")):
             monkeypatch.delenv(key, raising=False)
+    # The terminal size of whoever started pytest (xdist workers get COLUMNS=80) must not
+    # reach the CLIs the tests run: they get theirs from tests/support/cli.py.
+    for key in ("COLUMNS", "LINES"):
+        monkeypatch.delenv(key, raising=False)
     home = tmp_path / "home"
     home.mkdir()
     work = tmp_path / "cwd"
@@ -48,11 +65,17 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
         # `daemon --install` run as root (as tests are here) writes a system unit: never into
         # the real /etc/systemd/system.
         "PHOTOS_SYNC_SYSTEM_UNIT_DIR": str(tmp_path / "etc-systemd-system"),
+        TAG_VARIABLE: uuid.uuid4().hex,
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(work)
-    yield values
+    spawned_before = spawn_count()
+    try:
+        yield values
+    finally:
+        if spawn_count() != spawned_before:
+            kill_tagged(values[TAG_VARIABLE])
 
 
 @pytest.fixture

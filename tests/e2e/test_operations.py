@@ -4,6 +4,7 @@ live --status --watch view in a pseudo-terminal, and --history."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -112,13 +113,58 @@ def test_foreground_run_notifies_writes_metrics_and_history(
     assert photos_sync("backup", "--watch").returncode == 2
 
 
-def test_watch_in_a_pty_until_ctrl_c(tmp_path: Path, immich: tuple[Path, TreeStats]) -> None:
+@pytest.fixture
+def terminal_children() -> Iterator[list[tuple[int, int]]]:
+    """(pid, master fd) of the CLIs a test runs on a pseudo-terminal; killed with their
+    process group, reaped and closed at the end, pass or fail. pty.fork makes each child the
+    leader of its own session and group; until reaped here, its pid names only that group."""
+    started: list[tuple[int, int]] = []
+    yield started
+    for pid, fd in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def _exit_status(pid: int, fd: int, timeout: float) -> int | None:
+    """The exit code of the child `pid` once it ends, or None if it still runs after
+    `timeout`. Its terminal (master `fd`) is drained meanwhile, so it never blocks writing."""
+    pidfd = os.pidfd_open(pid)  # readable once the process has ended
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([pidfd, fd], [], [], deadline - time.monotonic())
+            if pidfd in ready:
+                # WNOWAIT: left unreaped, so the pid (and its group) stay ours to clean up
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+                assert info is not None
+                exited = info.si_code == os.CLD_EXITED
+                return info.si_status if exited else -info.si_status
+            if fd in ready:
+                with contextlib.suppress(OSError):  # EIO once the child side is closed
+                    if not os.read(fd, 65536):
+                        fd = pidfd
+        return None
+    finally:
+        os.close(pidfd)
+
+
+def test_watch_in_a_pty_until_ctrl_c(
+    tmp_path: Path,
+    immich: tuple[Path, TreeStats],
+    terminal_children: list[tuple[int, int]],
+) -> None:
     setup_local(tmp_path)
     assert photos_sync("backup").returncode == 0
     pid, fd = pty.fork()
     if pid == 0:  # child: the real CLI on a terminal
-        env = dict(os.environ, COLUMNS="120", LINES="40", TERM="xterm")
-        os.execve(PHOTOS_SYNC, [PHOTOS_SYNC, "backup", "--status", "--watch"], env)
+        try:
+            env = dict(os.environ, COLUMNS="120", LINES="40", TERM="xterm")
+            os.execve(PHOTOS_SYNC, [PHOTOS_SYNC, "backup", "--status", "--watch"], env)
+        finally:
+            os._exit(127)
+    terminal_children.append((pid, fd))
     output = b""
     deadline = time.monotonic() + 20
     while b"profile/" not in output and time.monotonic() < deadline:
@@ -126,10 +172,8 @@ def test_watch_in_a_pty_until_ctrl_c(tmp_path: Path, immich: tuple[Path, TreeSta
         if ready:
             output += os.read(fd, 65536)
     assert b"profile/" in output and b"COMPLETED" in output
-    os.kill(pid, signal.SIGINT)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    os.close(fd)
+    os.kill(pid, signal.SIGINT)  # what Ctrl-C at the terminal sends
+    assert _exit_status(pid, fd, 15) == 0, "the CLI did not stop on SIGINT with exit 0"
 
 
 def test_daemon_metrics_endpoint_notifications_and_live_bwlimit(

@@ -18,16 +18,28 @@ def photos_sync(
     timeout: float = 120,
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`photos-sync ARGS...` with the test's environment (plus `env`); output captured."""
+    """`photos-sync ARGS...` with the test's environment (plus `env`); output captured.
+
+    On a timeout (subprocess.TimeoutExpired) or any other exit, nothing it started is left
+    running: the CLI and its descendants (rclone) are killed first.
+    """
+    from tests.support.procs import kill_tree
+
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env.setdefault("COLUMNS", "200")
-    return subprocess.run(
+    with subprocess.Popen(
         [PHOTOS_SYNC, *args],
         env=full_env,
-        input=input,
-        capture_output=True,
+        stdin=subprocess.PIPE if input is not None else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         cwd=cwd,
-    )
+    ) as proc:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except BaseException:
+            kill_tree(proc)
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

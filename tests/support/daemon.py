@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from photos_sync.control_socket import socket_location
 from tests.support.cli import PHOTOS_SYNC
+from tests.support.procs import children_of
 
 
 class RpcFailure(RuntimeError):
@@ -30,26 +32,6 @@ class RpcFailure(RuntimeError):
         super().__init__(f"{error.get('code')}: {error.get('message')}")
         self.code = int(error.get("code", 0))
         self.message = str(error.get("message", ""))
-
-
-def children_of(pid: int) -> list[int]:
-    """Pids of the live descendants of `pid` (Linux /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -217,6 +199,7 @@ class DaemonPool:
                 stderr=stderr,
                 cwd=cwd,
             )
+        socket_path = socket_location(socket_path)
         daemon = DaemonProcess(proc, socket_path, notify, stderr_path)
         self._started.append(daemon)
         if not expect_ready:
