@@ -1102,9 +1102,10 @@ def verify(
         return found
 
     async def guarded() -> VerifyReport:
+        stopping: tuple[type[BaseException], ...] = (*_known_errors(), OSError)
         try:
             return await with_store(settings, body)
-        except (*_known_errors(), OSError) as exc:
+        except stopping as exc:
             if json_output:
                 sys.stdout.write(dumps(failed_report(str(exc), to, mode).as_dict()) + "\n")
             raise

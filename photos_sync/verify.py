@@ -224,8 +224,9 @@ async def _unhashed(
     if encrypted is None:
         return set(), 0
     # --fast-list: one listing call per 1,000 objects, not one per directory (B2 and S3
-    # charge per call, and Immich's upload/ has thousands of directories)
-    flags = ("-R", "--files-only", "--fast-list")
+    # charge per call, and Immich's upload/ has thousands of directories). --no-modtime: on
+    # S3 rclone keeps the modification time in metadata, which takes a HEAD per object.
+    flags = ("-R", "--files-only", "--fast-list", "--no-modtime", "--no-mimetype")
     plain = await _lsjson(remote, crypt_path(folder), *flags, "--encrypted")
     stored = await _lsjson(remote, f"{underlying.rstrip('/')}/{encrypted}", *flags, "--hash")
     return unhashed_paths(plain, stored), len(stored)

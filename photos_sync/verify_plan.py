@@ -215,8 +215,9 @@ def judge(
 
     `changed_at` maps the source paths of missing and differing files to their latest
     change (the later of mtime and ctime: a file moved in keeps its mtime, not its ctime),
-    None if the file is gone (a path it lacks is never excused); `since` is when the folder's last completed backup started
-    (None: it never completed, so nothing is excused by time). A file changed at or after
+    None if the file is gone (a path it lacks is never excused); `since` is when the
+    folder's last completed backup started (None: it never completed, so nothing is
+    excused by time). A file changed at or after
     `since` is newer than the backup; older, it is a true mismatch. Files the source could
     not read are errors (with what to do), and so are unreadable source folders, which also
     account for the backup's files below them (not "deleted at the source").

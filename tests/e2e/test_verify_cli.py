@@ -171,8 +171,10 @@ def test_an_unreadable_source_folder_does_not_stop_the_later_folders(
         )
 
     dest = base / "dest"
-    for args in (("backup", "--setup", "local", "--name", "nas", "--path", str(dest), "--yes"),
-                 ("backup",)):
+    for args in (
+        ("backup", "--setup", "local", "--name", "nas", "--path", str(dest), "--yes"),
+        ("backup",),
+    ):
         done = run(*args)
         assert done.returncode == 0, done.stdout + done.stderr
     keyfile = base / "data" / "secrets" / "nas.json"
@@ -201,9 +203,10 @@ def test_an_unreadable_source_folder_does_not_stop_the_later_folders(
     errors = {e["path"]: e["error"] for e in report["errors"]}
     assert set(errors) == {"library/user9/", f"upload/{user_dir.name}/"}
     assert "source folder cannot be read (permission denied)" in errors["library/user9/"]
-    assert f"{in_locked} files below it in the backup not checked" in errors[
-        f"upload/{user_dir.name}/"
-    ]
+    assert (
+        f"{in_locked} files below it in the backup not checked"
+        in errors[f"upload/{user_dir.name}/"]
+    )
     assert report["differ"] == [profile_photo]  # the folder after them was checked
     assert report["newer"] == []  # the locked folder's files are not "deleted at the source"
     assert report["missing"] == []
