@@ -1082,10 +1082,12 @@ def verify(
 
     if not 0 <= sample <= 100:
         give_up("--sample takes a percentage from 0 to 100", EXIT_USAGE)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        give_up(str(exc), EXIT_USAGE)
+    if json_output:
+        try:
+            load_settings()
+        except ConfigError as exc:
+            give_up(str(exc), EXIT_USAGE)
+    settings = settings_or_exit()
     configure_logging(None)
     view = LiveView(stdout, quiet=json_output)
 

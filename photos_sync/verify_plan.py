@@ -192,6 +192,14 @@ class Verdict:
         return not (self.missing or self.differ or self.unchecked or self.errors)
 
 
+#: How rclone (Go) words ENOENT: the file or folder went away while the check ran.
+VANISHED = "no such file or directory"
+
+
+def _is_folder(problem: SourceProblem) -> bool:
+    return problem.path.endswith("/") or problem.path == ""
+
+
 def _is_marker(path: str) -> bool:
     return path.rsplit("/", 1)[-1] == IMMICH_MARKER
 
@@ -217,14 +225,20 @@ def judge(
     change (the later of mtime and ctime: a file moved in keeps its mtime, not its ctime),
     None if the file is gone (a path it lacks is never excused); `since` is when the
     folder's last completed backup started (None: it never completed, so nothing is
-    excused by time). A file changed at or after
-    `since` is newer than the backup; older, it is a true mismatch. Files the source could
-    not read are errors (with what to do), and so are unreadable source folders, which also
-    account for the backup's files below them (not "deleted at the source").
+    excused by time). A file changed at or after `since` is newer than the backup; older,
+    it is a true mismatch. Files the source could not read are errors (with what to do),
+    and so are unreadable source folders, which also account for the backup's files below
+    them (not "deleted at the source").
     """
     verdict = Verdict(matched=list(outcome.matched))
-    problems = list(source_problems)
-    dead_folders = [p.path for p in problems if p.path.endswith("/") or p.path == ""]
+    # a folder deleted while the check ran is not a problem: its backup files were deleted
+    # at the source since the backup, like any other
+    problems = [
+        p
+        for p in dict.fromkeys(source_problems)  # once each, in order
+        if not (_is_folder(p) and p.reason == VANISHED)
+    ]
+    dead_folders = [p.path for p in problems if _is_folder(p)]
     unreadable_files = {p.path: p.reason for p in problems if p.path not in dead_folders}
     hidden: dict[str, int] = {folder: 0 for folder in dead_folders}
 
@@ -271,7 +285,7 @@ def judge(
         else:
             verdict.unchecked.append(path)
     for path, reason in sorted(unreadable_files.items()):
-        if reason == "no such file or directory":
+        if reason == VANISHED:
             newer(path, DELETED)  # deleted while the check ran
         else:
             verdict.errors.append(

@@ -232,6 +232,9 @@ def test_verify_json_is_a_whole_document_when_verify_cannot_run(
         assert report["ok"] is False and words in report["error"]
         assert report["missing"] == report["newer"] == report["errors"] == []
         assert words in result.stderr
+    unset = photos_sync("verify", "--json", env={"BACKUP_IMMICH_PATH": ""})
+    assert unset.returncode != 0
+    assert "BACKUP_IMMICH_PATH" in json.loads(unset.stdout)["error"]
     shutil.rmtree(tmp_path / "dest-nas")
     result = photos_sync("verify", "--json")
     assert result.returncode == 1

@@ -234,14 +234,18 @@ def test_an_unreadable_source_root_accounts_for_every_backup_file() -> None:
     assert verdict.errors[0][0] == "" and "2 files below it" in verdict.errors[0][1]
 
 
-def test_a_file_deleted_while_the_check_ran_is_newer() -> None:
+def test_a_file_or_folder_deleted_while_the_check_ran_is_newer() -> None:
     verdict = judge(
-        CheckOutcome(unchecked=["x.jpg"]),
+        CheckOutcome(unchecked=["x.jpg"], extra=["gone/a.jpg"]),
         changed_at={},
         since=BACKUP_STARTED,
-        source_problems=[SourceProblem("x.jpg", "no such file or directory")],
+        source_problems=[
+            SourceProblem("x.jpg", "no such file or directory"),
+            SourceProblem("gone/", "no such file or directory"),
+        ],
     )
-    assert verdict.ok and verdict.newer == [("x.jpg", DELETED)]
+    assert verdict.ok
+    assert verdict.newer == [("gone/a.jpg", DELETED), ("x.jpg", DELETED)]
 
 
 def _log(level: str, msg: str, obj: str) -> str:
