@@ -3,13 +3,16 @@
 Checks, in order: rclone present and new enough; the 1Password CLI installed and signed in
 (required when a destination keeps its secrets there, informational otherwise);
 BACKUP_IMMICH_PATH set, existing and carrying Immich's markers; the data dir writable; and
-for each destination, its secrets readable and its remote reachable; then the installed
+for each destination, its secrets readable and its remote reachable (for B2, the bucket's
+lifecycle rules against photos-sync's policy on old versions); then the installed
 service (unit installed, enabled, running, lingering) and the next scheduled run, all
 optional. The report is ok when no required check failed. Nothing secret is printed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import tempfile
@@ -27,7 +30,8 @@ from photos_sync.destinations import (
 )
 from photos_sync.keyfile import SecretsError
 from photos_sync.planning import SourceRefused, check_sources, selected_folders
-from photos_sync.rclone_args import BASE_REMOTE
+from photos_sync.rclone_args import BASE_REMOTE, b2_lifecycle_argv
+from photos_sync.remote import CryptRemote
 from photos_sync.store import Destination, Store
 
 #: Oldest rclone photos-sync is tested with (b2/s3 upload concurrency, JSON logs, serve s3).
@@ -221,6 +225,87 @@ def check_data_dir(settings: Settings) -> Check:
     return Check("data dir", OK, f"{data_dir} is writable")
 
 
+def _covers(prefix: object, remote_path: str | None) -> bool:
+    """Whether a lifecycle rule with `fileNamePrefix` applies to every object of a backup
+    kept under `remote_path` in the bucket (names below it are encrypted: no finer prefix
+    can cover them all)."""
+    if not isinstance(prefix, str) or prefix == "":
+        return prefix in ("", None)
+    ours = f"{(remote_path or '').strip('/')}/"
+    return ours != "/" and ours.startswith(prefix)
+
+
+def _days(rule: dict[str, Any], key: str) -> int | None:
+    value = rule.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def b2_versions_check(label: str, bucket: str, remote_path: str | None, rules: object) -> Check:
+    """Judge a B2 bucket's lifecycle rules (`rclone backend lifecycle`'s JSON list) against
+    photos-sync's policy: the archive (`.deleted/`, BACKUP_KEEP_DELETED_DAYS) is the only
+    history; B2's hidden versions are copies billed for nothing, so a rule should delete
+    them (daysFromHidingToDeleting, "Keep only the last version"). A rule that hides files
+    some days after upload would make the backup itself disappear. Pure."""
+    name = f"{label} old versions"
+    covering = [
+        r
+        for r in (rules if isinstance(rules, list) else [])
+        if isinstance(r, dict) and _covers(r.get("fileNamePrefix"), remote_path)
+    ]
+    hiding = [d for r in covering if (d := _days(r, "daysFromUploadingToHiding")) is not None]
+    if hiding:
+        return Check(
+            name,
+            FAIL,
+            f"bucket {bucket} hides every file {min(hiding)} days after upload "
+            "(lifecycle daysFromUploadingToHiding): the backup itself would disappear",
+            "remove that lifecycle rule in the Backblaze web console (Buckets > Lifecycle "
+            'Settings), e.g. choose "Keep only the last version"',
+        )
+    deleting = [d for r in covering if (d := _days(r, "daysFromHidingToDeleting")) is not None]
+    if deleting:
+        days = min(deleting)
+        return Check(
+            name,
+            OK,
+            f"bucket {bucket} deletes hidden versions {days} day{'s' if days != 1 else ''} "
+            "after hiding (old copies live in the archive, .deleted/)",
+        )
+    return Check(
+        name,
+        FAIL,
+        f"bucket {bucket} keeps all versions: a hidden version is billed until deleted by hand",
+        'Backblaze web console: Buckets > Lifecycle Settings > "Keep only the last version" '
+        f"(or with the recovery kit: rclone backend lifecycle psbase:{bucket} "
+        "-o daysFromHidingToDeleting=1, with a key allowed to change bucket settings)",
+        required=False,
+    )
+
+
+async def check_b2_versions(remote: CryptRemote, destination: Destination) -> Check:
+    """Read the bucket's lifecycle rules and judge them (informational: a failure to read
+    them is a skip, never a failed check)."""
+    label = f"destination {destination.name}"
+    bucket = destination.bucket_name or ""
+    result = await execute.run_captured(
+        b2_lifecycle_argv(remote.binary, bucket), remote.child_env(), timeout=120
+    )
+    rules: object = "unread"
+    if result.returncode == 0:
+        with contextlib.suppress(ValueError):
+            rules = json.loads(result.stdout or b"[]")
+    if rules is None:
+        rules = []  # rclone prints `null` for a bucket that never had rules
+    if not isinstance(rules, list):
+        why = (
+            str(remote._fail("reading the lifecycle rules", result))
+            if result.returncode
+            else "rclone's answer was not a list of rules"
+        )
+        return Check(f"{label} old versions", SKIP, f"not checked: {why}", required=False)
+    return b2_versions_check(label, bucket, destination.remote_path, rules)
+
+
 async def check_destination(
     settings: Settings, store: Store, destination: Destination
 ) -> list[Check]:
@@ -257,6 +342,8 @@ async def check_destination(
         checks.append(Check(f"{label} remote", FAIL, f"{where} not reachable", str(exc)))
     else:
         checks.append(Check(f"{label} remote", OK, f"{where} reachable, backup marker found"))
+        if destination.type == "b2" and destination.bucket_name:
+            checks.append(await check_b2_versions(remote, destination))
     return checks
 
 

@@ -1180,20 +1180,34 @@ def verify(
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Compare the Immich source with the backup: rclone cryptcheck where the storage keeps
-    hashes, download-and-compare where it does not. Exit 1 on any difference."""
-    from photos_sync.names import display_path
+    """Check the backup against what the last completed backup sent: rclone cryptcheck where
+    the storage keeps hashes, download-and-compare where it does not. Files added, changed or
+    deleted at the source since that backup are listed as newer than it; exit 1 only on files
+    missing or differing in the backup, unreadable objects, or unreadable source files."""
     from photos_sync.render import dumps
-    from photos_sync.units import human_bytes
+    from photos_sync.verify import VerifyReport, failed_report
     from photos_sync.verify import verify as run_verify
 
+    mode = "full" if full else f"sample {sample:g}%"
+
+    def give_up(message: str, code: int) -> NoReturn:
+        # --json always prints a whole document, whatever went wrong
+        if json_output:
+            sys.stdout.write(dumps(failed_report(message, to, mode).as_dict()) + "\n")
+        fail(message, code)
+
     if not 0 <= sample <= 100:
-        fail("--sample takes a percentage from 0 to 100", EXIT_USAGE)
+        give_up("--sample takes a percentage from 0 to 100", EXIT_USAGE)
+    if json_output:
+        try:
+            load_settings()
+        except ConfigError as exc:
+            give_up(str(exc), EXIT_USAGE)
     settings = settings_or_exit()
     configure_logging(None)
     view = LiveView(stdout, quiet=json_output)
 
-    async def body(store: Store) -> Any:
+    async def body(store: Store) -> VerifyReport:
         from photos_sync.notify import notify_verify
 
         found = await run_verify(
@@ -1205,30 +1219,93 @@ def verify(
         await write_textfile(settings, store)
         return found
 
-    report = run_async(lambda: with_store(settings, body))
+    async def guarded() -> VerifyReport:
+        stopping: tuple[type[BaseException], ...] = (*_known_errors(), OSError)
+        try:
+            return await with_store(settings, body)
+        except stopping as exc:
+            if json_output:
+                sys.stdout.write(dumps(failed_report(str(exc), to, mode).as_dict()) + "\n")
+            raise
+        except asyncio.CancelledError:
+            if json_output:
+                message = "interrupted: run the same command again"
+                sys.stdout.write(dumps(failed_report(message, to, mode).as_dict()) + "\n")
+            raise
+
+    report = run_async(guarded)
     if json_output:
         sys.stdout.write(dumps(report.as_dict()) + "\n")
     else:
-        figures = report.figures()
-        stdout.print(
-            f"{report.destination}: {figures['matched']} files match, {figures['missing']} "
-            f"missing, {figures['extra']} extra, {figures['differ']} differ, "
-            f"{figures['errors']} unreadable; downloaded {len(report.downloaded)} files "
-            f"({human_bytes(report.downloaded_bytes)}) to compare, "
-            f"{len(report.left_unverified)} large files without hashes left for another night",
-            highlight=False,
-        )
-        outcome = report.outcome
-        for label, paths in (
-            ("missing from the backup", outcome.missing),
-            ("only in the backup", outcome.extra),
-            ("differs", outcome.differ),
-            ("could not be checked", outcome.unchecked),
-        ):
-            for item in paths:
-                stderr.print(f"[red]{label}:[/red] {escape(display_path(item))}", highlight=False)
+        _print_verify(report)
     if not report.ok:
         raise typer.Exit(EXIT_FAILURE)
+
+
+#: Paths newer than the backup listed by a human-readable verify (--json lists them all).
+VERIFY_NEWER_SHOWN = 20
+_CHANGE_LABELS = {
+    "added": "added at the source",
+    "modified": "modified at the source",
+    "deleted": "deleted at the source",
+    "marker": "Immich's marker, rewritten at each start",
+}
+
+
+def _print_verify(report: Any) -> None:
+    """A verify's result for people: one summary line, the newer files (stdout), every
+    problem (stderr), and for cloud storage the calls it took."""
+    from photos_sync.names import display_path
+    from photos_sync.units import human_bytes
+
+    figures = report.figures()
+    newer = len(report.newer)
+    stdout.print(
+        f"{report.destination}: {figures['matched']} files match, {figures['missing']} "
+        f"missing, {figures['differ']} differ, {figures['errors']} unreadable; "
+        f"{newer} newer than the backup (not a problem); downloaded {len(report.downloaded)} "
+        f"files ({human_bytes(report.downloaded_bytes)}) to compare, "
+        f"{len(report.left_unverified)} large files without hashes left for another night",
+        highlight=False,
+    )
+    for path, change in report.newer[:VERIFY_NEWER_SHOWN]:
+        stdout.print(
+            f"newer than the backup ({_CHANGE_LABELS.get(change, change)}): {display_path(path)}",
+            highlight=False,
+            markup=False,
+        )
+    if newer > VERIFY_NEWER_SHOWN:
+        stdout.print(
+            f"… and {newer - VERIFY_NEWER_SHOWN} more newer than the backup "
+            "(`photos-sync verify --json` lists them all)",
+            highlight=False,
+        )
+    if report.cloud:
+        calls = report.calls()
+        stdout.print(
+            f"storage calls: {calls['object_reads']:,} object reads (one ranged read of each "
+            f"hashed file's header, for its nonce), {calls['downloads']:,} downloads, about "
+            f"{calls['listings']:,} listings",
+            highlight=False,
+        )
+    outcome = report.outcome
+    for label, paths in (
+        ("missing from the backup", outcome.missing),
+        ("differs", outcome.differ),
+        ("could not be checked", outcome.unchecked),
+    ):
+        for item in paths:
+            stderr.print(
+                f"[red]{label}:[/red] {escape(display_path(item))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for path, problem in report.errors:
+        stderr.print(
+            f"[red]not checked:[/red] {escape(display_path(path))}: {escape(problem)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _fast_status(argv: list[str]) -> int | None:

@@ -253,9 +253,11 @@ class B2Type:
         options = {
             "account": secrets.get("application_key_id", ""),
             "key": secrets.get("application_key", ""),
-            # Deleting hides a file (B2 keeps its versions, per the bucket's lifecycle
-            # rules) instead of destroying it.
-            "hard_delete": "false",
+            # The archive (.deleted/, BACKUP_KEEP_DELETED_DAYS) is the history. B2 has no
+            # server-side move: rclone moves a file into the archive by copying it there and
+            # deleting the original, which a plain delete would only hide, leaving a second
+            # billed copy nobody prunes. So deletes are real (docs/CLOUD.md, B2 versions).
+            "hard_delete": "true",
         }
         if destination.endpoint:
             options["endpoint"] = destination.endpoint

@@ -320,7 +320,9 @@ async def wait_for_dump(
     say: Callable[[str], None],
 ) -> DumpFile | None:
     """Poll until a dump not in `before` appears and holds still for STABLE_POLLS looks in a
-    row (older Immich writes it in place; newer renames a finished `.tmp`); None on timeout."""
+    row (every Immich version writes `<name>.sql.gz.tmp` and renames it when done, so a
+    listed dump is finished; the stillness check guards against other writers); None on
+    timeout."""
     start = time.monotonic()
     last_said = start
     previous: DumpFile | None = None

@@ -1,7 +1,7 @@
 """Immich integration, the pure part: URLs, API versions, dump files and their health. No I/O.
 
 Immich (v1.120+) writes Postgres dumps named `immich-db-backup-*.sql.gz` into `backups/`
-(newer servers write `<name>.sql.gz.tmp` and rename it when done). photos-sync asks the
+(every version writes `<name>.sql.gz.tmp` and renames it when done). photos-sync asks the
 server for a fresh dump before a run, through one of two endpoints:
 
 - `POST /api/jobs` with `{"name": "backup-database"}` (the "create a manual job" endpoint;

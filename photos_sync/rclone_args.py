@@ -188,6 +188,25 @@ def simple_argv(binary: str, command: str, *args: str) -> tuple[str, ...]:
     return (binary, command, *args, "--use-json-log", "--retries", "1")
 
 
+def b2_lifecycle_argv(binary: str, bucket: str) -> tuple[str, ...]:
+    """argv for `rclone backend lifecycle psbase:BUCKET`, which prints a B2 bucket's lifecycle
+    rules as a JSON list (rclone >= 1.63; read-only: without `-o` options nothing is set).
+    Quick to give up: it is one informational call of `backup --check`."""
+    return simple_argv(
+        binary,
+        "backend",
+        "lifecycle",
+        f"{BASE_REMOTE}:{bucket}",
+        "--json",
+        "--low-level-retries",
+        "1",
+        "--contimeout",
+        "15s",
+        "--timeout",
+        "60s",
+    )
+
+
 def obscure_argv(binary: str) -> tuple[str, ...]:
     """argv for `rclone obscure -`, which reads the secret from stdin, never from argv."""
     return (binary, "obscure", "-")

@@ -634,6 +634,16 @@ class Store:
             "destination_id = ? ORDER BY id DESC LIMIT ?", (destination_id, limit)
         )
 
+    async def last_completed_jobs(self, destination_id: int) -> dict[str, Job]:
+        """Folder -> its most recent COMPLETED job for the destination: the backup of that
+        folder holds what this job's run sent (the run started at its run_id / created_at)."""
+        jobs = await self._select_jobs(
+            "id IN (SELECT MAX(id) FROM backup_jobs WHERE destination_id = ? AND status = ? "
+            "GROUP BY folder) ORDER BY id",
+            (destination_id, JobStatus.COMPLETED.value),
+        )
+        return {job.folder: job for job in jobs}
+
 
 def _low_on_space(path: Path, margin: int = 1024 * 1024) -> bool:
     """True if the file system holding `path` has less than `margin` bytes free."""

@@ -59,7 +59,8 @@ async def test_b2_remote_env_and_sync_argv() -> None:
     assert env["RCLONE_CONFIG_PSBASE_TYPE"] == "b2"
     assert env["RCLONE_CONFIG_PSBASE_ACCOUNT"] == KEY_ID
     assert env["RCLONE_CONFIG_PSBASE_KEY"] == APP_KEY
-    assert env["RCLONE_CONFIG_PSBASE_HARD_DELETE"] == "false"  # versions kept
+    # a file moved into the archive leaves no hidden version behind (billed twice otherwise)
+    assert env["RCLONE_CONFIG_PSBASE_HARD_DELETE"] == "true"
     assert env["RCLONE_CONFIG_PSCRYPT_TYPE"] == "crypt"
     assert env["RCLONE_CONFIG_PSCRYPT_REMOTE"] == "psbase:my-immich/server1"
     assert env["RCLONE_CONFIG_PSCRYPT_PASSWORD"] not in (PASSWORD, "")
@@ -76,7 +77,7 @@ async def test_b2_remote_env_and_sync_argv() -> None:
     text = " ".join(argv)
     assert "--transfers 16" in text and "--checkers 32" in text and "--fast-list" in text
     assert "--b2-chunk-size 24Mi" in text and "--b2-upload-concurrency 2" in text
-    assert "--b2-hard-delete" not in text
+    assert "--b2-hard-delete" not in text  # the remote's own setting, one place
     for secret in (KEY_ID, APP_KEY, PASSWORD, env["RCLONE_CONFIG_PSCRYPT_PASSWORD"]):
         assert secret not in text
     assert APP_KEY in remote.secrets and PASSWORD in remote.secrets
@@ -187,7 +188,16 @@ async def test_live_b2_backup(immich: tuple[Path, TreeStats]) -> None:  # pragma
             env=env,
         )
         await setup_destination(settings, store, request)
-        result = await Runner(settings, store).run(RunRequest("live"))
+        runner = Runner(settings, store)
+        result = await runner.run(RunRequest("live"))
         assert result.ok
+        # `backup --check` reads the bucket's lifecycle rules with this key
+        from photos_sync.check import SKIP, check_b2_versions
+
+        destination = await store.get_destination("live")
+        assert destination is not None
+        remote = await runner.open_remote(destination)
+        versions = await check_b2_versions(remote, destination)
+        assert versions.status != SKIP, versions.detail
     finally:
         await store.close()

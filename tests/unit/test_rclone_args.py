@@ -17,6 +17,7 @@ from photos_sync.rclone_args import (
     RemoteSpec,
     SyncOptions,
     archive_path,
+    b2_lifecycle_argv,
     check_argv,
     copy_argv,
     crypt_path,
@@ -291,6 +292,36 @@ def test_simple_argv() -> None:
     assert simple_argv(RCLONE, "mkdir") == (RCLONE, "mkdir", "--use-json-log", "--retries", "1")
 
 
+def test_b2_lifecycle_argv_reads_the_bucket_rules_and_gives_up_quickly() -> None:
+    argv = b2_lifecycle_argv(RCLONE, "my-immich")
+    assert argv[:4] == (RCLONE, "backend", "lifecycle", f"{BASE_REMOTE}:my-immich")
+    assert argv[4] == "--json"
+    assert argv[5:7] == ("--low-level-retries", "1")
+    assert argv[7:9] == ("--contimeout", "15s")
+    assert argv[9:11] == ("--timeout", "60s")
+    assert argv[11:] == ("--use-json-log", "--retries", "1")
+    assert not any(arg.startswith("-o") or "=" in arg for arg in argv)  # reads, never sets
+
+
+def test_b2_lifecycle_argv_is_accepted_by_the_real_rclone(rclone: str) -> None:
+    """No B2 here: pointed at a closed loopback port, rclone gets as far as authorizing."""
+    env = {
+        **os.environ,
+        **remote_env([RemoteSpec(BASE_REMOTE, "b2", {"account": "id", "key": "key"})]),
+        "RCLONE_CONFIG_PSBASE_ENDPOINT": "http://127.0.0.1:9",
+    }
+    result = subprocess.run(
+        [rclone, *b2_lifecycle_argv(rclone, "my-immich")[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode not in (0, 2), result.stderr
+    assert "failed to authorize account" in result.stderr
+    assert "unknown flag" not in result.stderr
+
+
 def test_obscure_reads_the_secret_from_stdin() -> None:
     assert obscure_argv(RCLONE) == (RCLONE, "obscure", "-")
 
@@ -398,6 +429,7 @@ def test_no_secret_ever_appears_in_any_argv() -> None:
         simple_argv(RCLONE, "lsjson", crypt_path(), "--max-depth", "1"),
         simple_argv(RCLONE, "rcat", crypt_path(DESTINATION_MARKER)),
         obscure_argv(RCLONE),
+        b2_lifecycle_argv(RCLONE, "bucket"),
     ]
     for argv in argvs:
         joined = "\0".join(argv)
