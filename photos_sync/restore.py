@@ -235,7 +235,8 @@ class Restorer:
                 )
             job = await self.store.set_restore_status(job.id, JobStatus.RUNNING)
         label = request.path or "everything"
-        job_view = {"id": job.id if job else 0, "folder": label}
+        # "label": what the progress lines call it (a backup job is "<folder>/").
+        job_view = {"id": job.id if job else 0, "folder": label, "label": label}
         self.sink(RunEvent("job_started", destination.name, job_view))
         totals = _Totals()
         error: str | None = None
@@ -332,6 +333,7 @@ class Restorer:
                         {
                             "job_id": job.id if job else 0,
                             "folder": request.path or "everything",
+                            "label": request.path or "everything",
                             "bytes_done": totals.bytes,
                             "bytes_total": max(totals.bytes_total, totals.bytes),
                             "files_done": totals.files,

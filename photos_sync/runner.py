@@ -81,6 +81,7 @@ from photos_sync.remote import CryptRemote
 from photos_sync.secrets_io import load_secrets
 from photos_sync.states import JobStatus, Refusal, Staleness, stale_threshold
 from photos_sync.store import Destination, Job, Store, utcnow
+from photos_sync.units import human_bytes, plural
 
 if TYPE_CHECKING:
     from photos_sync.restore import RestoreRequest
@@ -712,8 +713,8 @@ class Runner:
                     "message",
                     destination.name,
                     {
-                        "text": f"{folder.name}/: would send {entry.files} files "
-                        f"({entry.bytes} bytes), archive {entry.archived}"
+                        "text": f"{folder.name}/: would send {plural(entry.files, 'file')} "
+                        f"({human_bytes(entry.bytes)}), archive {plural(entry.archived, 'file')}"
                         + (f"; error: {entry.error}" if entry.error else "")
                         + (f"; a real run would be {refusal}" if refusal else ""),
                     },
@@ -1122,11 +1123,23 @@ class Runner:
                 await task
 
 
-def summarise(result: RunResult) -> str:
-    """One line for the end of a run."""
-    if result.dry_run:
-        files = sum(f.files for f in result.dry_run_folders)
-        size = sum(f.bytes for f in result.dry_run_folders)
-        return f"dry run: {files} files ({size} bytes) would be sent to {result.destination}"
-    done = sum(1 for j in result.jobs if j.status is JobStatus.COMPLETED)
-    return f"{done}/{len(result.jobs)} folders backed up to {result.destination}"
+def summarise(result: RunResult | Mapping[str, Any]) -> str:
+    """One line for the end of a run, from the result or its as_dict() (as the daemon sends
+    it): '4/4 folders backed up to nas: 12 files (3.1 MiB) sent'."""
+    data = result.as_dict() if isinstance(result, RunResult) else result
+    destination = data.get("destination", "")
+    if data.get("dry_run"):
+        folders = data.get("dry_run_folders") or []
+        files = sum(int(f["files"]) for f in folders)
+        size = sum(int(f["bytes"]) for f in folders)
+        return (
+            f"dry run: {plural(files, 'file')} ({human_bytes(size)}) would be sent to {destination}"
+        )
+    jobs = data.get("jobs") or []
+    done = sum(1 for j in jobs if j["status"] == JobStatus.COMPLETED.value)
+    files = sum(int(j.get("files_transferred") or 0) for j in jobs)
+    size = sum(int(j.get("bytes_transferred") or 0) for j in jobs)
+    return (
+        f"{done}/{plural(len(jobs), 'folder')} backed up to {destination}: "
+        f"{plural(files, 'file')} ({human_bytes(size)}) sent"
+    )

@@ -174,8 +174,9 @@ def test_unreadable_or_odd_env_files_are_skipped(cwd: Path, tmp_path: Path) -> N
 
 def test_bad_value_from_an_env_file_is_a_config_error(cwd: Path, tmp_path: Path) -> None:
     write_env(cwd, BACKUP_STATS_INTERVAL="often")
+    settings = load_settings({"PHOTOS_SYNC_DATA_DIR": str(tmp_path / "d")}, cwd)
     with pytest.raises(ConfigError, match=r"^BACKUP_STATS_INTERVAL='often' is invalid"):
-        load_settings({"PHOTOS_SYNC_DATA_DIR": str(tmp_path / "d")}, cwd)
+        settings.require(["BACKUP_STATS_INTERVAL"])
 
 
 def test_defaults_to_os_environ_and_current_directory(
