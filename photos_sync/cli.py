@@ -133,7 +133,7 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except Exception as exc:
         from photos_sync.runner import UsageProblem as usage_problem
 
-        if isinstance(exc, (usage_problem, ConfigError)):
+        if isinstance(exc, usage_problem):
             fail(str(exc), EXIT_USAGE)
         if isinstance(exc, _known_errors()):
             fail(str(exc))

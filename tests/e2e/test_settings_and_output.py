@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from photos_sync.states import JobStatus
 from photos_sync.store import Store
 from tests.immich_tree import TreeStats
 from tests.support.cli import photos_sync
-from tests.support.daemon import setup_local
+from tests.support.daemon import daemon_pool, setup_local
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -286,3 +288,21 @@ def test_a_full_restore_is_called_everything(
     restored = ok("restore", "--from", "nas", "--to", str(tmp_path / "all"))
     assert "everything: COMPLETED" in restored.stdout, restored.stdout
     assert "everything/" not in restored.stdout
+
+
+def test_a_reload_with_a_bad_setting_keeps_the_daemon_s_settings(
+    isolated_env: dict[str, str],
+) -> None:
+    dotenv = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / ".env"
+    dotenv.parent.mkdir(parents=True)
+    dotenv.write_text("BACKUP_VERIFY_SCHEDULE=7d\n")
+    with daemon_pool() as pool:
+        daemon = pool.start()
+        assert daemon.call("status")["daemon"]["verify_schedule"] == "every 7d"
+        dotenv.write_text("BACKUP_VERIFY_SCHEDULE=sometimes\n")
+        daemon.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while "reload_failed" not in daemon.stderr_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "BACKUP_VERIFY_SCHEDULE='sometimes' is invalid" in daemon.stderr_text()
+        assert daemon.call("status")["daemon"]["verify_schedule"] == "every 7d"
