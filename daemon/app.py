@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from photos_sync import procinfo
-from photos_sync.config import ConfigError, Settings
+from photos_sync.config import DAEMON_SETTINGS, ConfigError, Settings
 from photos_sync.control_socket import socket_location
 from photos_sync.datadir import DataDirError
 from photos_sync.logs import configure_logging, get_logger
@@ -193,9 +193,12 @@ class Daemon:
         """SIGHUP: read the config again; paths that need a restart keep their old values."""
         try:
             fresh = self._reload()
+            fresh.require(DAEMON_SETTINGS)
         except ConfigError as exc:
             log.error("reload_failed", error=str(exc))
             return
+        for notice in fresh.notices:
+            log.warning("config_notice", notice=notice)
         if (fresh.data_dir, fresh.socket_path) != (
             self.settings.data_dir,
             self.settings.socket_path,

@@ -1,6 +1,7 @@
 """`photos-sync backup --check`: every prerequisite, one line each, with a hint when it fails.
 
-Checks, in order: rclone present and new enough; the 1Password CLI installed and signed in
+Checks, in order: every setting well-formed (a malformed one fails here, and the checks that
+need it are skipped); rclone present and new enough; the 1Password CLI installed and signed in
 (required when a destination keeps its secrets there, informational otherwise);
 BACKUP_IMMICH_PATH set, existing and carrying Immich's markers; the data dir writable; and
 for each destination, its secrets readable and its remote reachable (for B2, the bucket's
@@ -145,6 +146,22 @@ async def check_op(required: bool) -> list[Check]:
     return checks
 
 
+def check_settings(settings: Settings) -> list[Check]:
+    """A failure per malformed setting (the commands that use it refuse to start)."""
+    return [
+        Check(variable, FAIL, "invalid", f"{message} (in the environment or a .env file)")
+        for variable, message in settings.problems.items()
+    ]
+
+
+def _skipped_for(settings: Settings, name: str, *variables: str) -> Check | None:
+    """A skipped check when one of `variables`, which check `name` needs, is malformed."""
+    bad = [v for v in variables if v in settings.problems]
+    if not bad:
+        return None
+    return Check(name, SKIP, f"not tried ({', '.join(bad)} is invalid, see above)", required=False)
+
+
 def check_immich(settings: Settings) -> list[Check]:
     try:
         path = settings.require_immich_path()
@@ -160,6 +177,9 @@ def check_immich(settings: Settings) -> list[Check]:
             )
         ]
     checks = [Check("BACKUP_IMMICH_PATH", OK, str(path))]
+    skipped = _skipped_for(settings, "Immich folders", "BACKUP_INCLUDE_GENERATED")
+    if skipped is not None:
+        return [*checks, skipped]
     from photos_sync.runner import gather_facts
 
     folders = selected_folders(settings.include_generated)
@@ -190,6 +210,9 @@ async def check_immich_api(settings: Settings, destinations: list[Destination]) 
             checks.append(
                 Check("Immich DB dump", FAIL, newest, "; ".join(judged.warnings), required=False)
             )
+    skipped = _skipped_for(settings, "Immich API", "BACKUP_IMMICH_URL", "BACKUP_IMMICH_API_TIMEOUT")
+    if skipped is not None:
+        return [*checks, skipped]
     if settings.immich_url is None:
         checks.append(
             Check(
@@ -422,6 +445,9 @@ async def check_service(settings: Settings, store: Store) -> list[Check]:
                     required=False,
                 )
             )
+    skipped = _skipped_for(settings, "next scheduled run", "BACKUP_SCHEDULE")
+    if skipped is not None:
+        return [*checks, skipped]
     if settings.schedule is None:
         checks.append(
             Check(
@@ -447,7 +473,7 @@ async def check_service(settings: Settings, store: Store) -> list[Check]:
 
 
 async def run_checks(settings: Settings, store: Store) -> CheckReport:
-    report = CheckReport()
+    report = CheckReport(check_settings(settings))
     rclone = await check_rclone(settings)
     report.checks.append(rclone)
     destinations = await store.list_destinations()

@@ -10,7 +10,7 @@ import asyncio
 import importlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -20,7 +20,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from photos_sync import __version__
-from photos_sync.config import ConfigError, Settings
+from photos_sync.config import (
+    DAEMON_SETTINGS,
+    RUN_SETTINGS,
+    STATUS_SETTINGS,
+    ConfigError,
+    Settings,
+)
 from photos_sync.lazy import lazy
 from photos_sync.settings_io import load_settings
 
@@ -47,7 +53,29 @@ T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
+
+class _FlagsWithoutType:
+    """Help that shows no `<bool>` after a flag: a flag takes no value (typer prints the
+    type of every option, flags included)."""
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsWithoutType, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_FlagsWithoutType, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     name="photos-sync",
     help=(
         "Encrypted, resumable off-site backups of an Immich server (B2, S3, or a local/NAS "
@@ -65,6 +93,9 @@ app = typer.Typer(
 
 stdout = Console()
 stderr = Console(stderr=True)
+# Piped (cron mail, logs): a long line stays one line, a path is never broken at column 80.
+for _console in (stdout, stderr):
+    _console.soft_wrap = not _console.is_terminal
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -117,11 +148,27 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise
 
 
-def settings_or_exit() -> Settings:
+def warn(message: str) -> None:
+    """One warning line on stderr: something worth fixing that stops nothing."""
+    stderr.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+
+
+def settings_or_exit(uses: Iterable[str], command: str, *, warn_unused: bool = True) -> Settings:
+    """The settings for `command`, which reads the variables `uses`: exit 2 with one line
+    naming each malformed one. Malformed variables it does not read (unless `warn_unused` is
+    off, for `--check`, which lists them itself), unknown names and unreadable `.env` lines
+    are warnings on stderr."""
+    settings = load_settings()
+    for notice in settings.notices:
+        warn(notice)
     try:
-        return load_settings()
+        settings.require(uses)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
+    if warn_unused:
+        for problem in settings.unused_problems(uses):
+            warn(f"{problem} ({command} does not use it)")
+    return settings
 
 
 async def open_store(settings: Settings) -> Store:
@@ -149,8 +196,10 @@ SETUP_TYPES = ("b2", "s3", "local")
 
 
 @app.command(
+    cls=_Command,
     epilog=(
         "Examples:\n\n"
+        "  BACKUP_IMMICH_PATH=/srv/immich photos-sync backup   the one required setting\n\n"
         "  photos-sync backup                       back up to the only destination\n\n"
         "  photos-sync backup --to nas --dry-run    show what would be sent\n\n"
         "  photos-sync backup --status --json       state of every job, for scripts\n\n"
@@ -160,7 +209,7 @@ SETUP_TYPES = ("b2", "s3", "local")
         "  photos-sync backup --history             past runs: duration, bytes, result\n\n"
         "  photos-sync backup --check\n\n"
         "  photos-sync backup --reset --to nas --yes"
-    )
+    ),
 )
 def backup(
     to: Annotated[
@@ -245,7 +294,11 @@ def backup(
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes; no prompts.")] = False,
 ) -> None:
-    """Back up Immich's folders (DB dumps first) to an encrypted destination."""
+    """Back up Immich's folders (DB dumps first) to an encrypted destination.
+
+    Needs BACKUP_IMMICH_PATH: Immich's UPLOAD_LOCATION, the folder holding library/, upload/
+    and backups/ (e.g. BACKUP_IMMICH_PATH=/srv/immich in the environment or in .env). Other
+    settings: see README.md."""
     modes = [
         m
         for m, on in (
@@ -262,7 +315,16 @@ def backup(
         fail(f"{' and '.join(modes)} cannot be combined", EXIT_USAGE)
     if (watch or once) and not status:
         fail("--watch and --once go with --status", EXIT_USAGE)
-    settings = settings_or_exit()
+    uses: tuple[str, ...] = RUN_SETTINGS
+    if status:
+        uses = STATUS_SETTINGS
+    elif history or reset or check or setup is not None:
+        uses = ()
+    elif setup_immich:
+        uses = ("BACKUP_IMMICH_URL", "BACKUP_IMMICH_API_TIMEOUT")
+    settings = settings_or_exit(
+        uses, f"backup {modes[0]}" if modes else "backup", warn_unused=not check
+    )
     if status and (watch or once):
         from photos_sync.watch import watch_status
 
@@ -415,7 +477,9 @@ def _reset(settings: Settings, to: str | None, yes: bool) -> None:
         removed = int(from_daemon["removed"])
     else:
         removed = run_async(lambda: with_store(settings, body))
-    stdout.print(f"cleared {removed} jobs ({what}); the backup itself is untouched")
+    from photos_sync.units import plural
+
+    stdout.print(f"cleared {plural(removed, 'job')} ({what}); the backup itself is untouched")
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -637,7 +701,9 @@ def _check(settings: Settings, json_output: bool) -> None:
         raise typer.Exit(EXIT_FAILURE)
 
 
-@app.command("recovery-kit", epilog="Example:\n\n  photos-sync recovery-kit nas > kit.txt")
+@app.command(
+    "recovery-kit", cls=_Command, epilog="Example:\n\n  photos-sync recovery-kit nas > kit.txt"
+)
 def recovery_kit_command(
     name: Annotated[str, typer.Argument(help="Destination name.")],
 ) -> None:
@@ -654,7 +720,7 @@ def recovery_kit_command(
     from photos_sync.recovery_kit import recovery_kit
     from photos_sync.secrets_io import load_secrets
 
-    settings = settings_or_exit()
+    settings = settings_or_exit((), "recovery-kit")
 
     async def body(store: Store) -> str:
         destination = await store.get_destination(name)
@@ -690,6 +756,7 @@ def recovery_kit_command(
 
 @app.command(
     "daemon",
+    cls=_Command,
     epilog=(
         "Examples:\n\n"
         "  photos-sync daemon                 run in the foreground (what the service runs)\n\n"
@@ -724,7 +791,10 @@ def daemon_command(
         fail("--install and --uninstall cannot be combined", EXIT_USAGE)
     if (no_enable or yes) and not (install or uninstall):
         fail("--no-enable and --yes go with --install or --uninstall", EXIT_USAGE)
-    settings = settings_or_exit()
+    # The installed service is the daemon: it needs every setting right to start.
+    settings = settings_or_exit(
+        () if uninstall else DAEMON_SETTINGS, "daemon --uninstall" if uninstall else "daemon"
+    )
     if install:
         _install_service(settings, enable=not no_enable, yes=yes)
         return
@@ -891,18 +961,7 @@ def _summary_of(end: dict[str, Any]) -> str:
                 str(job.get("target_dir", "the target folder")),
             )
         return line
-    from photos_sync.names import summary_note
-
-    names = result.get("file_names") or []
-    note = summary_note(len(names), sum(1 for n in names if not n.get("backed_up")))
-    if result.get("dry_run"):
-        folders = result.get("dry_run_folders") or []
-        files = sum(f["files"] for f in folders)
-        size = sum(f["bytes"] for f in folders)
-        return f"dry run: {files} files ({size} bytes) would be sent to {destination}{note}"
-    jobs = result.get("jobs") or []
-    done = sum(1 for j in jobs if j["status"] == "COMPLETED")
-    return f"{done}/{len(jobs)} folders backed up to {destination}{note}"
+    return summarise({"destination": destination, **result})
 
 
 def _daemon_run(
@@ -1040,6 +1099,7 @@ def _parse_moment(raw: str) -> datetime:
 
 
 @app.command(
+    cls=_Command,
     epilog=(
         "Examples:\n\n"
         "  photos-sync restore --from nas --to /srv/immich-restore            everything\n\n"
@@ -1047,7 +1107,7 @@ def _parse_moment(raw: str) -> datetime:
         "  photos-sync restore --from nas --list-deleted --path upload        the archive\n\n"
         "  photos-sync restore --from nas --to /tmp/r --deleted --path library/anna/2024/a.jpg\n\n"
         "  photos-sync restore --from nas --to /tmp/r --as-of 2026-11-01 --path library"
-    )
+    ),
 )
 def restore(
     source: Annotated[
@@ -1084,7 +1144,7 @@ def restore(
     from photos_sync.restore import Restorer, RestoreRequest, archive_listing
     from photos_sync.units import human_bytes
 
-    settings = settings_or_exit()
+    settings = settings_or_exit(() if list_deleted else ("BACKUP_BWLIMIT",), "restore")
     if deleted and as_of_raw:
         fail("--deleted and --as-of cannot be combined", EXIT_USAGE)
     if list_deleted:
@@ -1158,12 +1218,13 @@ def restore(
 
 
 @app.command(
+    cls=_Command,
     epilog=(
         "Examples:\n\n"
         "  photos-sync verify                 hashes for all, a sample downloaded where none\n\n"
         "  photos-sync verify --full          download and compare every unhashable file\n\n"
         "  photos-sync verify --sample 5 --json"
-    )
+    ),
 )
 def verify(
     to: Annotated[str | None, typer.Option("--to", help="Destination (optional with one).")] = None,
@@ -1198,12 +1259,13 @@ def verify(
 
     if not 0 <= sample <= 100:
         give_up("--sample takes a percentage from 0 to 100", EXIT_USAGE)
+    verify_uses = ("BACKUP_INCLUDE_GENERATED",)
     if json_output:
         try:
-            load_settings()
+            load_settings().require(verify_uses)
         except ConfigError as exc:
             give_up(str(exc), EXIT_USAGE)
-    settings = settings_or_exit()
+    settings = settings_or_exit(verify_uses, "verify")
     configure_logging(None)
     view = LiveView(stdout, quiet=json_output)
 
@@ -1317,7 +1379,7 @@ def _fast_status(argv: list[str]) -> int | None:
     if not set(argv[1:]) <= {"--status", "--json"} or len(argv[1:]) != len(set(argv[1:])):
         return None
     try:
-        _status(settings_or_exit(), "--json" in argv)
+        _status(settings_or_exit(STATUS_SETTINGS, "backup --status"), "--json" in argv)
     except typer.Exit as done:
         return done.exit_code
     return EXIT_OK

@@ -2,14 +2,20 @@
 
 `photos_sync.settings_io.load_settings` gathers the mapping (environment, then `.env` in the
 current directory, then `.env` in the data dir) and hands it here.
+
+Validation is per setting and lazy: a malformed value does not stop parsing. It is kept as a
+problem, the field keeps its default, and reading that field raises ConfigError. Each command
+`require`s the settings it uses before doing anything, so a bad BACKUP_SCHEDULE stops the
+daemon but not `restore` (which shows it as a warning instead).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from photos_sync.schedule import Daily, Schedule, ScheduleError, parse_schedule
 
@@ -43,6 +49,68 @@ _DAY = (
 )
 _SLOT = rf"(?:{_DAY}-)?(?:[01]\d|2[0-3]):[0-5]\d,{_RATE_PAIR}"
 _BWLIMIT_RE = re.compile(rf"^(?:{_RATE_PAIR}|{_SLOT}(?:\s+{_SLOT})*)$", re.IGNORECASE)
+
+#: Each variable parse_settings validates, and the Settings field it sets.
+SETTING_FIELDS: Mapping[str, str] = {
+    "BACKUP_BWLIMIT": "bwlimit",
+    "BACKUP_STATS_INTERVAL": "stats_interval",
+    "BACKUP_MAX_RETRIES": "max_retries",
+    "BACKUP_RETRY_DELAY": "retry_delay",
+    "BACKUP_STALL_TIMEOUT": "stall_timeout",
+    "BACKUP_TRANSFERS": "transfers",
+    "BACKUP_CHECKERS": "checkers",
+    "BACKUP_INCLUDE_GENERATED": "include_generated",
+    "BACKUP_FOLLOW_SYMLINKS": "follow_symlinks",
+    "BACKUP_MAX_DELETE": "max_delete",
+    "BACKUP_KEEP_DELETED_DAYS": "keep_deleted_days",
+    "BACKUP_SCHEDULE": "schedule",
+    "BACKUP_VERIFY_SCHEDULE": "verify_schedule",
+    "BACKUP_IMMICH_URL": "immich_url",
+    "BACKUP_IMMICH_DUMP_TIMEOUT": "immich_dump_timeout",
+    "BACKUP_IMMICH_API_TIMEOUT": "immich_api_timeout",
+    "BACKUP_IMMICH_POLL_INTERVAL": "immich_poll_interval",
+}
+_FIELD_VARIABLE = {name: variable for variable, name in SETTING_FIELDS.items()}
+
+#: What a backup run reads (in the foreground or in the daemon): all but the schedules.
+RUN_SETTINGS = tuple(v for v in SETTING_FIELDS if not v.endswith("_SCHEDULE"))
+#: What the daemon reads: everything.
+DAEMON_SETTINGS = tuple(SETTING_FIELDS)
+#: What `--status` reads: the stale threshold and the Immich section.
+STATUS_SETTINGS = ("BACKUP_STATS_INTERVAL", "BACKUP_IMMICH_URL")
+
+#: Every other variable photos-sync (or its test harness) reads: paths, the service's
+#: install options, notifications, metrics, and the PHOTOS_SYNC_<FIELD> secrets and locations
+#: `--setup` takes from the environment. tests/unit/test_config.py checks this list against
+#: every BACKUP_*/PHOTOS_SYNC_* name in the code, so it cannot fall behind.
+OTHER_VARIABLES = frozenset(
+    {
+        "PHOTOS_SYNC_DATA_DIR",
+        "PHOTOS_SYNC_SOCKET",
+        "BACKUP_IMMICH_PATH",
+        "BACKUP_HEALTHCHECK_URL",
+        "BACKUP_NOTIFY_URLS",
+        "BACKUP_NOTIFY_EVENTS",
+        "BACKUP_METRICS_ADDR",
+        "BACKUP_METRICS_FILE",
+        "PHOTOS_SYNC_OP_BINARY",
+        "PHOTOS_SYNC_SERVICE_SCOPE",
+        "PHOTOS_SYNC_SYSTEM_UNIT_DIR",
+        "PHOTOS_SYNC_IMMICH_API_KEY",
+        "PHOTOS_SYNC_ENCRYPTION_PASSWORD",
+        "PHOTOS_SYNC_ENCRYPTION_SALT",
+        "PHOTOS_SYNC_APPLICATION_KEY_ID",
+        "PHOTOS_SYNC_APPLICATION_KEY",
+        "PHOTOS_SYNC_ACCESS_KEY_ID",
+        "PHOTOS_SYNC_SECRET_ACCESS_KEY",
+        "PHOTOS_SYNC_BUCKET_NAME",
+        "PHOTOS_SYNC_ENDPOINT",
+        "PHOTOS_SYNC_SOAK",  # the test suite's long soak (tests/reliability)
+    }
+)
+KNOWN_VARIABLES = frozenset(SETTING_FIELDS) | OTHER_VARIABLES
+#: Names that look like photos-sync settings; unknown ones get a warning.
+SETTING_PREFIXES = ("BACKUP_", "PHOTOS_SYNC_")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -80,6 +148,32 @@ class Settings:
     immich_api_timeout: float = DEFAULT_IMMICH_API_TIMEOUT
     immich_poll_interval: float = DEFAULT_IMMICH_POLL_INTERVAL
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: Variable -> one-line message, for each malformed value (its field keeps the default,
+    #: and reading the field raises ConfigError with that message).
+    problems: Mapping[str, str] = field(default_factory=dict)
+    #: Warnings for the user that stop nothing: unknown names, unreadable `.env` lines.
+    notices: tuple[str, ...] = ()
+
+    if not TYPE_CHECKING:  # mypy would accept any attribute on a class with __getattribute__
+
+        def __getattribute__(self, name: str) -> Any:
+            variable = _FIELD_VARIABLE.get(name)
+            if variable is not None:
+                problem = object.__getattribute__(self, "problems").get(variable)
+                if problem is not None:
+                    raise ConfigError(problem)
+            return object.__getattribute__(self, name)
+
+    def require(self, variables: Iterable[str]) -> None:
+        """Raise ConfigError, one line naming every malformed variable among `variables`."""
+        bad = [self.problems[v] for v in variables if v in self.problems]
+        if bad:
+            raise ConfigError("; ".join(bad))
+
+    def unused_problems(self, used: Iterable[str]) -> list[str]:
+        """The problems of malformed variables not among `used` (to show as warnings)."""
+        skip = set(used)
+        return [message for variable, message in self.problems.items() if variable not in skip]
 
     def require_immich_path(self) -> Path:
         """The Immich data folder, or ConfigError telling the user how to set it."""
@@ -181,13 +275,114 @@ def validate_bwlimit(raw: str) -> str:
     return value
 
 
+def _schedule(env: Mapping[str, str], name: str, default: Schedule | None) -> Schedule | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_schedule(raw)
+    except ScheduleError as exc:
+        raise ConfigError(str(exc).replace("BACKUP_SCHEDULE=", f"{name}=", 1)) from None
+
+
+def _bwlimit(env: Mapping[str, str]) -> str | None:
+    raw = env.get("BACKUP_BWLIMIT", "").strip()
+    return validate_bwlimit(raw) if raw else None
+
+
+#: Variable -> how its value is read (ConfigError when malformed) and its default.
+_PARSERS: Mapping[str, tuple[Callable[[Mapping[str, str]], Any], Any]] = {
+    "BACKUP_BWLIMIT": (_bwlimit, None),
+    "BACKUP_STATS_INTERVAL": (
+        lambda env: _positive_int(env, "BACKUP_STATS_INTERVAL", DEFAULT_STATS_INTERVAL),
+        DEFAULT_STATS_INTERVAL,
+    ),
+    "BACKUP_MAX_RETRIES": (
+        lambda env: _non_negative_int(env, "BACKUP_MAX_RETRIES", DEFAULT_MAX_RETRIES),
+        DEFAULT_MAX_RETRIES,
+    ),
+    "BACKUP_RETRY_DELAY": (
+        lambda env: _non_negative_float(env, "BACKUP_RETRY_DELAY", DEFAULT_RETRY_DELAY),
+        DEFAULT_RETRY_DELAY,
+    ),
+    "BACKUP_STALL_TIMEOUT": (
+        lambda env: _positive_float(env, "BACKUP_STALL_TIMEOUT", DEFAULT_STALL_TIMEOUT),
+        DEFAULT_STALL_TIMEOUT,
+    ),
+    "BACKUP_TRANSFERS": (lambda env: _positive_int(env, "BACKUP_TRANSFERS", None), None),
+    "BACKUP_CHECKERS": (lambda env: _positive_int(env, "BACKUP_CHECKERS", None), None),
+    "BACKUP_INCLUDE_GENERATED": (lambda env: _bool(env, "BACKUP_INCLUDE_GENERATED"), False),
+    "BACKUP_FOLLOW_SYMLINKS": (lambda env: _bool(env, "BACKUP_FOLLOW_SYMLINKS"), False),
+    "BACKUP_MAX_DELETE": (
+        lambda env: _non_negative_int(env, "BACKUP_MAX_DELETE", DEFAULT_MAX_DELETE),
+        DEFAULT_MAX_DELETE,
+    ),
+    "BACKUP_KEEP_DELETED_DAYS": (
+        lambda env: _non_negative_int(env, "BACKUP_KEEP_DELETED_DAYS", DEFAULT_KEEP_DELETED_DAYS),
+        DEFAULT_KEEP_DELETED_DAYS,
+    ),
+    "BACKUP_SCHEDULE": (
+        lambda env: _schedule(env, "BACKUP_SCHEDULE", DEFAULT_SCHEDULE),
+        DEFAULT_SCHEDULE,
+    ),
+    "BACKUP_VERIFY_SCHEDULE": (lambda env: _schedule(env, "BACKUP_VERIFY_SCHEDULE", None), None),
+    "BACKUP_IMMICH_URL": (_immich_url, None),
+    "BACKUP_IMMICH_DUMP_TIMEOUT": (
+        lambda env: _positive_float(env, "BACKUP_IMMICH_DUMP_TIMEOUT", DEFAULT_IMMICH_DUMP_TIMEOUT),
+        DEFAULT_IMMICH_DUMP_TIMEOUT,
+    ),
+    "BACKUP_IMMICH_API_TIMEOUT": (
+        lambda env: _positive_float(env, "BACKUP_IMMICH_API_TIMEOUT", DEFAULT_IMMICH_API_TIMEOUT),
+        DEFAULT_IMMICH_API_TIMEOUT,
+    ),
+    "BACKUP_IMMICH_POLL_INTERVAL": (
+        lambda env: _positive_float(
+            env, "BACKUP_IMMICH_POLL_INTERVAL", DEFAULT_IMMICH_POLL_INTERVAL
+        ),
+        DEFAULT_IMMICH_POLL_INTERVAL,
+    ),
+}
+
+
+def _suffix(name: str) -> str:
+    for prefix in SETTING_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def unknown_variables(names: Iterable[str]) -> list[tuple[str, str | None]]:
+    """(name, closest known name or None) for each BACKUP_*/PHOTOS_SYNC_* name photos-sync
+    does not read, in the order given. Names are compared without their prefix, which every
+    name shares and which would make any two look alike."""
+    unknown = [n for n in names if n.startswith(SETTING_PREFIXES) and n not in KNOWN_VARIABLES]
+    if not unknown:
+        return []
+    import difflib  # only when there is something to suggest
+
+    by_suffix: dict[str, str] = {}
+    for known in sorted(KNOWN_VARIABLES):
+        by_suffix.setdefault(_suffix(known), known)
+    found = []
+    for name in unknown:
+        close = difflib.get_close_matches(_suffix(name), by_suffix, n=1, cutoff=0.7)
+        found.append((name, by_suffix[close[0]] if close else None))
+    return found
+
+
 def parse_settings(
-    env: Mapping[str, str], *, default_data_dir: Path, runtime_dir: Path | None
+    env: Mapping[str, str],
+    *,
+    default_data_dir: Path,
+    runtime_dir: Path | None,
+    notices: Iterable[str] = (),
 ) -> Settings:
-    """Build Settings from `env`, or raise ConfigError naming the first bad variable.
+    """Build Settings from `env`. Never raises: a malformed value becomes an entry of
+    `Settings.problems` (and its field raises ConfigError when read).
 
     `default_data_dir` is used when PHOTOS_SYNC_DATA_DIR is unset; the socket defaults to
     `<runtime_dir>/photos-sync/daemon.sock` when a runtime dir is known, else to the data dir.
+    `notices` (warnings gathered while reading `.env` files) are kept in `Settings.notices`.
     """
     data_dir_raw = env.get("PHOTOS_SYNC_DATA_DIR", "").strip()
     data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else default_data_dir
@@ -202,55 +397,22 @@ def parse_settings(
     immich_raw = env.get("BACKUP_IMMICH_PATH", "").strip()
     immich_path = Path(immich_raw).expanduser() if immich_raw else None
 
-    bwlimit_raw = env.get("BACKUP_BWLIMIT", "").strip()
-    bwlimit = validate_bwlimit(bwlimit_raw) if bwlimit_raw else None
-
-    stats_interval = _positive_int(env, "BACKUP_STATS_INTERVAL", DEFAULT_STATS_INTERVAL)
-    assert stats_interval is not None
-
-    rclone_binary = env.get("RCLONE_BINARY", "").strip() or None
-
-    schedule_raw = env.get("BACKUP_SCHEDULE", "").strip()
-    try:
-        schedule = parse_schedule(schedule_raw) if schedule_raw else DEFAULT_SCHEDULE
-    except ScheduleError as exc:
-        raise ConfigError(str(exc)) from None
-    try:
-        verify_schedule = parse_schedule(env.get("BACKUP_VERIFY_SCHEDULE"))
-    except ScheduleError as exc:
-        raise ConfigError(
-            str(exc).replace("BACKUP_SCHEDULE=", "BACKUP_VERIFY_SCHEDULE=", 1)
-        ) from None
+    values: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for variable, (parse, default) in _PARSERS.items():
+        try:
+            values[SETTING_FIELDS[variable]] = parse(env)
+        except ConfigError as exc:
+            problems[variable] = str(exc)
+            values[SETTING_FIELDS[variable]] = default
 
     return Settings(
         data_dir=data_dir,
         socket_path=socket_path,
         immich_path=immich_path,
-        stats_interval=stats_interval,
-        max_retries=_non_negative_int(env, "BACKUP_MAX_RETRIES", DEFAULT_MAX_RETRIES),
-        retry_delay=_non_negative_float(env, "BACKUP_RETRY_DELAY", DEFAULT_RETRY_DELAY),
-        stall_timeout=_positive_float(env, "BACKUP_STALL_TIMEOUT", DEFAULT_STALL_TIMEOUT),
-        bwlimit=bwlimit,
-        transfers=_positive_int(env, "BACKUP_TRANSFERS", None),
-        checkers=_positive_int(env, "BACKUP_CHECKERS", None),
-        include_generated=_bool(env, "BACKUP_INCLUDE_GENERATED"),
-        follow_symlinks=_bool(env, "BACKUP_FOLLOW_SYMLINKS"),
-        max_delete=_non_negative_int(env, "BACKUP_MAX_DELETE", DEFAULT_MAX_DELETE),
-        keep_deleted_days=_non_negative_int(
-            env, "BACKUP_KEEP_DELETED_DAYS", DEFAULT_KEEP_DELETED_DAYS
-        ),
-        rclone_binary=rclone_binary,
-        schedule=schedule,
-        verify_schedule=verify_schedule,
-        immich_url=_immich_url(env),
-        immich_dump_timeout=_positive_float(
-            env, "BACKUP_IMMICH_DUMP_TIMEOUT", DEFAULT_IMMICH_DUMP_TIMEOUT
-        ),
-        immich_api_timeout=_positive_float(
-            env, "BACKUP_IMMICH_API_TIMEOUT", DEFAULT_IMMICH_API_TIMEOUT
-        ),
-        immich_poll_interval=_positive_float(
-            env, "BACKUP_IMMICH_POLL_INTERVAL", DEFAULT_IMMICH_POLL_INTERVAL
-        ),
-        extra={k: v for k, v in env.items() if k.startswith(("BACKUP_", "PHOTOS_SYNC_"))},
+        rclone_binary=env.get("RCLONE_BINARY", "").strip() or None,
+        extra={k: v for k, v in env.items() if k.startswith(SETTING_PREFIXES)},
+        problems=problems,
+        notices=tuple(notices),
+        **values,
     )

@@ -29,7 +29,7 @@ from photos_sync.config import ConfigError, Settings
 from photos_sync.logs import get_logger
 from photos_sync.runner import ProgressSink, RunEvent, RunRequest, UsageProblem
 from photos_sync.skips import summary as skip_summary
-from photos_sync.units import duration, human_bytes
+from photos_sync.units import duration, human_bytes, plural
 
 log = get_logger("photos_sync.notify")
 
@@ -129,7 +129,8 @@ def finished_notice(destination: str, result: Mapping[str, Any], seconds: float 
     ok = bool(result.get("ok"))
     took = f" in {duration(seconds)}" if seconds is not None else ""
     lines = [
-        f"{len(done)}/{len(jobs)} folders backed up to {destination}: {files} files, "
+        f"{len(done)}/{plural(len(jobs), 'folder')} backed up to {destination}: "
+        f"{plural(files, 'file')}, "
         f"{human_bytes(size)}{took} (run {result.get('run_id', '')})"
     ]
     for job in jobs:

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, JustifyMethod, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from photos_sync.skips import summary as skip_summary
 from photos_sync.states import JobStatus, Staleness
-from photos_sync.units import duration, from_iso, human_bytes
+from photos_sync.units import duration, from_iso, human_bytes, plural
 
 if TYPE_CHECKING:
     # Types only: `backup --status` must not pay for the runner, SQLite or rich's progress.
@@ -72,6 +75,73 @@ def _when(text: str | None, short: bool = False) -> str:
     return moment.astimezone().strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
 
 
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a table that `fit_table` may shorten or drop to fit a width."""
+
+    header: str
+    cells: Sequence[RenderableType]
+    #: the same cells in fewer characters, tried before the column is dropped
+    short: Sequence[RenderableType] | None = None
+    justify: JustifyMethod = "left"
+
+
+#: Blank cells between two columns (rich's padding (0, 1) on each side).
+_GAP = 2
+
+
+def _cell_width(cell: RenderableType) -> int:
+    if isinstance(cell, Text):
+        return cell.cell_len
+    if isinstance(cell, str):
+        return cell_len(cell)
+    return int(getattr(cell, "width", None) or 0)  # a fixed-width bar
+
+
+def _column_width(header: str, cells: Sequence[RenderableType]) -> int:
+    return max([cell_len(header), *(_cell_width(c) for c in cells)])
+
+
+def fit_table(columns: Sequence[Column], width: int, reductions: Sequence[str]) -> Table:
+    """A table of `columns` no wider than `width` where it can be: while it is too wide, the
+    next column named in `reductions` is shortened (to its `short` cells, if it has them and
+    they are not in use yet) or else dropped. Columns never named there (names, results)
+    keep their full text; only when every reduction is spent does rich truncate cells."""
+    shown = {c.header: list(c.cells) for c in columns}
+    shortened: set[str] = set()
+
+    def total() -> int:
+        widths = [_column_width(h, cells) for h, cells in shown.items()]
+        return sum(widths) + _GAP * (len(widths) - 1)
+
+    for header in reductions:
+        if total() <= width:
+            break
+        column = next((c for c in columns if c.header == header), None)
+        if column is None or header not in shown:
+            continue
+        if column.short is not None and header not in shortened:
+            shown[header] = list(column.short)
+            shortened.add(header)
+        else:
+            del shown[header]
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for column in columns:
+        if column.header in shown:
+            table.add_column(column.header, no_wrap=True, justify=column.justify)
+    for row in zip(*shown.values(), strict=True):
+        table.add_row(*row)
+    return table
+
+
+def size_pair(done: float, total: float, *, short: bool = False) -> str:
+    """'1.2 GiB/3.4 GiB', or with `short` and one unit for both, '1.2/3.4 GiB'."""
+    left, right = human_bytes(done), human_bytes(total)
+    if short and left.split()[-1] == right.split()[-1]:
+        return f"{left.split()[0]}/{right}"
+    return f"{left}/{right}"
+
+
 _STATUS_STYLE = {
     "COMPLETED": "green",
     "RUNNING": "cyan",
@@ -107,22 +177,7 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
         if not jobs:
             console.print("  no backup has run yet")
             continue
-        table = Table(show_edge=False, pad_edge=False, box=None)
-        for column in ("folder", "status", "done", "files", "%", "speed", "updated"):
-            table.add_column(column, no_wrap=True)
-        for job in jobs:
-            status = job["status"] + (" (stale)" if job["stale"] else "")
-            style = _STATUS_STYLE.get(job["status"], "white")
-            table.add_row(
-                f"{job['folder']}/",
-                f"[{style}]{status}[/{style}]",
-                f"{human_bytes(job['bytes_transferred'])}/{human_bytes(job['bytes_total'])}",
-                f"{job['files_transferred']}/{job['files_total']}",
-                f"{job['percent']:.1f}",
-                f"{human_bytes(job['transfer_speed'])}/s" if job["status"] == "RUNNING" else "",
-                _when(job["last_update"], short=True),
-            )
-        console.print(table)
+        console.print(job_table(jobs, console.width))
         for job in jobs:
             if job["error_message"] and job["status"] != "COMPLETED":
                 console.print(
@@ -147,6 +202,40 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
                     f"{_when(job['last_update'])} (pid {job['owner_pid']}): it may be hung[/yellow]"
                 )
     print_immich(console, document.get("immich"))
+
+
+def job_table(jobs: Sequence[Mapping[str, Any]], width: int) -> Table:
+    """`--status`'s table of jobs, fitted to `width` (folder names and states stay whole)."""
+
+    def state(job: Mapping[str, Any], short: bool) -> Text:
+        text = ("STALE" if short else f"{job['status']} (stale)") if job["stale"] else job["status"]
+        return Text(text, style=_STATUS_STYLE.get(job["status"], "white"))
+
+    columns = [
+        Column("folder", [f"{j['folder']}/" for j in jobs]),
+        Column("status", [state(j, False) for j in jobs], [state(j, True) for j in jobs]),
+        Column(
+            "done",
+            [size_pair(j["bytes_transferred"], j["bytes_total"]) for j in jobs],
+            [size_pair(j["bytes_transferred"], j["bytes_total"], short=True) for j in jobs],
+        ),
+        Column(
+            "files",
+            [f"{j['files_transferred']}/{j['files_total']}" for j in jobs],
+            [str(j["files_transferred"]) for j in jobs],
+            justify="right",
+        ),
+        Column("%", [f"{j['percent']:.1f}" for j in jobs], justify="right"),
+        Column(
+            "speed",
+            [
+                f"{human_bytes(j['transfer_speed'])}/s" if j["status"] == "RUNNING" else ""
+                for j in jobs
+            ],
+        ),
+        Column("updated", [_when(j["last_update"], short=True) for j in jobs]),
+    ]
+    return fit_table(columns, width, ("done", "updated", "files", "status", "speed", "files"))
 
 
 def print_immich(console: Console, section: Mapping[str, Any] | None) -> None:
@@ -178,7 +267,8 @@ def print_restores(console: Console, document: Mapping[str, Any]) -> None:
         console.print(
             f"[yellow]restore from {restore['destination']} into {restore['target_dir']} "
             f"({escape(restore['remote_path'] or 'everything')}, {restore['mode']}): "
-            f"{restore['status']}[/yellow] — {restore['files_transferred']} files so far; "
+            f"{restore['status']}[/yellow] — {plural(restore['files_transferred'], 'file')} so "
+            "far; "
             "run the same `photos-sync restore` command again to finish it"
         )
 
@@ -223,6 +313,8 @@ class LiveView:
 
     def __call__(self, event: RunEvent) -> None:
         data = event.data
+        # A backup job is its folder ("library/"); a restore names what it restores.
+        label = str(data.get("label") or f"{data.get('folder')}/")
         if event.kind == "run_started":
             verb = "resuming" if data.get("resumed") else "starting"
             self._say(
@@ -232,11 +324,11 @@ class LiveView:
         elif event.kind == "job_started":
             if self._progress is not None and data["id"] not in self._tasks:
                 self._tasks[data["id"]] = self._progress.add_task(
-                    f"{data['folder']}/", total=None, files="", rate="", eta=""
+                    label, total=None, files="", rate="", eta=""
                 )
             elif self._progress is None:
                 self._last_plain[data["id"]] = datetime.now().timestamp()
-                self._say(f"{data['folder']}/: started")
+                self._say(f"{label}: started")
         elif event.kind == "job_progress":
             task = self._tasks.get(data["job_id"])
             if self._progress is not None and task is not None:
@@ -245,7 +337,7 @@ class LiveView:
                     task,
                     completed=data["bytes_done"],
                     total=data["bytes_total"] or None,
-                    files=f"{data['files_done']}/{data['files_total']} files",
+                    files=f"{data['files_done']}/{plural(data['files_total'], 'file')}",
                     rate=f"{human_bytes(data['speed'])}/s",
                     eta=f"ETA {duration(eta)}" if eta else "",
                 )
@@ -254,9 +346,9 @@ class LiveView:
                 if now - self._last_plain.get(data["job_id"], 0) >= 10:
                     self._last_plain[data["job_id"]] = now
                     self._say(
-                        f"{data['folder']}/: {human_bytes(data['bytes_done'])} of "
+                        f"{label}: {human_bytes(data['bytes_done'])} of "
                         f"{human_bytes(data['bytes_total'])}, {data['files_done']}/"
-                        f"{data['files_total']} files, {human_bytes(data['speed'])}/s"
+                        f"{plural(data['files_total'], 'file')}, {human_bytes(data['speed'])}/s"
                     )
         elif event.kind == "job_finished":
             task = self._tasks.get(data["id"])
@@ -267,12 +359,12 @@ class LiveView:
                         task,
                         completed=total,
                         total=total or 1,
-                        files=f"{data['files_transferred']} files",
+                        files=plural(data["files_transferred"], "file"),
                         rate="",
                         eta="done",
                     )
             line = (
-                f"{data['folder']}/: {data['status']} — {data['files_transferred']} files, "
+                f"{label}: {data['status']} — {plural(data['files_transferred'], 'file')}, "
                 f"{human_bytes(data['bytes_transferred'])}"
             )
             if data.get("error_message") and data["status"] != "COMPLETED":

@@ -280,7 +280,8 @@ class Restorer:
                 )
             job = await self.store.set_restore_status(job.id, JobStatus.RUNNING)
         label = display_path(request.path) or "everything"
-        job_view = {"id": job.id if job else 0, "folder": label}
+        # "label": what the progress lines call it (a backup job is "<folder>/").
+        job_view = {"id": job.id if job else 0, "folder": label, "label": label}
         self.sink(RunEvent("job_started", destination.name, job_view))
         totals = _Totals()
         skipped: list[str] = []
@@ -461,6 +462,7 @@ class Restorer:
                         {
                             "job_id": job.id if job else 0,
                             "folder": display_path(request.path) or "everything",
+                            "label": display_path(request.path) or "everything",
                             "bytes_done": totals.bytes,
                             "bytes_total": max(totals.bytes_total, totals.bytes),
                             "files_done": totals.files,

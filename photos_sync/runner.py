@@ -22,7 +22,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,6 +102,7 @@ from photos_sync.source_names import scan_names
 from photos_sync.source_scan import find_symlink_loops
 from photos_sync.states import JobStatus, Refusal, Staleness, stale_threshold
 from photos_sync.store import Destination, Job, Store, utcnow
+from photos_sync.units import human_bytes, plural
 
 if TYPE_CHECKING:
     from photos_sync.restore import RestoreRequest
@@ -785,8 +786,8 @@ class Runner:
                     "message",
                     destination.name,
                     {
-                        "text": f"{folder.name}/: would send {entry.files} files "
-                        f"({entry.bytes} bytes), archive {entry.archived}"
+                        "text": f"{folder.name}/: would send {plural(entry.files, 'file')} "
+                        f"({human_bytes(entry.bytes)}), archive {plural(entry.archived, 'file')}"
                         + (f"; error: {entry.error}" if entry.error else "")
                         + (f"; a real run would be {refusal}" if refusal else ""),
                     },
@@ -1294,23 +1295,34 @@ class Runner:
                 await task
 
 
-def summarise(result: RunResult) -> str:
-    """One line for the end of a run."""
-    if result.dry_run:
-        files = sum(f.files for f in result.dry_run_folders)
-        size = sum(f.bytes for f in result.dry_run_folders)
-        line = f"dry run: {files} files ({size} bytes) would be sent to {result.destination}"
-        return line + names_note(result.file_names)
-    done = sum(1 for j in result.jobs if j.status is JobStatus.COMPLETED)
-    line = f"{done}/{len(result.jobs)} folders backed up to {result.destination}"
-    skipped = result.files_skipped
+def summarise(result: RunResult | Mapping[str, Any]) -> str:
+    """One line for the end of a run, from the result or its as_dict() (as the daemon sends
+    it): '4/4 folders backed up to nas: 12 files (3.1 MiB) sent'."""
+    data = result.as_dict() if isinstance(result, RunResult) else result
+    destination = data.get("destination", "")
+    if data.get("dry_run"):
+        folders = data.get("dry_run_folders") or []
+        files = sum(int(f["files"]) for f in folders)
+        size = sum(int(f["bytes"]) for f in folders)
+        return (
+            f"dry run: {plural(files, 'file')} ({human_bytes(size)}) would be sent to {destination}"
+        ) + names_note(data.get("file_names") or [])
+    jobs = data.get("jobs") or []
+    done = sum(1 for j in jobs if j["status"] == JobStatus.COMPLETED.value)
+    files = sum(int(j.get("files_transferred") or 0) for j in jobs)
+    size = sum(int(j.get("bytes_transferred") or 0) for j in jobs)
+    line = (
+        f"{done}/{plural(len(jobs), 'folder')} backed up to {destination}: "
+        f"{plural(files, 'file')} ({human_bytes(size)}) sent"
+    )
+    skipped = sum(int(j.get("files_skipped") or 0) for j in jobs)
     if skipped:
         noun = "file was" if skipped == 1 else "files were"
         line += (
             f"; WARNING: {skipped} {noun} not backed up (named above and in "
             "`photos-sync backup --status`)"
         )
-    return line + names_note(result.file_names)
+    return line + names_note(data.get("file_names") or [])
 
 
 def _name_limit(destination: Destination) -> int | None:
@@ -1319,6 +1331,12 @@ def _name_limit(destination: Destination) -> int | None:
     return DISK_NAME_LIMIT if destination.type == "local" else None
 
 
-def names_note(problems: list[NameProblem]) -> str:
-    """The end of the run's summary line about file names ("" when there are none)."""
-    return summary_note(len(problems), sum(1 for p in problems if not p.backed_up))
+def names_note(problems: Sequence[NameProblem | Mapping[str, Any]]) -> str:
+    """The end of the run's summary line about file names ("" when there are none); the
+    problems as objects or as their as_dict() (from the daemon)."""
+    lost = sum(
+        1
+        for p in problems
+        if not (p.backed_up if isinstance(p, NameProblem) else p.get("backed_up"))
+    )
+    return summary_note(len(problems), lost)

@@ -15,6 +15,11 @@ def human_bytes(size: float) -> str:
     return f"{value:.1f} TiB"
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """(1, 'file') -> '1 file'; (3, 'file') -> '3 files'; `many` for irregular plurals."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
 def duration(seconds: float) -> str:
     """3725 -> '1:02:05'."""
     whole = int(seconds)

@@ -17,12 +17,12 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
-from rich.table import Table
 from rich.text import Text
 
 from photos_sync.config import Settings
+from photos_sync.render import Column, fit_table, size_pair
 from photos_sync.store import from_iso
-from photos_sync.units import human_bytes
+from photos_sync.units import human_bytes, plural
 
 #: Seconds between two refreshes of the live view.
 REFRESH = 1.0
@@ -40,9 +40,9 @@ _STYLE = {
 }
 
 
-def _when(text: str | None) -> str:
+def _when(text: str | None, form: str = "%Y-%m-%d %H:%M") -> str:
     moment = from_iso(text)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else "never"
+    return moment.astimezone().strftime(form) if moment else "never"
 
 
 def _duration(seconds: float | None) -> str:
@@ -53,8 +53,69 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def status_view(document: Mapping[str, Any], now: datetime | None = None) -> RenderableType:
-    """One block per destination: last success, next run, last verify, and a row per job."""
+def _job_columns(jobs: Sequence[Mapping[str, Any]]) -> list[Column]:
+    bars: list[RenderableType] = []
+    percents: list[RenderableType] = []
+    states: list[RenderableType] = []
+    short_states: list[RenderableType] = []
+    for job in jobs:
+        total = int(job.get("bytes_total") or 0)
+        done = int(job.get("bytes_transferred") or 0)
+        complete = job["status"] == "COMPLETED"
+        bars.append(
+            ProgressBar(
+                total=float(total or 1), completed=float(total or 1 if complete else done), width=20
+            )
+        )
+        share = 100.0 if complete else 100.0 * min(done, total) / total if total else 0.0
+        percents.append(f"{share:.0f}%")
+        style = _STYLE.get(job["status"], "white")
+        stale = bool(job.get("stale"))
+        states.append(Text(job["status"] + (" (stale)" if stale else ""), style=style))
+        short_states.append(Text("STALE" if stale else job["status"], style=style))
+    running = [j["status"] == "RUNNING" for j in jobs]
+    sizes = [(int(j.get("bytes_transferred") or 0), int(j.get("bytes_total") or 0)) for j in jobs]
+    return [
+        Column("folder", [f"{j['folder']}/" for j in jobs]),
+        Column("state", states, short_states),
+        Column("progress", bars, percents),
+        Column(
+            "bytes",
+            [size_pair(done, total) for done, total in sizes],
+            [size_pair(done, total, short=True) for done, total in sizes],
+        ),
+        Column(
+            "files",
+            [f"{j.get('files_transferred', 0)}/{j.get('files_total', 0)}" for j in jobs],
+            [str(j.get("files_transferred", 0)) for j in jobs],
+            justify="right",
+        ),
+        Column(
+            "speed",
+            [
+                f"{human_bytes(float(j.get('transfer_speed') or 0))}/s" if r else ""
+                for j, r in zip(jobs, running, strict=True)
+            ],
+        ),
+        Column(
+            "ETA",
+            [
+                _duration(float(j["eta_seconds"])) if r and j.get("eta_seconds") else ""
+                for j, r in zip(jobs, running, strict=True)
+            ],
+        ),
+    ]
+
+
+def status_view(
+    document: Mapping[str, Any],
+    now: datetime | None = None,
+    *,
+    width: int = 80,
+    live: bool = True,
+) -> RenderableType:
+    """One block per destination: last success, next run, last verify, and a row per job,
+    fitted to `width` columns. `live`: the view is redrawn until Ctrl-C (and says so)."""
     parts: list[RenderableType] = []
     daemon = document.get("daemon")
     if isinstance(daemon, Mapping):
@@ -86,63 +147,57 @@ def status_view(document: Mapping[str, Any], now: datetime | None = None) -> Ren
         parts.append(
             Text.assemble(
                 (f"\n{name}", "bold"),
-                f"  last success: {_when(destination.get('last_backup_at'))}",
-                f"  next run: {_when(next_runs.get(name)) if name in next_runs else '—'}",
-                f"  last verify: {verdict}",
+                f" — last success: {_when(destination.get('last_backup_at'))}, next run: "
+                f"{_when(next_runs.get(name)) if name in next_runs else '—'}",
             )
         )
-        table = Table(box=None, pad_edge=False, show_edge=False)
-        for column in ("folder", "state", "progress", "bytes", "files", "speed", "ETA"):
-            table.add_column(column, no_wrap=True)
+        parts.append(Text(f"  last verify: {verdict}"))
         jobs = [j for j in document.get("jobs") or [] if j["destination"] == name]
-        for job in jobs:
-            total = int(job.get("bytes_total") or 0)
-            done = int(job.get("bytes_transferred") or 0)
-            complete = job["status"] == "COMPLETED"
-            bar = ProgressBar(
-                total=float(total or 1), completed=float(total or 1 if complete else done), width=24
+        if jobs:
+            parts.append(
+                fit_table(
+                    _job_columns(jobs),
+                    width,
+                    ("progress", "bytes", "files", "state", "files", "ETA", "speed"),
+                )
             )
-            running = job["status"] == "RUNNING"
-            eta = job.get("eta_seconds")
-            style = _STYLE.get(job["status"], "white")
-            table.add_row(
-                f"{job['folder']}/",
-                Text(job["status"] + (" (stale)" if job.get("stale") else ""), style=style),
-                bar,
-                f"{human_bytes(done)}/{human_bytes(total)}",
-                f"{job.get('files_transferred', 0)}/{job.get('files_total', 0)}",
-                f"{human_bytes(float(job.get('transfer_speed') or 0))}/s" if running else "",
-                _duration(float(eta)) if running and eta else "",
-            )
-        parts.append(table if jobs else Text("  no backup has run yet"))
+        else:
+            parts.append(Text("  no backup has run yet"))
         for job in jobs:
             if job.get("error_message") and job["status"] != "COMPLETED":
                 parts.append(Text(f"  {job['folder']}/: {job['error_message']}", style="red"))
-    parts.append(Text("\nCtrl-C to leave", style="dim"))
+    if live:
+        parts.append(Text("\nCtrl-C to leave", style="dim"))
     return Group(*parts)
 
 
-def history_table(runs: Sequence[Mapping[str, Any]]) -> RenderableType:
+def _result(run: Mapping[str, Any], short: bool) -> Text:
+    retries = int(run.get("retries") or 0)
+    text = str(run["result"])
+    if retries and not short:
+        text += f" ({plural(retries, 'retry', 'retries')})"
+    return Text(text, style=_STYLE.get(str(run["result"]), "white"))
+
+
+def history_table(runs: Sequence[Mapping[str, Any]], width: int = 80) -> RenderableType:
+    """Past runs, newest first, fitted to `width` columns: the run stamp goes first, then the
+    year of the start, then the retry counts; destination names, times and results stay."""
     if not runs:
         return Text("no backup has run yet")
-    table = Table(box=None, pad_edge=False, show_edge=False)
-    for column in ("destination", "run", "started", "duration", "bytes", "files", "result"):
-        table.add_column(column, no_wrap=True)
-    for run in runs:
-        style = _STYLE.get(str(run["result"]), "white")
-        table.add_row(
-            str(run["destination"]),
-            str(run["run_id"]),
-            _when(run.get("started_at")),
-            _duration(run.get("duration_seconds")),
-            human_bytes(float(run.get("bytes") or 0)),
-            str(run.get("files", 0)),
-            Text(
-                str(run["result"]) + (f" ({run['retries']} retries)" if run.get("retries") else ""),
-                style=style,
-            ),
-        )
-    return table
+    columns = [
+        Column("to", [str(r["destination"]) for r in runs]),
+        Column("run", [str(r["run_id"]) for r in runs]),
+        Column(
+            "started",
+            [_when(r.get("started_at")) for r in runs],
+            [_when(r.get("started_at"), "%m-%d %H:%M") for r in runs],
+        ),
+        Column("took", [_duration(r.get("duration_seconds")) for r in runs], justify="right"),
+        Column("sent", [human_bytes(float(r.get("bytes") or 0)) for r in runs], justify="right"),
+        Column("files", [str(r.get("files", 0)) for r in runs], justify="right"),
+        Column("result", [_result(r, False) for r in runs], [_result(r, True) for r in runs]),
+    ]
+    return fit_table(columns, width, ("run", "started", "result", "files"))
 
 
 # -- I/O ---------------------------------------------------------------------------------------
@@ -181,12 +236,13 @@ async def _fetch(settings: Settings) -> dict[str, Any]:
 def watch_status(settings: Settings, console: Console, *, once: bool = False) -> int:
     """Redraw the status every REFRESH s until Ctrl-C (exit 0); with `once`, draw once."""
     if once:
-        console.print(status_view(asyncio.run(_fetch(settings))))
+        console.print(status_view(asyncio.run(_fetch(settings)), width=console.width, live=False))
         return 0
     try:
         with Live(console=console, auto_refresh=False, screen=False) as live:
             while True:
-                live.update(status_view(asyncio.run(_fetch(settings))), refresh=True)
+                document = asyncio.run(_fetch(settings))
+                live.update(status_view(document, width=console.width), refresh=True)
                 time.sleep(REFRESH)
     except KeyboardInterrupt:
         return 0
@@ -209,5 +265,5 @@ def print_history(
     if json_output:
         print(json.dumps({"runs": runs}, indent=2, sort_keys=True))
     else:
-        console.print(history_table(runs))
+        console.print(history_table(runs, console.width))
     return 0

@@ -314,7 +314,7 @@ def test_daemon_runs_verify_on_its_schedule(
 
 
 def test_bad_verify_schedule_is_a_usage_error(isolated_env: dict[str, str]) -> None:
-    result = photos_sync("backup", "--status", env={"BACKUP_VERIFY_SCHEDULE": "sometimes"})
+    result = photos_sync("daemon", env={"BACKUP_VERIFY_SCHEDULE": "sometimes"})
     assert result.returncode == 2
     assert "BACKUP_VERIFY_SCHEDULE='sometimes' is invalid" in result.stderr
 

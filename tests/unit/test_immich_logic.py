@@ -83,7 +83,7 @@ def test_config_reads_immich_settings():
 )
 def test_config_errors_name_the_variable(variable, value):
     with pytest.raises(ConfigError, match=variable):
-        _parse({variable: value})
+        _parse({variable: value}).require([variable])
 
 
 # --- versions and endpoints ---------------------------------------------------------------------

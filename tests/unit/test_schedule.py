@@ -60,12 +60,13 @@ def test_settings_carry_the_schedule_and_report_a_bad_one(tmp_path: object) -> N
         runtime_dir=None,  # type: ignore[arg-type]
     )
     assert settings.schedule == Interval(21600)
+    bad = parse_settings(
+        {"BACKUP_SCHEDULE": "sometimes"},
+        default_data_dir=tmp_path,
+        runtime_dir=None,  # type: ignore[arg-type]
+    )
     with pytest.raises(ConfigError, match="BACKUP_SCHEDULE"):
-        parse_settings(
-            {"BACKUP_SCHEDULE": "sometimes"},
-            default_data_dir=tmp_path,
-            runtime_dir=None,  # type: ignore[arg-type]
-        )
+        bad.schedule  # noqa: B018 - reading it is what raises
 
 
 def test_describe() -> None:

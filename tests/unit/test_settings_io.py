@@ -174,8 +174,9 @@ def test_unreadable_or_odd_env_files_are_skipped(cwd: Path, tmp_path: Path) -> N
 
 def test_bad_value_from_an_env_file_is_a_config_error(cwd: Path, tmp_path: Path) -> None:
     write_env(cwd, BACKUP_STATS_INTERVAL="often")
+    settings = load_settings({"PHOTOS_SYNC_DATA_DIR": str(tmp_path / "d")}, cwd)
     with pytest.raises(ConfigError, match=r"^BACKUP_STATS_INTERVAL='often' is invalid"):
-        load_settings({"PHOTOS_SYNC_DATA_DIR": str(tmp_path / "d")}, cwd)
+        settings.require(["BACKUP_STATS_INTERVAL"])
 
 
 def test_defaults_to_os_environ_and_current_directory(
@@ -190,3 +191,58 @@ def test_defaults_to_os_environ_and_current_directory(
     assert s.transfers == 3
     assert s.checkers == 2
     assert s.data_dir == tmp_path / "d"
+
+
+# --- what is wrong with the files, said with the file and the line (#13) -------------------------
+
+
+def test_a_line_dotenv_cannot_parse_is_named_with_its_file_and_line(
+    cwd: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = cwd / ".env"
+    path.write_text(
+        "# photos-sync\n"
+        "\n"
+        "BACKUP_MAX_RETRIES=5\n"
+        "\n"
+        "\n"
+        "this line is no setting\n"
+        "BACKUP_BWLIMIT='10M\n"
+    )
+    s = load_settings({"PHOTOS_SYNC_DATA_DIR": str(tmp_path / "d")}, cwd)
+    assert s.max_retries == 5  # the good lines still count
+    assert s.notices == (
+        f"{path} line 6 is not NAME=value and is ignored (quote values with spaces or #, and "
+        "close every quote)",
+        f"{path} line 7 is not NAME=value and is ignored (quote values with spaces or #, and "
+        "close every quote)",
+    )
+    assert not [r for r in caplog.records if r.name.startswith("dotenv")]  # no unnamed copy
+
+
+def test_an_unreadable_env_file_is_a_notice(cwd: Path, tmp_path: Path) -> None:
+    (cwd / ".env").write_bytes(b"BACKUP_MAX_RETRIES=\xff\xfe\n")
+    s = load_settings({"PHOTOS_SYNC_DATA_DIR": str(tmp_path / "d")}, cwd)
+    assert s.notices == (f"{cwd / '.env'} is not read: it is not UTF-8 text",)
+
+
+def test_unknown_names_say_where_they_were_set(cwd: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    write_env(cwd, BACKUP_RETRY_DELAY="1", BACKUP_TRANSFRES="4")
+    write_env(data, BACKUP_MAX_DELET="5")
+    s = load_settings({"PHOTOS_SYNC_DATA_DIR": str(data), "BACKUP_SCHEDUEL": "6h"}, cwd)
+    assert s.notices == (
+        f"unknown setting BACKUP_MAX_DELET in {data / '.env'} line 1 (did you mean "
+        "BACKUP_MAX_DELETE?)",
+        "unknown setting BACKUP_SCHEDUEL in the environment (did you mean BACKUP_SCHEDULE?)",
+        f"unknown setting BACKUP_TRANSFRES in {cwd / '.env'} line 2 (did you mean "
+        "BACKUP_TRANSFERS?)",
+    )
+
+
+def test_a_bad_value_does_not_stop_loading(cwd: Path, tmp_path: Path) -> None:
+    write_env(cwd, BACKUP_SCHEDULE="daily@25:00", BACKUP_BWLIMIT="2M")
+    s = load_settings({"PHOTOS_SYNC_DATA_DIR": str(tmp_path / "d")}, cwd)
+    assert s.bwlimit == "2M"
+    assert list(s.problems) == ["BACKUP_SCHEDULE"]
+    assert s.notices == ()
