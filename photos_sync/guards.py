@@ -53,6 +53,9 @@ class PreviewCollector:
     errors: list[str] = field(default_factory=list)
     _archived: list[str] = field(default_factory=list)
     _replaced_paths: set[str] = field(default_factory=set)
+    #: from the per-file "Skipped copy" notices: what a real run would send, encrypted
+    _copies: int = 0
+    _copy_bytes: int = 0
 
     def on_line(self, line: str) -> None:
         try:
@@ -74,6 +77,14 @@ class PreviewCollector:
         obj = record.get("object")
         if level in ("error", "critical", "fatal"):
             self.errors.append(f"{obj}: {message}" if obj else message)
+        elif obj is not None and record.get("skipped") == "copy":
+            # rclone's own totals also count the old copy of a replaced file (moved into the
+            # archive, server-side: nothing is sent) and plain sizes: the real run sends each
+            # file's crypt form.
+            self._copies += 1
+            size = record.get("size")
+            if isinstance(size, int) and size >= 0:
+                self._copy_bytes += encrypted_size(size)
         elif obj is not None and message.startswith("Skipped move as --dry-run"):
             # A changed file: rclone first names the old copy's move to the archive...
             self._replaced_paths.add(str(obj))
@@ -87,14 +98,27 @@ class PreviewCollector:
     def preview(self, exit_code: int) -> FolderPreview:
         deleted = [p for p in self._archived if p not in self._replaced_paths]
         return FolderPreview(
-            files_to_send=self.files_to_send,
-            bytes_to_send=self.bytes_to_send,
+            files_to_send=self._copies or self.files_to_send,
+            bytes_to_send=self._copy_bytes if self._copies else self.bytes_to_send,
             deletes=self.deletes,
             replaced=self.replaced,
             deleted_examples=tuple(deleted[:EXAMPLES]),
             exit_code=exit_code,
             error=self.errors[-1] if exit_code and self.errors else None,
         )
+
+
+#: rclone crypt's file format: a 32-byte header (magic and nonce), then blocks of up to 64 KiB
+#: of data, each with a 16-byte authenticator.
+_CRYPT_HEADER = 32
+_CRYPT_BLOCK = 64 * 1024
+_CRYPT_BLOCK_OVERHEAD = 16
+
+
+def encrypted_size(plain: int) -> int:
+    """The size of a file of `plain` bytes once rclone crypt has encrypted it."""
+    blocks = -(-plain // _CRYPT_BLOCK)
+    return _CRYPT_HEADER + plain + blocks * _CRYPT_BLOCK_OVERHEAD
 
 
 def max_delete_refusal(folder: str, preview: FolderPreview, max_delete: int | None) -> str | None:
