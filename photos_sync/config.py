@@ -106,6 +106,7 @@ OTHER_VARIABLES = frozenset(
         "PHOTOS_SYNC_BUCKET_NAME",
         "PHOTOS_SYNC_ENDPOINT",
         "PHOTOS_SYNC_SOAK",  # the test suite's long soak (tests/reliability)
+        "PHOTOS_SYNC_TEST_TAG",  # marks the test suite's processes, to kill what a test started
     }
 )
 KNOWN_VARIABLES = frozenset(SETTING_FIELDS) | OTHER_VARIABLES
