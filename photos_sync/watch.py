@@ -170,15 +170,27 @@ async def _fetch(settings: Settings) -> dict[str, Any]:
         await store.close()
 
 
-def watch_status(settings: Settings, console: Console, *, once: bool = False) -> int:
-    """Redraw the status every REFRESH s until Ctrl-C (exit 0); with `once`, draw once."""
+def watch_status(
+    settings: Settings, console: Console, *, once: bool = False, destination: str | None = None
+) -> int:
+    """Redraw the status every REFRESH s until Ctrl-C (exit 0); with `once`, draw once.
+    With `destination`, only that destination is shown."""
+
+    def view() -> RenderableType:
+        document = asyncio.run(_fetch(settings))
+        if destination is not None:
+            from photos_sync.status import only_destination
+
+            document = only_destination(document, destination)
+        return status_view(document)
+
     if once:
-        console.print(status_view(asyncio.run(_fetch(settings))))
+        console.print(view())
         return 0
     try:
         with Live(console=console, auto_refresh=False, screen=False) as live:
             while True:
-                live.update(status_view(asyncio.run(_fetch(settings))), refresh=True)
+                live.update(view(), refresh=True)
                 time.sleep(REFRESH)
     except KeyboardInterrupt:
         return 0
