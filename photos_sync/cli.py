@@ -1129,7 +1129,13 @@ def _daemon_run(
                 run = entry["run"]
                 stdout.print(
                     f"backup to {run['destination']} "
-                    + ("is already running" if entry["already_running"] else "queued")
+                    + (
+                        "is already running"
+                        if entry["already_running"]
+                        else "queued"
+                        if entry["queued"]
+                        else "started"
+                    )
                     + f" in the daemon (run {run['id']})",
                     highlight=False,
                 )

@@ -479,7 +479,11 @@ class Runner:
             if len(destinations) == 1:
                 return destinations[0]
             names = ", ".join(d.name for d in destinations)
-            raise UsageProblem(f"several destinations exist ({names}): choose one with --to NAME")
+            # Backups and verify go to each in turn; a restore must name its source.
+            raise UsageProblem(
+                f"several destinations exist ({names}): name one (`photos-sync restore --from "
+                "NAME`)"
+            )
         for destination in destinations:
             if destination.name == name:
                 return destination

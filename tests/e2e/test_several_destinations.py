@@ -145,6 +145,12 @@ def test_the_daemon_schedule_and_a_plain_backup_through_it_cover_both_with_one_d
         assert document["ok"] is True
         assert [d["destination"] for d in document["destinations"]] == ["nas", "usb"]
         assert len(dump_requests(fake)) == 2 and len(fake.written) == 2, fake.requests
+        detached = photos_sync("backup", "--detach", env=env)
+        assert detached.returncode == 0, detached.stderr
+        assert "backup to nas started in the daemon (run 5)" in detached.stdout
+        assert "backup to usb queued in the daemon (run 6)" in detached.stdout
+        assert daemon.wait_run_end(run=6, wait=False)["ok"] is True
+        assert len(dump_requests(fake)) == 3, fake.requests
         unknown = photos_sync("backup", "--to", "nope", env=env)
     assert unknown.returncode == 2
     assert "unknown destination 'nope': known destinations are nas, usb" in unknown.stderr
