@@ -149,7 +149,7 @@ SETUP_TYPES = ("b2", "s3", "local")
 @app.command(
     epilog=(
         "Examples:\n\n"
-        "  photos-sync backup                       back up to the only destination\n\n"
+        "  photos-sync backup                       back up to each destination in turn\n\n"
         "  photos-sync backup --to nas --dry-run    show what would be sent\n\n"
         "  photos-sync backup --status --json       state of every job, for scripts\n\n"
         "  photos-sync backup --setup local --name nas --path /mnt/nas/immich-backup --yes\n\n"
