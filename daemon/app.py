@@ -176,9 +176,15 @@ class Daemon:
                 is_resumable(j.status, j.retry_count, self.settings.max_retries, j.refused)
                 for j in jobs
             ):
-                await self.queue.submit(destination.name, reason="resume", wait_start=False)
                 resumed.append(destination.name)
-                log.info("run_resumed", destination=destination.name)
+        # queued together: one Immich dump for those whose resumed run still has backups/ to do
+        for entry in await self.queue.submit_each(resumed, reason="resume"):
+            if "error" in entry:
+                log.warning(
+                    "run_resume_refused", destination=entry["destination"], error=entry["error"]
+                )
+            else:
+                log.info("run_resumed", destination=entry["run"]["destination"])
         return resumed
 
     async def _destination_name(self, destination_id: int) -> str:

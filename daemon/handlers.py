@@ -43,6 +43,7 @@ class Handlers:
             "reset": self.reset,
             "subscribe": self.subscribe,
             "restore": self.restore,
+            "remove": self.remove,
         }
 
     async def __call__(self, request: rpc.Request, connection: Connection) -> Any:
@@ -94,10 +95,41 @@ class Handlers:
     async def start(
         self, destination: str | None = None, dry_run: bool = False, force: bool = False
     ) -> dict[str, Any]:
+        if destination is None:
+            names = [d.name for d in await self.daemon.store.list_destinations()]
+            if len(names) > 1:  # no --to: each destination in turn, one Immich dump for all
+                runs = await self.daemon.queue.submit_each(
+                    names, dry_run=dry_run, force=force, reason="request"
+                )
+                return {"runs": runs}
         info, already, queued = await self.daemon.queue.submit(
             destination, dry_run=dry_run, force=force, reason="request"
         )
         return {"run": info.as_dict(), "already_running": already, "queued": queued}
+
+    async def remove(self, destination: str | None = None) -> dict[str, Any]:
+        """Forget a destination (not its data), unless a run uses it."""
+        from photos_sync.removal import remove_destination
+        from photos_sync.runner import RunRefused, UsageProblem
+
+        if not destination:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "remove: 'destination' is required")
+        daemon = self.daemon
+
+        async def remove() -> int:
+            return await remove_destination(daemon.settings, daemon.store, destination)
+
+        try:
+            removed = await daemon.queue.while_idle_for(destination, remove, "remove it")
+        except UsageProblem as exc:
+            raise rpc.RpcError(rpc.USAGE, str(exc)) from None
+        except RunRefused as exc:
+            raise rpc.RpcError(rpc.BUSY, str(exc)) from None
+        except StoreError as exc:
+            raise rpc.RpcError(rpc.INTERNAL_ERROR, str(exc)) from None
+        daemon.scheduler.wake()  # its next run and next verify leave `status`
+        daemon.verifier.wake()
+        return {"removed_jobs": removed}
 
     async def restore(
         self,
@@ -149,7 +181,10 @@ class Handlers:
         if destination is not None:
             found = await store.get_destination(destination)
             if found is None:
-                raise rpc.RpcError(rpc.USAGE, f"unknown destination {destination!r}")
+                from photos_sync.destinations import unknown_destination_message
+
+                known = [d.name for d in await store.list_destinations()]
+                raise rpc.RpcError(rpc.USAGE, unknown_destination_message(destination, known))
             destination_id = found.id
         running = await store.active_job(destination_id)
         if running is not None:

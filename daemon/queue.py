@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from photos_sync import execute, rpc
 from photos_sync.config import ConfigError
 from photos_sync.destinations import DestinationError
+from photos_sync.immich import SharedDump
 from photos_sync.keyfile import SecretsError
 from photos_sync.logs import get_logger
 from photos_sync.runner import (
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from photos_sync.restore import RestoreRequest
 
 log = get_logger("photos_sync.daemon.queue")
+
+T = TypeVar("T")
 
 #: Progress events kept for a subscriber that reads slowly; older ones are dropped.
 SUBSCRIBER_BACKLOG = 1000
@@ -214,6 +217,7 @@ class RunQueue:
         reason: str = "request",
         wait_start: bool = True,
         restore: RestoreRequest | None = None,
+        dump: SharedDump | None = None,
     ) -> tuple[RunInfo, bool, bool]:
         """Queue a run; return (run, already_running, queued).
 
@@ -249,7 +253,7 @@ class RunQueue:
                     return queued.info, True, True
             entry = Entry(
                 RunInfo(next(self._ids), name, dry_run, force, reason),
-                RunRequest(name, dry_run, force, restore),
+                RunRequest(name, dry_run, force, restore, dump=dump),
                 asyncio.get_running_loop().create_future(),
             )
             first_in_line = current is None and not self._pending
@@ -264,6 +268,58 @@ class RunQueue:
         if end is not None and end.error is not None:
             raise rpc.RpcError(end.error_code or rpc.RUN_REFUSED, end.error, data=end.as_dict())
         return entry.info, False, False
+
+    async def submit_each(
+        self,
+        destinations: Sequence[str],
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        reason: str = "request",
+    ) -> list[dict[str, Any]]:
+        """Queue a backup to each of `destinations`, in order, sharing one Immich dump.
+
+        Returns one entry per destination: {"run", "already_running", "queued"} as `submit`
+        gives them, or {"destination", "error", "error_code"} for one that was refused at
+        once. A refusal of one never keeps the others from being queued; none is awaited.
+        """
+        dump = SharedDump()
+        entries: list[dict[str, Any]] = []
+        for name in destinations:
+            try:
+                info, already, queued = await self.submit(
+                    name, dry_run=dry_run, force=force, reason=reason, wait_start=False, dump=dump
+                )
+            except rpc.RpcError as exc:
+                entries.append({"destination": name, "error": exc.message, "error_code": exc.code})
+                continue
+            entries.append({"run": info.as_dict(), "already_running": already, "queued": queued})
+        return entries
+
+    async def while_idle_for(
+        self, destination: str, action: Callable[[], Awaitable[T]], doing: str
+    ) -> T:
+        """Run `action` while no run for `destination` is in progress or queued (no new one can
+        be queued meanwhile); RpcError BUSY otherwise. `doing` names the action in the error."""
+        async with self._lock:
+            current = self._current
+            if (
+                current is not None
+                and current.end is None
+                and current.info.destination == destination
+            ):
+                raise rpc.RpcError(
+                    rpc.BUSY,
+                    f"a {'restore' if current.request.restore else 'backup'} with "
+                    f"{destination!r} is running in the daemon: {doing} after it has ended",
+                )
+            if any(e.info.destination == destination for e in self._pending):
+                raise rpc.RpcError(
+                    rpc.BUSY,
+                    f"a run with {destination!r} is queued in the daemon: {doing} after it "
+                    "has ended",
+                )
+            return await action()
 
     async def cancel(self) -> RunInfo | None:
         """Drop queued runs and cancel the one in progress; return it once it has stopped."""

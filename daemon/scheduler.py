@@ -2,7 +2,9 @@
 
 "Last run" of a destination is the latest of: when its latest run was created (DB), its last
 complete backup, and when this scheduler last queued it (so a refused or resumed run does not
-fire again at once). Pure timing lives in photos_sync.schedule.
+fire again at once). Destinations due at the same look are queued together, one run each in
+turn, sharing one fresh Immich dump (RunQueue.submit_each). Pure timing lives in
+photos_sync.schedule.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from photos_sync import rpc
 from photos_sync.logs import get_logger
-from photos_sync.schedule import Schedule, next_run, seconds_until
+from photos_sync.schedule import Schedule, group_last_runs, next_run, seconds_until
 from photos_sync.service import last_recorded_run
 from photos_sync.store import Destination, to_iso
 
@@ -108,22 +109,32 @@ class Scheduler(PeriodicScheduler):
         destinations = await self.daemon.store.list_destinations()
         self._next = {}
         soonest: float = MAX_SLEEP
+        lasts = group_last_runs(schedule, {d.name: await self._last_run(d) for d in destinations})
+        due_now = []
         for destination in destinations:
-            due = next_run(schedule, await self._last_run(destination), now)
+            due = next_run(schedule, lasts[destination.name], now)
             if due <= now:
                 self._queued_at[destination.name] = now
-                try:
-                    info, already, _queued = await self.daemon.queue.submit(
-                        destination.name, reason="schedule", wait_start=False
-                    )
-                    log.info(
-                        "scheduled_run", destination=destination.name, run=info.id, already=already
-                    )
-                except rpc.RpcError as exc:
-                    log.warning(
-                        "scheduled_run_refused", destination=destination.name, error=exc.message
-                    )
+                due_now.append(destination.name)
                 due = next_run(schedule, now, now)
             self._next[destination.name] = due
             soonest = min(soonest, seconds_until(due, now))
+        if due_now:
+            # Destinations due together are queued together: one run each, in turn, and one
+            # fresh Immich dump for all of them.
+            for entry in await self.daemon.queue.submit_each(due_now, reason="schedule"):
+                if "error" in entry:
+                    log.warning(
+                        "scheduled_run_refused",
+                        destination=entry["destination"],
+                        error=entry["error"],
+                    )
+                else:
+                    run = entry["run"]
+                    log.info(
+                        "scheduled_run",
+                        destination=run["destination"],
+                        run=run["id"],
+                        already=entry["already_running"],
+                    )
         return max(0.05, soonest)

@@ -200,7 +200,7 @@ SETUP_TYPES = ("b2", "s3", "local")
     epilog=(
         "Examples:\n\n"
         "  BACKUP_IMMICH_PATH=/srv/immich photos-sync backup   the one required setting\n\n"
-        "  photos-sync backup                       back up to the only destination\n\n"
+        "  photos-sync backup                       back up to each destination in turn\n\n"
         "  photos-sync backup --to nas --dry-run    show what would be sent\n\n"
         "  photos-sync backup --status --json       state of every job, for scripts\n\n"
         "  photos-sync backup --setup local --name nas --path /mnt/nas/immich-backup --yes\n\n"
@@ -293,8 +293,24 @@ def backup(
         ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes; no prompts.")] = False,
+    remove: Annotated[
+        str | None,
+        typer.Option(
+            "--remove",
+            metavar="NAME",
+            help="Remove a destination from photos-sync; its backed-up files stay.",
+        ),
+    ] = None,
+    delete_key_file: Annotated[
+        bool,
+        typer.Option(
+            "--delete-key-file",
+            help="With --remove: delete its key file too (the backup becomes unreadable).",
+        ),
+    ] = False,
 ) -> None:
-    """Back up Immich's folders (DB dumps first) to an encrypted destination.
+    """Back up Immich's folders (DB dumps first) to an encrypted destination, or to each
+    destination in turn when several exist and no --to is given.
 
     Needs BACKUP_IMMICH_PATH: Immich's UPLOAD_LOCATION, the folder holding library/, upload/
     and backups/ (e.g. BACKUP_IMMICH_PATH=/srv/immich in the environment or in .env). Other
@@ -308,6 +324,7 @@ def backup(
             ("--setup", setup is not None),
             ("--check", check),
             ("--setup-immich", setup_immich),
+            ("--remove", remove is not None),
         )
         if on
     ]
@@ -315,10 +332,12 @@ def backup(
         fail(f"{' and '.join(modes)} cannot be combined", EXIT_USAGE)
     if (watch or once) and not status:
         fail("--watch and --once go with --status", EXIT_USAGE)
+    if delete_key_file and remove is None:
+        fail("--delete-key-file goes with --remove NAME", EXIT_USAGE)
     uses: tuple[str, ...] = RUN_SETTINGS
     if status:
         uses = STATUS_SETTINGS
-    elif history or reset or check or setup is not None:
+    elif history or reset or check or setup is not None or remove is not None:
         uses = ()
     elif setup_immich:
         uses = ("BACKUP_IMMICH_URL", "BACKUP_IMMICH_API_TIMEOUT")
@@ -330,13 +349,19 @@ def backup(
 
         if json_output:
             fail("--watch is for people: use --status --json for scripts", EXIT_USAGE)
-        raise typer.Exit(watch_status(settings, stdout, once=once))
+        if to is not None:
+            _require_destination(settings, to)
+        raise typer.Exit(watch_status(settings, stdout, once=once, destination=to))
     if history:
         from photos_sync.watch import print_history
 
+        if to is not None:
+            _require_destination(settings, to)
         raise typer.Exit(print_history(settings, stdout, to, json_output))
     if status:
-        _status(settings, json_output)
+        _status(settings, json_output, to)
+    elif remove is not None:
+        _remove(settings, remove, yes, delete_key_file)
     elif reset:
         _reset(settings, to, yes)
     elif check:
@@ -384,6 +409,11 @@ def _run(
         )
     configure_logging(settings.log_path)
     view = LiveView(stdout, quiet=json_output)
+    if to is None:
+        names = run_async(lambda: with_store(settings, _destination_names))
+        if len(names) > 1:
+            _run_each(settings, names, dry_run, force, json_output, view)
+            return
 
     async def body(store: Store) -> Any:
         from photos_sync import metrics
@@ -417,6 +447,117 @@ def _run(
         raise typer.Exit(EXIT_FAILURE)
 
 
+async def _destination_names(store: Store) -> list[str]:
+    return [d.name for d in await store.list_destinations()]
+
+
+def _require_destination(settings: Settings, name: str) -> None:
+    """Exit 2 with the known names unless destination `name` exists."""
+    from photos_sync.destinations import unknown_destination_message
+
+    names = run_async(lambda: with_store(settings, _destination_names))
+    if name not in names:
+        fail(unknown_destination_message(name, names), EXIT_USAGE)
+
+
+def _run_each(
+    settings: Settings,
+    names: list[str],
+    dry_run: bool,
+    force: bool,
+    json_output: bool,
+    view: LiveView,
+) -> None:
+    """No --to, several destinations, no daemon: back up to each in turn here, with one fresh
+    Immich dump for all. A destination that is refused or fails does not stop the others."""
+    from photos_sync.destinations import DestinationError
+    from photos_sync.immich import SharedDump
+    from photos_sync.keyfile import SecretsError
+    from photos_sync.runner import RunRefused as refused
+    from photos_sync.runner import UsageProblem as usage_problem
+
+    async def body(store: Store) -> list[dict[str, Any]]:
+        from photos_sync import metrics
+        from photos_sync.notify import Notifier
+
+        shared = SharedDump()
+        outcomes: list[dict[str, Any]] = []
+        try:
+            with view:
+                for name in names:
+                    request = RunRequest(name, dry_run, force, dump=shared)
+                    try:
+                        async with Notifier.from_settings(settings).watching(request, view) as sink:
+                            live = 1.0 if view.interactive else None
+                            runner = Runner(settings, store, sink=sink, live_interval=live)
+                            result = await runner.run(request)
+                        outcomes.append(result.as_dict())
+                    except usage_problem:
+                        raise
+                    except (refused, DestinationError, SecretsError) as exc:
+                        outcomes.append({"destination": name, "ok": False, "error": str(exc)})
+        finally:
+            if not dry_run:
+                await metrics.write_textfile(settings, store)
+        return outcomes
+
+    _report_each(run_async(lambda: with_store(settings, body)), json_output)
+
+
+def _report_each(outcomes: list[dict[str, Any]], json_output: bool) -> None:
+    """The end of a backup to several destinations: one line per destination, the errors,
+    exit 1 if any failed. Each outcome is a RunResult.as_dict(), or {destination, ok: false,
+    error} for one refused before it began."""
+    if json_output:
+        from photos_sync.render import dumps
+
+        ok = all(o.get("ok") for o in outcomes)
+        sys.stdout.write(dumps({"ok": ok, "destinations": outcomes}) + "\n")
+    immich_seen: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        name = outcome["destination"]
+        if "run_id" not in outcome:
+            stderr.print(
+                f"[red]{name}:[/red] not backed up: {outcome.get('error')}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            continue
+        if not json_output:
+            stdout.print(_result_line(outcome), highlight=False)
+        for job in outcome.get("jobs") or []:
+            if job.get("error_message") and job["status"] != "COMPLETED":
+                stderr.print(
+                    f"[red]{name}: {job['folder']}/:[/red] {job['error_message']}",
+                    highlight=False,
+                )
+        immich = outcome.get("immich")
+        if immich and immich not in immich_seen:
+            immich_seen.append(immich)
+            _print_immich_outcome(immich)
+    failed = [o["destination"] for o in outcomes if not o.get("ok")]
+    if failed:
+        stderr.print(
+            f"[red]error:[/red] {len(failed)} of {len(outcomes)} destinations failed: "
+            f"{', '.join(failed)}",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _result_line(result: dict[str, Any]) -> str:
+    """`summarise` for a RunResult.as_dict()."""
+    destination = result["destination"]
+    if result.get("dry_run"):
+        folders = result.get("dry_run_folders") or []
+        files = sum(f["files"] for f in folders)
+        size = sum(f["bytes"] for f in folders)
+        return f"dry run: {files} files ({size} bytes) would be sent to {destination}"
+    jobs = result.get("jobs") or []
+    done = sum(1 for j in jobs if j["status"] == "COMPLETED")
+    return f"{done}/{len(jobs)} folders backed up to {destination}"
+
+
 def _print_immich_outcome(outcome: dict[str, Any] | None) -> None:
     """After a run: say on stderr when Immich's fresh DB dump did not happen (#9)."""
     if not outcome:
@@ -432,7 +573,7 @@ def _print_immich_outcome(outcome: dict[str, Any] | None) -> None:
         )
 
 
-def _status(settings: Settings, json_output: bool) -> None:
+def _status(settings: Settings, json_output: bool, to: str | None = None) -> None:
     from photos_sync.render import dumps, print_restores, print_status
 
     from_daemon = _daemon_call(settings, "status")
@@ -442,6 +583,14 @@ def _status(settings: Settings, json_output: bool) -> None:
         from photos_sync.status import gather_status
 
         document = run_async(lambda: with_store(settings, lambda s: gather_status(settings, s)))
+    if to is not None:
+        from photos_sync.destinations import unknown_destination_message
+        from photos_sync.status import only_destination
+
+        names = [d["name"] for d in document.get("destinations") or []]
+        if to not in names:
+            fail(unknown_destination_message(to, names), EXIT_USAGE)
+        document = only_destination(document, to)
     if json_output:
         sys.stdout.write(dumps(document) + "\n")
     else:
@@ -456,7 +605,10 @@ def _reset(settings: Settings, to: str | None, yes: bool) -> None:
         if to is not None:
             destination = await store.get_destination(to)
             if destination is None:
-                raise UsageProblem(f"unknown destination {to!r}")
+                from photos_sync.destinations import unknown_destination_message
+
+                known = await _destination_names(store)
+                raise UsageProblem(unknown_destination_message(to, known))
             destination_id = destination.id
             running = await store.active_job(destination_id)
         else:
@@ -467,6 +619,8 @@ def _reset(settings: Settings, to: str | None, yes: bool) -> None:
             )
         return await store.reset(destination_id)
 
+    if to is not None:
+        _require_destination(settings, to)
     what = f"the job history of {to!r}" if to else "the job history of every destination"
     if not yes:
         if not sys.stdin.isatty():
@@ -504,6 +658,76 @@ def _answer(prompt: Callable[[], T], *, hidden: bool = False) -> T:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def _remove(settings: Settings, name: str, yes: bool, delete_key_file: bool) -> None:
+    """`--remove NAME`: photos-sync forgets the destination; its data stays (see removal.py).
+
+    Two separate consents: one to remove the destination (the question, or --yes), one to
+    delete its key file (a second question, or --delete-key-file). With --yes alone the key
+    file is kept."""
+    from photos_sync.removal import busy_message, plan_removal, remove_destination
+
+    plan = run_async(lambda: with_store(settings, lambda s: plan_removal(s, name)))
+    busy = busy_message(settings, plan)
+    if busy is not None:
+        fail(busy)
+    untouched = f"the backed-up files in {plan.location}"
+    if plan.op_item:
+        untouched += f" and the {plan.op_item}"
+    stdout.print(
+        f"Removing destination {name!r} deletes its settings and job history from photos-sync. "
+        f"Untouched: {untouched}.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    interactive = not yes and sys.stdin.isatty()
+    if not yes and not interactive:
+        fail("--remove asks for confirmation: add --yes to run it unattended", EXIT_USAGE)
+    key_file = plan.key_file if plan.key_file is not None and plan.key_file.exists() else None
+    if interactive:
+        question = f"Remove destination {name!r}?"
+        if delete_key_file and key_file is not None:
+            question = f"Remove destination {name!r} and delete its key file {key_file}?"
+        if not typer.confirm(question, default=False):
+            stderr.print("nothing was removed", highlight=False)
+            raise typer.Exit(EXIT_FAILURE)
+        if key_file is not None and not delete_key_file:
+            delete_key_file = typer.confirm(
+                f"Also delete the key file {key_file}? Without it (or a recovery kit printed "
+                f"before: `photos-sync recovery-kit {name}`) the backup can never be decrypted",
+                default=False,
+            )
+    from_daemon = _daemon_call(settings, "remove", {"destination": name})
+    if from_daemon is not None:
+        removed = int(from_daemon["removed_jobs"])
+    else:
+        removed = run_async(
+            lambda: with_store(settings, lambda s: remove_destination(settings, s, name))
+        )
+    stdout.print(
+        f"removed destination {name!r} and its job history ({removed} jobs) from photos-sync; "
+        f"{untouched} are untouched",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if key_file is not None and delete_key_file:
+        key_file.unlink(missing_ok=True)
+        stdout.print(f"deleted the key file {key_file}", highlight=False)
+    elif key_file is not None:
+        stdout.print(
+            f"kept the key file {key_file}: without it the backup cannot be decrypted; delete "
+            "it yourself once the backup is no longer needed (or use --delete-key-file)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif delete_key_file and plan.op_item:
+        stdout.print(f"no key file to delete: its keys stay in the {plan.op_item}")
+    elif plan.shared_key_file is not None:
+        stdout.print(
+            f"kept the key file {plan.shared_key_file}: another destination uses it too",
+            highlight=False,
+        )
 
 
 class TerminalUI:
@@ -999,6 +1223,10 @@ def _daemon_run(
         started: Any = None
         try:
             started = await client.call(method, params)
+            if "runs" in started:  # no --to, several destinations: a run for each
+                if detach:
+                    return "detached_each", started
+                return "ended_each", await _follow_each(client, started["runs"], view, json_output)
             run = started["run"]
             if detach:
                 return "detached", started
@@ -1038,6 +1266,35 @@ def _daemon_run(
         return False
     if outcome == "error":
         _daemon_error(payload)
+    if outcome == "ended_each":
+        _report_each(payload, json_output)
+        return True
+    if outcome == "detached_each":
+        if json_output:
+            sys.stdout.write(dumps(payload) + "\n")
+        for entry in payload["runs"]:
+            if "error" in entry:
+                stderr.print(
+                    f"[red]{entry['destination']}:[/red] not started: {entry['error']}",
+                    highlight=False,
+                )
+            elif not json_output:
+                run = entry["run"]
+                stdout.print(
+                    f"backup to {run['destination']} "
+                    + (
+                        "is already running"
+                        if entry["already_running"]
+                        else "queued"
+                        if entry["queued"]
+                        else "started"
+                    )
+                    + f" in the daemon (run {run['id']})",
+                    highlight=False,
+                )
+        if any("error" in entry for entry in payload["runs"]):
+            raise typer.Exit(EXIT_FAILURE)
+        return True
     if outcome == "detached":
         if json_output:
             sys.stdout.write(dumps(payload) + "\n")
@@ -1082,6 +1339,53 @@ def _daemon_run(
                 stderr.print(line, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILURE)
     return True
+
+
+async def _follow_each(
+    client: Any, entries: list[dict[str, Any]], view: LiveView, quiet: bool
+) -> list[dict[str, Any]]:
+    """Follow the daemon's runs of a backup to several destinations, one after the other;
+    return their outcomes as `_report_each` takes them."""
+    from photos_sync.client import DaemonError
+    from photos_sync.runner import RunEvent
+
+    outcomes: list[dict[str, Any]] = []
+    with view:
+        for entry in entries:
+            if "error" in entry:
+                outcomes.append(
+                    {"destination": entry["destination"], "ok": False, "error": entry["error"]}
+                )
+                continue
+            run = entry["run"]
+            if not quiet:
+                verb = "already running" if entry["already_running"] else "running"
+                stdout.print(
+                    f"backup to {run['destination']} {verb} in the photos-sync daemon; Ctrl-C "
+                    "stops watching, not the backup",
+                    highlight=False,
+                )
+            ack = await client.call("subscribe", {"run": run["id"]})
+            end = ack.get("ended")
+            if end is None and ack.get("run") is None:
+                end = {"run": run, "ok": False, "error": "the daemon no longer knows this run"}
+            if end is None:
+                async for note in client.notifications():
+                    event = note.get("params") or {}
+                    if note["method"] == "run_ended":
+                        end = event
+                        break
+                    if note["method"] == "progress":
+                        view(RunEvent(event["kind"], event["destination"], event["data"]))
+            if end is None:
+                raise DaemonError("the daemon closed the connection before the backup ended")
+            result = end.get("result") or {}
+            if "run_id" in result:
+                outcomes.append(result)
+            else:
+                error = end.get("error") or "the backup was cancelled in the daemon"
+                outcomes.append({"destination": run["destination"], "ok": False, "error": error})
+    return outcomes
 
 
 def _parse_moment(raw: str) -> datetime:
@@ -1281,6 +1585,12 @@ def verify(
         await write_textfile(settings, store)
         return found
 
+    if to is None:
+        names = run_async(lambda: with_store(settings, _destination_names))
+        if len(names) > 1:
+            _verify_each(settings, names, view, full=full, sample=sample, json_output=json_output)
+            return
+
     async def guarded() -> VerifyReport:
         stopping: tuple[type[BaseException], ...] = (*_known_errors(), OSError)
         try:
@@ -1301,6 +1611,77 @@ def verify(
     else:
         _print_verify(report)
     if not report.ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _verify_each(
+    settings: Settings,
+    names: list[str],
+    view: LiveView,
+    *,
+    full: bool,
+    sample: float,
+    json_output: bool,
+) -> None:
+    """`verify` with several destinations and no --to: each in turn; exit 1 if any differs
+    or could not be verified (a refused one does not stop the others)."""
+    from photos_sync.destinations import DestinationError
+    from photos_sync.keyfile import SecretsError
+    from photos_sync.render import dumps
+    from photos_sync.runner import RunRefused as refused
+    from photos_sync.runner import UsageProblem as usage_problem
+    from photos_sync.verify import VerifyReport
+    from photos_sync.verify import verify as run_verify
+
+    async def body(store: Store) -> list[VerifyReport | tuple[str, str]]:
+        from photos_sync.metrics import write_textfile
+        from photos_sync.notify import notify_verify
+
+        found: list[VerifyReport | tuple[str, str]] = []
+        for name in names:
+            try:
+                report = await run_verify(
+                    Runner(settings, store, sink=view), name, full=full, sample_percent=sample
+                )
+            except usage_problem:
+                raise
+            except (refused, DestinationError, SecretsError) as exc:
+                found.append((name, str(exc)))
+                continue
+            await notify_verify(settings, report.as_dict())
+            found.append(report)
+        await write_textfile(settings, store)
+        return found
+
+    results = run_async(lambda: with_store(settings, body))
+    failed = [
+        r[0] if isinstance(r, tuple) else r.destination
+        for r in results
+        if isinstance(r, tuple) or not r.ok
+    ]
+    if json_output:
+        items = [
+            {"destination": r[0], "ok": False, "error": r[1]}
+            if isinstance(r, tuple)
+            else r.as_dict()
+            for r in results
+        ]
+        sys.stdout.write(dumps({"ok": not failed, "destinations": items}) + "\n")
+    for result in results:
+        if isinstance(result, tuple):
+            stderr.print(
+                f"[red]{result[0]}:[/red] not verified: {result[1]}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif not json_output:
+            _print_verify(result)
+    if failed:
+        stderr.print(
+            f"[red]error:[/red] {len(failed)} of {len(results)} destinations failed to verify: "
+            f"{', '.join(str(name) for name in failed)}",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_FAILURE)
 
 

@@ -8,7 +8,7 @@ in DESTINATION_TYPES; everything else (runner, setup, recovery kit) goes through
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -21,6 +21,16 @@ ENCRYPTION_SALT = "encryption_salt"
 
 class DestinationError(RuntimeError):
     """A destination is unknown, misconfigured or unreachable; the message says what to do."""
+
+
+def unknown_destination_message(name: str, known: Sequence[str]) -> str:
+    """The one line for a name that is not a destination: what exists, what to do."""
+    if not known:
+        return (
+            f"unknown destination {name!r}: none is set up yet; create one with "
+            "`photos-sync backup --setup local|s3|b2`"
+        )
+    return f"unknown destination {name!r}: known destinations are {', '.join(known)}"
 
 
 class DestinationType(Protocol):

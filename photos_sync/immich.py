@@ -419,6 +419,46 @@ def _name(dump: DumpFile | None) -> str | None:
     return dump.name if dump else None
 
 
+class SharedDump:
+    """One fresh Immich dump for the runs of one backup to several destinations.
+
+    The first run that backs up backups/ asks Immich (`prepare_dump`); the later runs of the
+    same backup send that dump too instead of asking again, so every destination holds the
+    same database state, and Immich (which keeps its last 14 dumps) is not asked once per
+    destination. An outcome with a key *error* is not reused: nothing was dumped, and the next
+    destination may carry its own key in its secrets. Pass one instance in each RunRequest.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._outcome: DumpOutcome | None = None
+        self._asked = False
+
+    async def take(
+        self,
+        settings: Settings,
+        destination: Destination,
+        backups_dir: Path,
+        say: Callable[[str], None],
+    ) -> DumpOutcome | None:
+        """Like `prepare_dump`, once per backup: later calls get the first outcome back."""
+        async with self._lock:
+            reusable = self._asked and (self._outcome is None or not self._outcome.error)
+            if not reusable:
+                self._outcome = await prepare_dump(settings, destination, backups_dir, say)
+                self._asked = True
+            elif self._outcome is not None:
+                dump = describe_dump(self._outcome.dump, time.time())
+                say(
+                    f"immich: sending the fresh database dump requested for "
+                    f"{self._outcome.destination} in this backup: {dump}"
+                    if self._outcome.fresh
+                    else f"immich: no fresh dump in this backup ({self._outcome.warning}); "
+                    f"going on with the newest existing dump: {dump}"
+                )
+            return self._outcome
+
+
 # -- status and check ----------------------------------------------------------------------------
 
 

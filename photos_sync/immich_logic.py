@@ -9,7 +9,11 @@ server for a fresh dump before a run, through one of two endpoints:
 - `PUT /api/jobs/backupDatabase` with `{"command": "start", "force": false}` (the queue
   command endpoint, deprecated in v2.3) — older servers.
 
-Both need an API key (header `x-api-key`) of an admin user with the `job.create` permission.
+Both need an API key (header `x-api-key`) of an admin user with the `job.create` permission;
+`GET /api/users/me` (who the key belongs to, asked by `--setup-immich` and `--check`) needs
+`user.read`. Immich answers a key without a permission the route needs with 403 and
+`{"message": "Missing required permission: <name>"}`; a non-admin's key on an admin route with
+403 `{"message": "Forbidden"}`.
 """
 
 from __future__ import annotations
@@ -113,6 +117,11 @@ def supports_backups(version: Version | None) -> bool:
     return version is None or version >= FIRST_BACKUP_VERSION
 
 
+#: The permissions photos-sync's API key needs (Immich's names): asking for a dump, and reading
+#: who the key belongs to.
+REQUIRED_PERMISSIONS = ("job.create", "user.read")
+_MISSING_PERMISSION = "missing required permission:"
+
 #: HTTP statuses meaning "this server does not know that endpoint or job name".
 FALLBACK_STATUSES = frozenset({400, 404, 405})
 
@@ -131,18 +140,37 @@ def error_message(body: bytes) -> str:
     return str(message)[:200]
 
 
+def missing_permission(message: str) -> str | None:
+    """The permission named by Immich's 403 "Missing required permission: job.create"; else
+    None (a 403 for another reason, such as a non-admin's key on an admin route)."""
+    head, _, rest = message.partition(":")
+    if f"{head.strip().lower()}:" != _MISSING_PERMISSION:
+        return None
+    permission = rest.strip()
+    return permission or None
+
+
 def key_problem(status: int, message: str, key_where: str) -> str | None:
-    """A clear error for a refused key (401/403), naming where the key is kept; else None."""
+    """A clear error for a refused key (401/403), naming where the key is kept and, when
+    Immich says which, the permission the key lacks; else None."""
     said = f" ({message})" if message else ""
+    needed = " and ".join(REQUIRED_PERMISSIONS)
     if status == 401:
         return (
             f"Immich rejected the API key {key_where}{said}: create a new API key in Immich "
             "(Account Settings → API Keys) and store it there"
         )
     if status == 403:
+        lacking = missing_permission(message)
+        if lacking is not None:
+            return (
+                f"Immich refused the API key {key_where}: it lacks the {lacking} permission; "
+                f"photos-sync needs {needed} (or all permissions): create a key with them in "
+                "Immich (Account Settings → API Keys) and store it there"
+            )
         return (
-            f"Immich refused the API key {key_where}{said}: it must belong to an admin user and "
-            "carry the job.create permission (or all permissions)"
+            f"Immich refused the API key {key_where}{said}: it must belong to an admin user "
+            f"(database backups are an admin job) and carry {needed} (or all permissions)"
         )
     return None
 

@@ -14,9 +14,16 @@ status      –                                            the `--status --json`
                                                          ``daemon`` (pid, uptime, run, queue,
                                                          schedule, next_run, foreign_jobs)
 start       {destination: str, dry_run: bool,            {run: RunInfo, already_running: bool,
-            force: bool}                                 queued: bool}
+            force: bool}                                 queued: bool}; with no destination
+                                                         and several set up: {runs: [...]},
+                                                         one such object per destination
+                                                         (or {destination, error,
+                                                         error_code} if refused at once),
+                                                         queued in turn, one Immich dump
 cancel      –                                            {cancelled: bool, run: RunInfo | null}
 reset       {destination: str}                           {removed: int}
+remove      {destination: str (required)}                {removed_jobs: int}; BUSY while a run
+                                                         uses it, USAGE for an unknown name
 subscribe   {run: int, wait: bool}                       {run: RunInfo | null, ended: End | null}
             then notifications ``progress`` {kind, destination, data} (one per runner event)
             and finally ``run_ended`` End = {run, ok, cancelled, error, result}
@@ -105,6 +112,7 @@ PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "start": {"destination": str, "dry_run": bool, "force": bool},
     "cancel": {},
     "reset": {"destination": str},
+    "remove": {"destination": str},
     "subscribe": {"run": int, "wait": bool},
     "restore": {
         "destination": str,

@@ -39,6 +39,7 @@ from photos_sync.destinations import (
     build_remotes,
     destination_type,
     missing_secret_fields,
+    unknown_destination_message,
 )
 from photos_sync.guards import FolderPreview, PreviewCollector, max_delete_refusal
 from photos_sync.logs import get_logger
@@ -105,6 +106,7 @@ from photos_sync.store import Destination, Job, Store, utcnow
 from photos_sync.units import human_bytes, plural
 
 if TYPE_CHECKING:
+    from photos_sync.immich import SharedDump
     from photos_sync.restore import RestoreRequest
 
 log = get_logger("photos_sync.runner")
@@ -172,6 +174,9 @@ class RunRequest:
     force: bool = False
     #: Set when the daemon's queue carries a restore instead of a backup.
     restore: RestoreRequest | None = None
+    #: One Immich dump for the runs of a backup to several destinations: the first run that
+    #: backs up backups/ asks Immich, the others reuse that dump (see immich.SharedDump).
+    dump: SharedDump | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,12 +546,15 @@ class Runner:
             if len(destinations) == 1:
                 return destinations[0]
             names = ", ".join(d.name for d in destinations)
-            raise UsageProblem(f"several destinations exist ({names}): choose one with --to NAME")
+            # Backups and verify go to each in turn; a restore must name its source.
+            raise UsageProblem(
+                f"several destinations exist ({names}): name one (`photos-sync restore --from "
+                "NAME`)"
+            )
         for destination in destinations:
             if destination.name == name:
                 return destination
-        names = ", ".join(d.name for d in destinations)
-        raise UsageProblem(f"unknown destination {name!r}: known destinations are {names}")
+        raise UsageProblem(unknown_destination_message(name, [d.name for d in destinations]))
 
     async def open_remote(self, destination: Destination) -> CryptRemote:
         """The destination's crypt remote, with secrets loaded and obscured in memory."""
@@ -858,7 +866,8 @@ class Runner:
         if any(j.folder == "backups" for j in jobs):  # Immich: a fresh DB dump first (#9)
             from photos_sync.immich import prepare_dump
 
-            outcome = await prepare_dump(
+            take = request.dump.take if request.dump is not None else prepare_dump
+            outcome = await take(
                 self.settings,
                 destination,
                 immich_path / "backups",

@@ -17,6 +17,7 @@ soon as the daemon is up again; runs missed several times over still make one ru
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -110,6 +111,23 @@ def next_run(schedule: Schedule, last_run: datetime | None, now: datetime) -> da
         return now
     upcoming = latest + timedelta(days=1)
     return upcoming if upcoming > now else now
+
+
+def group_last_runs(
+    schedule: Schedule, last_runs: Mapping[str, datetime | None]
+) -> dict[str, datetime | None]:
+    """The "last run" of each destination that `next_run` should time it from.
+
+    An interval is between two backups of *every* destination: they are all timed from the
+    one that ran longest ago, so they fall due together (one run each, in turn, with one
+    Immich dump for all). Timed each from its own last run they would drift apart by the
+    length of the runs before them. A destination that never ran stays None (due at once);
+    a daily schedule's slots already line them up, so it keeps each one's own."""
+    if not isinstance(schedule, Interval):
+        return dict(last_runs)
+    ran = [moment for moment in last_runs.values() if moment is not None]
+    oldest = min(ran) if ran else None
+    return {name: oldest if last is not None else None for name, last in last_runs.items()}
 
 
 def seconds_until(due: datetime, now: datetime) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from photos_sync import execute
-from photos_sync.schedule import Schedule, next_run
+from photos_sync.schedule import Schedule, group_last_runs, next_run
 from photos_sync.store import Destination, Store, from_iso
 
 UNIT_NAME = "photos-sync.service"
@@ -261,7 +261,11 @@ async def upcoming_runs(
     schedules)."""
     if schedule is None:
         return {}
-    return {
-        destination.name: next_run(schedule, await last_recorded_run(store, destination), now)
+    lasts = {
+        destination.name: await last_recorded_run(store, destination)
         for destination in await store.list_destinations()
+    }
+    return {
+        name: next_run(schedule, last, now)
+        for name, last in group_last_runs(schedule, lasts).items()
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from photos_sync import procinfo
@@ -36,3 +37,24 @@ async def gather_status(settings: Settings, store: Store) -> dict[str, Any]:
 
     document["immich"] = status_section(settings)  # DB dump health and the last request (#9)
     return document
+
+
+def only_destination(document: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The status document narrowed to destination `name` (`--status --to NAME`): its entry,
+    jobs, restores and next scheduled runs; the daemon's own state and Immich's stay. Pure."""
+    narrowed = dict(document)
+    narrowed["destinations"] = [d for d in document.get("destinations") or [] if d["name"] == name]
+    for key in ("jobs", "restores"):
+        if key in document:
+            narrowed[key] = [i for i in document[key] or [] if i.get("destination") == name]
+    daemon = document.get("daemon")
+    if isinstance(daemon, Mapping):
+        narrowed["daemon"] = {
+            **daemon,
+            **{
+                key: {k: v for k, v in (daemon.get(key) or {}).items() if k == name}
+                for key in ("next_run", "next_verify")
+                if key in daemon
+            },
+        }
+    return narrowed

@@ -446,6 +446,17 @@ class Store:
             rows = await cur.fetchall()
         return [_destination(r) for r in rows]
 
+    async def delete_destination(self, destination_id: int) -> int:
+        """Delete a destination; its backup jobs, restore jobs and verify results go with it
+        (ON DELETE CASCADE, with foreign_keys on). Returns how many backup jobs went."""
+        async with self._conn.execute(
+            "SELECT count(*) FROM backup_jobs WHERE destination_id = ?", (destination_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        await self._conn.execute("DELETE FROM backup_destinations WHERE id = ?", (destination_id,))
+        await self._conn.commit()
+        return int(row[0]) if row else 0
+
     async def mark_backup_completed(self, destination_id: int, moment: datetime) -> None:
         await self._conn.execute(
             "UPDATE backup_destinations SET last_backup_at = ? WHERE id = ?",

@@ -233,16 +233,27 @@ async def _fetch(settings: Settings) -> dict[str, Any]:
     return document
 
 
-def watch_status(settings: Settings, console: Console, *, once: bool = False) -> int:
-    """Redraw the status every REFRESH s until Ctrl-C (exit 0); with `once`, draw once."""
+def watch_status(
+    settings: Settings, console: Console, *, once: bool = False, destination: str | None = None
+) -> int:
+    """Redraw the status every REFRESH s until Ctrl-C (exit 0); with `once`, draw once.
+    With `destination`, only that destination is shown."""
+
+    def view() -> RenderableType:
+        document = asyncio.run(_fetch(settings))
+        if destination is not None:
+            from photos_sync.status import only_destination
+
+            document = only_destination(document, destination)
+        return status_view(document, width=console.width, live=not once)
+
     if once:
-        console.print(status_view(asyncio.run(_fetch(settings)), width=console.width, live=False))
+        console.print(view())
         return 0
     try:
         with Live(console=console, auto_refresh=False, screen=False) as live:
             while True:
-                document = asyncio.run(_fetch(settings))
-                live.update(status_view(document, width=console.width), refresh=True)
+                live.update(view(), refresh=True)
                 time.sleep(REFRESH)
     except KeyboardInterrupt:
         return 0

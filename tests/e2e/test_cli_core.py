@@ -174,8 +174,9 @@ def test_unknown_and_ambiguous_destinations_are_usage_errors(immich, tmp_path):
     assert "no destination is set up yet" in _one_line_error(photos_sync("backup"), 2)
     _setup(tmp_path / "a", "first")
     _setup(tmp_path / "b", "second")
-    line = _one_line_error(photos_sync("backup"), 2)
-    assert "several destinations exist (first, second)" in line
+    # a restore must name its source (a backup goes to each: tests/e2e/test_several_destinations)
+    line = _one_line_error(photos_sync("restore", "--to", str(tmp_path / "r")), 2)
+    assert "several destinations exist (first, second)" in line and "--from NAME" in line
     line = _one_line_error(photos_sync("backup", "--to", "third"), 2)
     assert "unknown destination 'third'" in line and "first, second" in line
     assert "unknown destination" in _one_line_error(photos_sync("recovery-kit", "third"), 2)

@@ -160,3 +160,19 @@ def test_setup_immich_tests_and_stores_the_key(immich, tmp_path, isolated_env):
     assert json.loads(keyfile.read_text()) == {"immich_api_key": KEY}
     no_url = photos_sync("backup", "--setup-immich")
     assert no_url.returncode == 2 and "BACKUP_IMMICH_URL" in no_url.stderr
+
+
+def test_setup_immich_names_the_permission_the_key_lacks(immich, isolated_env):
+    """A key with only job.create: --setup-immich asks GET /api/users/me (user.read), and the
+    message says user.read is missing instead of blaming job.create."""
+    root, _ = immich
+    keyfile = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "secrets" / "immich.json"
+    with serve_immich(root / "backups", KEY, permissions=("job.create",)) as fake:
+        refused = photos_sync("backup", "--setup-immich", env={
+            "BACKUP_IMMICH_URL": fake.url, "PHOTOS_SYNC_IMMICH_API_KEY": KEY})
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "lacks the user.read permission" in lines[0], refused.stderr
+    assert "nothing was saved" in lines[0] and KEY not in refused.stderr
+    assert not keyfile.exists()
+    assert ("GET", "/api/users/me", True) in fake.requests

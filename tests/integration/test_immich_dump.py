@@ -168,6 +168,16 @@ async def test_non_admin_key_is_refused_with_the_reason(immich, tmp_path, settin
     assert "job.create" in outcome.error and KEY not in outcome.error
 
 
+async def test_a_key_without_job_create_is_refused_naming_that_permission(
+    immich, tmp_path, settings
+):
+    root, _ = immich
+    with serve_immich(root / "backups", KEY, permissions=("user.read",)) as fake:
+        outcome, _ = await _prepare(_settings(settings, fake.url), tmp_path / "dest")
+    assert outcome.error is not None and "lacks the job.create permission" in outcome.error
+    assert KEY not in outcome.error and fake.written == []
+
+
 async def test_key_in_the_destination_key_file_wins(immich, tmp_path, settings):
     dest = tmp_path / "dest"
     store = await Store.open(settings.db_path)

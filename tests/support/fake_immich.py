@@ -10,7 +10,10 @@ Endpoints (as Immich answers them; JSON error bodies {"message", "error", "statu
   counts (with `queue_command=False`, 404, like a server that dropped that endpoint)
 
 Authenticated endpoints need the `x-api-key` header: none → 401 "Authentication required",
-a wrong one → 401 "Invalid API key", a non-admin user → 403 "Forbidden resource".
+a wrong one → 401 "Invalid API key"; on the admin-only job endpoints a non-admin user's key
+→ 403 "Forbidden". Then, like Immich's AuthService.authenticate, the key's `permissions` must
+grant the route's permission (`user.read` for /users/me, `job.create` for the job endpoints;
+"all" grants every one), else 403 "Missing required permission: <name>".
 
 A dump is written like Immich does: `<name>.sql.gz.tmp` growing in `grow_steps` pieces over
 `dump_delay` seconds, then renamed to `<name>.sql.gz` (or, with `in_place`, written and grown
@@ -49,6 +52,8 @@ class FakeImmich:
     write_dump: bool = True  # False: accept the job but never write (a hung Immich)
     manual_backup_job: bool = True
     queue_command: bool = True
+    #: the API key's permissions, as chosen when it was created in Immich
+    permissions: tuple[str, ...] = ("all",)
     #: (method, path, had a key header) of every request
     requests: list[tuple[str, str, bool]] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
@@ -132,13 +137,19 @@ def _handler(fake: FakeImmich) -> type[BaseHTTPRequestHandler]:
                 return False
             return True
 
-        def _admin(self) -> bool:
+        def _granted(self, permission: str) -> bool:
+            if "all" in fake.permissions or permission in fake.permissions:
+                return True
+            self._error(403, f"Missing required permission: {permission}", "Forbidden")
+            return False
+
+        def _admin(self, permission: str) -> bool:
             if not self._authorised():
                 return False
             if not fake.is_admin:
-                self._error(403, "Forbidden resource", "Forbidden")
+                self._error(403, "Forbidden", "Forbidden")
                 return False
-            return True
+            return self._granted(permission)
 
         def _not_found(self) -> None:
             self._error(404, f"Cannot {self.command} {self.path}", "Not Found")
@@ -152,7 +163,7 @@ def _handler(fake: FakeImmich) -> type[BaseHTTPRequestHandler]:
                 major, minor, patch = fake.version
                 self._send(200, {"major": major, "minor": minor, "patch": patch})
             elif self.path == "/api/users/me":
-                if self._authorised():
+                if self._authorised() and self._granted("user.read"):
                     self._send(200, {
                         "id": "0b4bbde1-51b8-4a4a-a4c2-7d0c2e5f6a11",
                         "email": "admin@example.com",
@@ -169,7 +180,7 @@ def _handler(fake: FakeImmich) -> type[BaseHTTPRequestHandler]:
             if self.path != "/api/jobs":
                 self._not_found()
                 return
-            if not self._admin():
+            if not self._admin("job.create"):
                 return
             known = MANUAL_JOBS if fake.manual_backup_job else MANUAL_JOBS[:-1]
             if not isinstance(body, dict) or body.get("name") not in known:
@@ -189,7 +200,7 @@ def _handler(fake: FakeImmich) -> type[BaseHTTPRequestHandler]:
             if not fake.queue_command or not self.path.startswith("/api/jobs/"):
                 self._not_found()
                 return
-            if not self._admin():
+            if not self._admin("job.create"):
                 return
             name = self.path.rsplit("/", 1)[1]
             if name != "backupDatabase" or not isinstance(body, dict) or "command" not in body:

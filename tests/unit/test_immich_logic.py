@@ -18,6 +18,7 @@ from photos_sync.immich_logic import (
     is_dump_name,
     is_stable,
     key_problem,
+    missing_permission,
     new_dump,
     normalize_base_url,
     parse_version,
@@ -118,6 +119,21 @@ def test_error_messages_and_key_problems_name_where_the_key_is():
     forbidden = key_problem(403, "Forbidden resource", where)
     assert forbidden is not None and "admin" in forbidden and "job.create" in forbidden
     assert key_problem(500, "boom", where) is None
+
+
+def test_a_missing_permission_is_named_as_immich_names_it():
+    where = "given to --setup-immich"
+    # Immich's AuthService: ForbiddenException(`Missing required permission: ${permission}`)
+    assert missing_permission("Missing required permission: user.read") == "user.read"
+    assert missing_permission("Missing required permission: job.create") == "job.create"
+    assert missing_permission("Forbidden") is None
+    assert missing_permission("") is None
+    text = key_problem(403, "Missing required permission: user.read", where)
+    assert text is not None and "lacks the user.read permission" in text and where in text
+    assert "job.create and user.read" in text
+    assert "admin" not in text  # the key's owner is not the problem
+    jobs = key_problem(403, "Missing required permission: job.create", where)
+    assert jobs is not None and "lacks the job.create permission" in jobs
 
 
 # --- dump files ---------------------------------------------------------------------------------

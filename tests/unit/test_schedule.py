@@ -12,6 +12,7 @@ from photos_sync.schedule import (
     Interval,
     ScheduleError,
     format_interval,
+    group_last_runs,
     next_run,
     parse_schedule,
 )
@@ -115,3 +116,18 @@ def test_a_last_run_in_the_future_counts_as_now() -> None:
 def test_works_across_time_zones() -> None:
     last = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 03:00 in TZ
     assert next_run(Daily(3, 0), last, at(25, 9)) == at(26, 3)
+
+
+def test_an_interval_times_every_destination_from_the_one_that_ran_longest_ago() -> None:
+    """Destinations backed up one after another in one run fall due together again (one
+    Immich dump for all), instead of drifting apart by the length of the runs before them."""
+    every = Interval(6 * 3600)
+    lasts = {"nas": at(20, 3, 0), "usb": at(20, 3, 40), "new": None}
+    grouped = group_last_runs(every, lasts)
+    assert grouped == {"nas": at(20, 3, 0), "usb": at(20, 3, 0), "new": None}
+    now = at(20, 9, 5)
+    assert next_run(every, grouped["nas"], now) == next_run(every, grouped["usb"], now) == now
+    assert next_run(every, grouped["new"], now) == now  # never ran: at once
+    # a daily schedule's slots line them up already: each keeps its own
+    assert group_last_runs(Daily(3, 30), lasts) == lasts
+    assert group_last_runs(every, {}) == {}
