@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 
 from photos_sync import execute
-from photos_sync.config import Settings
+from photos_sync.config import KNOWN_VARIABLES, TEST_VARIABLES, Settings
 from photos_sync.destinations import (
     DESTINATION_TYPES,
     ENCRYPTION_PASSWORD,
@@ -109,12 +109,13 @@ def is_secret_variable(name: str) -> bool:
 
 def service_settings(values: Mapping[str, str]) -> dict[str, str]:
     """The settings among `values` that go into `<data dir>/.env` for the service: every
-    non-empty BACKUP_* / PHOTOS_SYNC_* and RCLONE_BINARY, except secrets, the variables the
-    unit sets itself and the knobs of `--install`."""
+    non-empty setting photos-sync knows (BACKUP_* / PHOTOS_SYNC_*) and RCLONE_BINARY, except
+    secrets, the variables the unit sets itself, the knobs of `--install` and the test
+    suite's own (unknown, misspelled names get a warning from every command instead)."""
     return {
         name: value
         for name, value in sorted(values.items())
-        if (name.startswith(("BACKUP_", "PHOTOS_SYNC_")) or name == "RCLONE_BINARY")
+        if ((name in KNOWN_VARIABLES and name not in TEST_VARIABLES) or name == "RCLONE_BINARY")
         and name not in UNIT_VARIABLES
         and name not in INSTALL_VARIABLES
         and not is_secret_variable(name)

@@ -110,6 +110,8 @@ OTHER_VARIABLES = frozenset(
     }
 )
 KNOWN_VARIABLES = frozenset(SETTING_FIELDS) | OTHER_VARIABLES
+#: Known names that only the test suite sets: never a setting of an installed service.
+TEST_VARIABLES = frozenset({"PHOTOS_SYNC_SOAK", "PHOTOS_SYNC_TEST_TAG"})
 #: Names that look like photos-sync settings; unknown ones get a warning.
 SETTING_PREFIXES = ("BACKUP_", "PHOTOS_SYNC_")
 

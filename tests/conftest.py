@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,11 +54,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
     home.mkdir()
     work = tmp_path / "cwd"
     work.mkdir()
+    # A Unix socket path holds at most 104 bytes on macOS (108 on Linux); pytest's tmp_path
+    # under xdist is long enough to pass that with "photos-sync/daemon.sock" added.
+    runtime = Path(tempfile.mkdtemp(prefix="ps-xdg-"))
     values = {
         "HOME": str(home),
         "PHOTOS_SYNC_DATA_DIR": str(tmp_path / "data"),
         "PHOTOS_SYNC_SOCKET": str(tmp_path / "run" / "daemon.sock"),
-        "XDG_RUNTIME_DIR": str(tmp_path / "xdg-run"),
+        "XDG_RUNTIME_DIR": str(runtime),
         "BACKUP_RETRY_DELAY": "0.2",
         # Daemons in tests back up only when asked: the default daily@03:30 would start a run
         # in any test that happens to straddle 03:30. Tests of the default unset it.
@@ -76,6 +80,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
     finally:
         if spawn_count() != spawned_before:
             kill_tagged(values[TAG_VARIABLE])
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 @pytest.fixture

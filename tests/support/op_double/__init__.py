@@ -6,8 +6,10 @@ as a person would in the 1Password app.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,10 +114,22 @@ class OpDouble:
         self.save(state)
 
     @staticmethod
-    def release(fifo: Path) -> None:
-        """Let a held command go on (blocks until the double is waiting on it)."""
-        with open(fifo, "w"):
-            pass
+    def release(fifo: Path, timeout: float = 60.0) -> None:
+        """Let a held command go on, once the double is waiting on it (AssertionError if it
+        does not get there within `timeout` s, instead of blocking the test for good)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+                assert time.monotonic() < deadline, f"op never waited on {fifo}"
+                # a FIFO gives no event for "a reader opened me"; the double gets there soon
+                time.sleep(0.05)
+                continue
+            os.close(fd)
+            return
 
     def all_items(self) -> list[dict[str, Any]]:
         """Every item in every vault."""
