@@ -71,6 +71,17 @@ class RestoreRequest:
     dry_run: bool = False
 
 
+def _files_from(step: CopyStep, folder: Path) -> str | None:
+    """The --files-from-raw list of a step that copies chosen files, written into `folder`
+    with each path's exact bytes (a name that is not UTF-8 must reach rclone as it is
+    stored); None for a step that copies a whole folder."""
+    if step.files is None:
+        return None
+    path = folder / "files.txt"
+    path.write_bytes(b"".join(raw_bytes(p) + b"\n" for p in step.files))
+    return str(path)
+
+
 #: How many differing files a restore names (all are counted).
 DIFFER_NAMED = 5
 
@@ -364,10 +375,7 @@ class Restorer:
         count, first = 0, list[str]()
         for step in steps:
             with tempfile.TemporaryDirectory(prefix="photos-sync-restore-") as tmp:
-                files_from = None
-                if step.files is not None:
-                    files_from = str(Path(tmp) / "files.txt")
-                    Path(files_from).write_bytes(b"".join(raw_bytes(p) + b"\n" for p in step.files))
+                files_from = _files_from(step, Path(tmp))
                 argv = copy_argv(
                     remote.binary,
                     step.source,
@@ -412,11 +420,7 @@ class Restorer:
         skipped: list[str],
     ) -> str | None:
         with tempfile.TemporaryDirectory(prefix="photos-sync-restore-") as tmp:
-            files_from = None
-            if step.files is not None:
-                files_from = str(Path(tmp) / "files.txt")
-                # exact bytes: a name that is not UTF-8 must reach rclone as it is stored
-                Path(files_from).write_bytes(b"".join(raw_bytes(p) + b"\n" for p in step.files))
+            files_from = _files_from(step, Path(tmp))
             argv = copy_argv(
                 remote.binary,
                 step.source,
