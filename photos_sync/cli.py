@@ -29,6 +29,7 @@ from photos_sync.config import (
 )
 from photos_sync.lazy import lazy
 from photos_sync.settings_io import load_settings
+from photos_sync.units import plural
 
 if TYPE_CHECKING:
     from photos_sync import execute
@@ -547,15 +548,9 @@ def _report_each(outcomes: list[dict[str, Any]], json_output: bool) -> None:
 
 def _result_line(result: dict[str, Any]) -> str:
     """`summarise` for a RunResult.as_dict()."""
-    destination = result["destination"]
-    if result.get("dry_run"):
-        folders = result.get("dry_run_folders") or []
-        files = sum(f["files"] for f in folders)
-        size = sum(f["bytes"] for f in folders)
-        return f"dry run: {files} files ({size} bytes) would be sent to {destination}"
-    jobs = result.get("jobs") or []
-    done = sum(1 for j in jobs if j["status"] == "COMPLETED")
-    return f"{done}/{len(jobs)} folders backed up to {destination}"
+    from photos_sync.runner import summarise
+
+    return summarise(result)
 
 
 def _print_immich_outcome(outcome: dict[str, Any] | None) -> None:
@@ -631,7 +626,6 @@ def _reset(settings: Settings, to: str | None, yes: bool) -> None:
         removed = int(from_daemon["removed"])
     else:
         removed = run_async(lambda: with_store(settings, body))
-    from photos_sync.units import plural
 
     stdout.print(f"cleared {plural(removed, 'job')} ({what}); the backup itself is untouched")
 
@@ -1173,7 +1167,8 @@ def _summary_of(end: dict[str, Any]) -> str:
         job = result.get("job") or {}
         verb = "would restore" if end["run"].get("dry_run") else "restored"
         line = (
-            f"{verb} {result.get('files', 0)} files ({human_bytes(result.get('bytes', 0))}) "
+            f"{verb} {plural(int(result.get('files', 0)), 'file')} "
+            f"({human_bytes(result.get('bytes', 0))}) "
             f"from {destination} into {job.get('target_dir', 'the target folder')}"
         )
         if result.get("differ"):
@@ -1332,7 +1327,9 @@ def _daemon_run(
             stderr.print(f"[red]restore failed:[/red] {restore_error}; run it again to resume")
         skipped = (end.get("result") or {}).get("skipped") or []
         if skipped:  # each was named as it happened ("NOT restored: ...")
-            stderr.print(f"{len(skipped)} files were not restored (duplicate names, listed above)")
+            stderr.print(
+                f"{plural(len(skipped), 'file')} not restored (duplicate names, listed above)"
+            )
         for job in (end.get("result") or {}).get("jobs") or []:
             if job.get("error_message") and job["status"] != "COMPLETED":
                 line = f"[red]{job['folder']}/:[/red] {escape(job['error_message'])}"
@@ -1504,7 +1501,8 @@ def restore(
     else:
         verb = "would restore" if dry_run else "restored"
         stdout.print(
-            f"{verb} {result.files} files ({human_bytes(result.bytes)}) into {to}", highlight=False
+            f"{verb} {plural(result.files, 'file')} ({human_bytes(result.bytes)}) into {to}",
+            highlight=False,
         )
         if result.differ_count:
             from photos_sync.restore import differ_note
@@ -1518,7 +1516,7 @@ def restore(
     if result.error:
         fail(f"restore failed: {result.error}; run the same command again to resume")
     if result.skipped:  # each was named as it happened ("NOT restored: ...")
-        fail(f"{len(result.skipped)} files were not restored (duplicate names, listed above)")
+        fail(f"{plural(len(result.skipped), 'file')} not restored (duplicate names, listed above)")
 
 
 @app.command(
