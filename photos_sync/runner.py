@@ -892,7 +892,9 @@ class Runner:
                     plan.run_id,
                     options,
                     presence,
-                    guard=job.folder in guarded and not request.force,
+                    guard=job.folder in guarded
+                    and not request.force
+                    and self.settings.max_delete > 0,
                 )
                 hazards = with_skipped(job.folder, hazards, self._skipped.pop(job.id, {}))
                 self._tell_names(destination.name, hazards)
