@@ -35,7 +35,6 @@ import pwd
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +42,7 @@ from pathlib import Path
 
 from photos_sync import execute
 from photos_sync.config import KNOWN_VARIABLES, TEST_VARIABLES, Settings
+from photos_sync.datadir import write_private
 from photos_sync.destinations import (
     DESTINATION_TYPES,
     ENCRYPTION_PASSWORD,
@@ -484,21 +484,6 @@ def _dotenv_values(path: Path) -> dict[str, str]:
         return {k: v for k, v in dotenv_values(path).items() if v is not None}
     except (OSError, UnicodeDecodeError) as exc:
         raise ServiceError(f"cannot read {path} ({exc}): fix or move it, then try again") from None
-
-
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Atomically replace `path` with `data`, created with `mode` (never wider, even briefly)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 CommandRunner = Callable[[Sequence[str]], execute.Completed]

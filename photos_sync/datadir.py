@@ -27,6 +27,7 @@ import grp
 import os
 import pwd
 import stat
+import tempfile
 from pathlib import Path
 
 PRIVATE_DIR = 0o700
@@ -162,17 +163,19 @@ def _tighten_fd(fd: int) -> None:
             os.fchmod(fd, stat.S_IMODE(info.st_mode) & ~_OPEN_TO_OTHERS)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Replace `path` atomically with `data` (a 0600 temporary file, then a rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+def write_private(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+    """Replace `path` atomically with `data`: a temporary file beside it created with `mode`
+    (0600 by default, never wider even briefly), synced, then renamed over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -11,11 +11,10 @@ import os
 import secrets
 import stat
 import string
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from photos_sync.datadir import DataDirError, ensure_data_dir
+from photos_sync.datadir import DataDirError, ensure_data_dir, write_private
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -47,18 +46,7 @@ def ensure_private_dir(path: Path) -> None:
 def write_key_file(path: Path, values: Mapping[str, str]) -> None:
     """Atomically write `values` as JSON into `path` with mode 0600."""
     ensure_private_dir(path.parent)
-    data = json.dumps(dict(values), indent=2, sort_keys=True).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, json.dumps(dict(values), indent=2, sort_keys=True).encode())
 
 
 def read_key_file(path: Path) -> dict[str, str]:
