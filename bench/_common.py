@@ -35,7 +35,7 @@ all and regenerates this file (each script rewrites only its own section).
 
 
 def rclone_binary() -> str:
-    from photos_sync.execute import find_rclone
+    from photos_sync.system.execute import find_rclone
 
     return find_rclone(os.environ.get("RCLONE_BINARY") or None)
 

@@ -48,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
 
-from photos_sync.config import parse_settings
-from photos_sync.destinations import destination_type
-from photos_sync.planning import selected_folders
-from photos_sync.rclone_args import (
+from photos_sync.core.config import parse_settings
+from photos_sync.core.destinations import destination_type
+from photos_sync.core.planning import selected_folders
+from photos_sync.core.rclone_args import (
     BASE_REMOTE,
     RemoteSpec,
     SyncOptions,
@@ -61,8 +61,8 @@ from photos_sync.rclone_args import (
     remote_env,
     sync_argv,
 )
-from photos_sync.runner import Runner, _run_stamp
-from photos_sync.store import utcnow
+from photos_sync.engine.runner import Runner, _run_stamp
+from photos_sync.storage.store import utcnow
 from tests.immich_tree import MARKER, TOP_FOLDERS, make_immich_tree
 
 PASSWORD = "bench-password-0123456789abcdefXYZ"
@@ -1179,7 +1179,7 @@ the environment):
   untimed, `BACKUP_MAX_DELETE=0`. Figures include everything it does: Python start-up, key
   obscuring, destination-marker check, source scan, SQLite job rows, one rclone per folder.
 - **plain rclone** — one `rclone sync` per folder, one after another, crypt over local from
-  `RCLONE_CONFIG_*` variables, argv from `photos_sync.rclone_args.sync_argv` with the same
+  `RCLONE_CONFIG_*` variables, argv from `photos_sync.core.rclone_args.sync_argv` with the same
   settings (identical flags): `{flags}`.
 - **restic** — `restic backup --json FOLDERS` into a local repository (`RESTIC_PASSWORD`).
 - **borg** — `borg create --json REPO::{{now}} FOLDERS` (`BORG_PASSPHRASE`).

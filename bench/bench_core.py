@@ -7,7 +7,7 @@ A  `photos-sync backup` in the foreground, to a fresh local crypt destination (s
    `photos-sync backup --setup local ... --yes`, untimed) and a fresh PHOTOS_SYNC_DATA_DIR.
 B  plain `rclone sync` of backups/, library/, upload/, profile/ (one after another, as the
    runner does) into crypt-over-local with the SAME argv the runner builds
-   (photos_sync.rclone_args.sync_argv, options from the same Settings and destination
+   (photos_sync.core.rclone_args.sync_argv, options from the same Settings and destination
    tuning), remotes defined by RCLONE_CONFIG_* variables only.
 
 Each contender is timed twice per round: the full run into an empty destination, then the
@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
 
-from photos_sync.config import parse_settings
-from photos_sync.destinations import destination_type
-from photos_sync.planning import selected_folders
-from photos_sync.rclone_args import (
+from photos_sync.core.config import parse_settings
+from photos_sync.core.destinations import destination_type
+from photos_sync.core.planning import selected_folders
+from photos_sync.core.rclone_args import (
     SyncOptions,
     archive_path,
     crypt_path,
@@ -47,8 +47,8 @@ from photos_sync.rclone_args import (
     remote_env,
     sync_argv,
 )
-from photos_sync.runner import Runner, _run_stamp
-from photos_sync.store import utcnow
+from photos_sync.engine.runner import Runner, _run_stamp
+from photos_sync.storage.store import utcnow
 from tests.immich_tree import make_immich_tree
 
 PASSWORD = "bench-password-0123456789abcdefXYZ"
@@ -407,7 +407,8 @@ contenders read it from a warm cache; the destination is on the same disk.
   `PHOTOS_SYNC_DATA_DIR` each round. Includes everything a user waits for: Python start-up,
   obscuring the keys, the destination-marker check, SQLite job rows, 4 rclone processes.
 - **B** — plain rclone, the 4 folders one after another, crypt-over-local defined with
-  `RCLONE_CONFIG_*` variables, and the argv built by `photos_sync.rclone_args.sync_argv` from the
+  `RCLONE_CONFIG_*` variables, and the argv built by
+  `photos_sync.core.rclone_args.sync_argv` from the
   same settings, e.g. `{example}`. Shared flags: `{argv_flags}`.
 
 Each round times the full run into an empty destination and then a no-change rerun; `sync`

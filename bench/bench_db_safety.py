@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import loadavg, machine, median, percentile, table
 
-from photos_sync.states import JobStatus
-from photos_sync.store import Store
+from photos_sync.core.states import JobStatus
+from photos_sync.storage.store import Store
 
 FOLDERS = ("backups", "library", "upload", "profile")
 

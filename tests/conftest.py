@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.config import Settings
-from photos_sync.settings_io import load_settings
+from photos_sync.core.config import Settings
+from photos_sync.storage.settings_io import load_settings
 from tests.immich_tree import TreeStats, make_immich_tree
 from tests.support.procs import TAG_VARIABLE, caught_not_ignored, kill_tagged, spawn_count
 

@@ -81,30 +81,61 @@ def make_immich_tree(
         user = user_names[n % users]
         year, month = rng.choice((2019, 2021, 2023, 2024)), rng.randint(1, 12)
         ext, size = _media(rng, scale)
-        _write(root / "library" / user / str(year) / f"{month:02d}" / f"IMG_{n:05d}{ext}",
-               size, rng, stats, "library")
+        _write(
+            root / "library" / user / str(year) / f"{month:02d}" / f"IMG_{n:05d}{ext}",
+            size,
+            rng,
+            stats,
+            "library",
+        )
     for _ in range(upload_files):
         user = rng.choice(user_ids)
         asset = _uuid(rng)
         ext, size = _media(rng, scale)
-        _write(root / "upload" / user / asset[:2] / asset[2:4] / f"{asset}{ext}", size, rng,
-               stats, "upload")
+        _write(
+            root / "upload" / user / asset[:2] / asset[2:4] / f"{asset}{ext}",
+            size,
+            rng,
+            stats,
+            "upload",
+        )
         if thumbs:
             base = root / "thumbs" / user / asset[:2] / asset[2:4]
-            _write(base / f"{asset}-preview.jpeg", int(rng.uniform(100, 400) * 1024 * scale) + 1,
-                   rng, stats, "thumbs")
-            _write(base / f"{asset}-thumbnail.webp", int(rng.uniform(5, 30) * 1024 * scale) + 1,
-                   rng, stats, "thumbs")
+            _write(
+                base / f"{asset}-preview.jpeg",
+                int(rng.uniform(100, 400) * 1024 * scale) + 1,
+                rng,
+                stats,
+                "thumbs",
+            )
+            _write(
+                base / f"{asset}-thumbnail.webp",
+                int(rng.uniform(5, 30) * 1024 * scale) + 1,
+                rng,
+                stats,
+                "thumbs",
+            )
             if ext == ".mp4":
-                _write(root / "encoded-video" / user / asset[:2] / asset[2:4] / f"{asset}.mp4",
-                       size // 3 + 1, rng, stats, "encoded-video")
+                _write(
+                    root / "encoded-video" / user / asset[:2] / asset[2:4] / f"{asset}.mp4",
+                    size // 3 + 1,
+                    rng,
+                    stats,
+                    "encoded-video",
+                )
     for user in user_ids:
-        _write(root / "profile" / user / f"{_uuid(rng)}.jpg",
-               int(rng.uniform(20, 200) * 1024 * scale) + 1, rng, stats, "profile")
+        _write(
+            root / "profile" / user / f"{_uuid(rng)}.jpg",
+            int(rng.uniform(20, 200) * 1024 * scale) + 1,
+            rng,
+            stats,
+            "profile",
+        )
     for n in range(dumps):
         name = f"immich-db-backup-202611{20 + n:02d}T020000-v2.3.1-pg14.19.sql.gz"
-        _write(root / "backups" / name, int(rng.uniform(2, 8) * MIB * scale) + 1, rng, stats,
-               "backups")
+        _write(
+            root / "backups" / name, int(rng.uniform(2, 8) * MIB * scale) + 1, rng, stats, "backups"
+        )
     return stats
 
 
@@ -116,8 +147,13 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    stats = make_immich_tree(args.root, library_files=args.library_files,
-                             upload_files=args.upload_files, scale=args.scale, seed=args.seed)
+    stats = make_immich_tree(
+        args.root,
+        library_files=args.library_files,
+        upload_files=args.upload_files,
+        scale=args.scale,
+        seed=args.seed,
+    )
     print(f"{stats.files} files, {stats.bytes} bytes: {stats.by_folder}")
 
 

@@ -14,8 +14,9 @@ from tests.support.cli import photos_sync
 
 
 def _setup(dest: Path, name: str = "nas", **env: str):
-    result = photos_sync("backup", "--setup", "local", "--name", name, "--path", str(dest),
-                         "--yes", env=env)
+    result = photos_sync(
+        "backup", "--setup", "local", "--name", name, "--path", str(dest), "--yes", env=env
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -53,9 +54,20 @@ def test_setup_backup_status_and_json(immich, tmp_path, isolated_env):
         assert job["destination"] == "nas"
         assert job["percent"] == 100.0
         assert job["stale"] is False
-        for key in ("bytes_total", "bytes_transferred", "files_total", "files_transferred",
-                    "transfer_speed", "started_at", "completed_at", "last_update",
-                    "error_message", "retry_count", "priority", "source_path"):
+        for key in (
+            "bytes_total",
+            "bytes_transferred",
+            "files_total",
+            "files_transferred",
+            "transfer_speed",
+            "started_at",
+            "completed_at",
+            "last_update",
+            "error_message",
+            "retry_count",
+            "priority",
+            "source_path",
+        ):
             assert key in job
     human = photos_sync("backup", "--status")
     assert human.returncode == 0
@@ -77,8 +89,19 @@ def test_recovery_kit_restores_with_plain_rclone(immich, tmp_path):
     restore = tmp_path / "restore"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
     result = plain_rclone.run(
-        ["--config", str(conf), "copy", "pscrypt:", str(restore),
-         "--exclude", "/.deleted/**", "--exclude", "/.photos-sync-destination"], env)
+        [
+            "--config",
+            str(conf),
+            "copy",
+            "pscrypt:",
+            str(restore),
+            "--exclude",
+            "/.deleted/**",
+            "--exclude",
+            "/.photos-sync-destination",
+        ],
+        env,
+    )
     assert result.returncode == 0, result.stderr
     for folder in ("backups", "library", "upload", "profile"):
         for source in (root / folder).rglob("*"):
@@ -96,8 +119,11 @@ def test_secrets_never_in_argv_log_or_db(immich, tmp_path, isolated_env):
     wrapper.chmod(0o755)
     password = "correct-horse-battery-staple-42"
     salt = "pepper-and-salt-and-more-salt"
-    env = {"RCLONE_BINARY": str(wrapper), "PHOTOS_SYNC_ENCRYPTION_PASSWORD": password,
-           "PHOTOS_SYNC_ENCRYPTION_SALT": salt}
+    env = {
+        "RCLONE_BINARY": str(wrapper),
+        "PHOTOS_SYNC_ENCRYPTION_PASSWORD": password,
+        "PHOTOS_SYNC_ENCRYPTION_SALT": salt,
+    }
     _setup(tmp_path / "dest", **env)
     assert photos_sync("backup", env={"RCLONE_BINARY": str(wrapper)}).returncode == 0
     assert photos_sync("backup", "--dry-run", env={"RCLONE_BINARY": str(wrapper)}).returncode == 0
@@ -184,8 +210,18 @@ def test_unknown_and_ambiguous_destinations_are_usage_errors(immich, tmp_path):
 
 def test_missing_rclone_is_one_clear_line(immich, tmp_path):
     line = _one_line_error(
-        photos_sync("backup", "--setup", "local", "--name", "nas", "--path", str(tmp_path / "d"),
-                    "--yes", env={"RCLONE_BINARY": str(tmp_path / "no-such-rclone")}))
+        photos_sync(
+            "backup",
+            "--setup",
+            "local",
+            "--name",
+            "nas",
+            "--path",
+            str(tmp_path / "d"),
+            "--yes",
+            env={"RCLONE_BINARY": str(tmp_path / "no-such-rclone")},
+        )
+    )
     assert "RCLONE_BINARY" in line and "not an executable" in line
     assert not (tmp_path / "data" / "secrets" / "nas.json").exists()
 
@@ -194,7 +230,8 @@ def test_unwritable_data_dir_is_one_clear_line(immich, tmp_path):
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("x")
     line = _one_line_error(
-        photos_sync("backup", "--status", env={"PHOTOS_SYNC_DATA_DIR": str(blocker / "data")}))
+        photos_sync("backup", "--status", env={"PHOTOS_SYNC_DATA_DIR": str(blocker / "data")})
+    )
     assert "PHOTOS_SYNC_DATA_DIR" in line
 
 
@@ -232,8 +269,17 @@ def test_setup_keeps_the_password_of_an_existing_backup(immich, tmp_path, isolat
     keyfile = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "secrets" / "nas.json"
     first = keyfile.read_text()
     assert photos_sync("backup").returncode == 0
-    again = photos_sync("backup", "--setup", "local", "--name", "nas", "--path", str(dest), "--yes",
-                        env={"PHOTOS_SYNC_ENCRYPTION_PASSWORD": "another-password-entirely"})
+    again = photos_sync(
+        "backup",
+        "--setup",
+        "local",
+        "--name",
+        "nas",
+        "--path",
+        str(dest),
+        "--yes",
+        env={"PHOTOS_SYNC_ENCRYPTION_PASSWORD": "another-password-entirely"},
+    )
     assert again.returncode == 0, again.stderr
     assert keyfile.read_text() == first
     assert photos_sync("backup").returncode == 0
@@ -244,7 +290,8 @@ def test_setup_refuses_a_folder_holding_other_files(tmp_path):
     dest.mkdir()
     (dest / "holiday.jpg").write_bytes(b"not ours")
     line = _one_line_error(
-        photos_sync("backup", "--setup", "local", "--name", "nas", "--path", str(dest), "--yes"))
+        photos_sync("backup", "--setup", "local", "--name", "nas", "--path", str(dest), "--yes")
+    )
     assert "not a photos-sync backup" in line
     assert sorted(p.name for p in dest.iterdir()) == ["holiday.jpg"]
 

@@ -17,8 +17,9 @@ FAST = {"BACKUP_IMMICH_POLL_INTERVAL": "0.05", "BACKUP_IMMICH_DUMP_TIMEOUT": "10
 
 
 def _setup(dest: Path, **env: str) -> None:
-    result = photos_sync("backup", "--setup", "local", "--name", "nas", "--path", str(dest),
-                         "--yes", env=env)
+    result = photos_sync(
+        "backup", "--setup", "local", "--name", "nas", "--path", str(dest), "--yes", env=env
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -75,9 +76,17 @@ def test_run_refreshes_the_dump_and_the_key_never_leaks(immich, tmp_path, isolat
     calls = argv_log.read_text()
     assert "sync" in calls
     db_bytes = b"".join(p.read_bytes() for p in data_dir.glob("backup.db*"))
-    texts = [calls, (data_dir / "backup.log").read_text(), run.stdout, run.stderr,
-             check.stdout, json_run.stdout, human.stdout, json.dumps(status),
-             (data_dir / "immich-dump.json").read_text()]
+    texts = [
+        calls,
+        (data_dir / "backup.log").read_text(),
+        run.stdout,
+        run.stderr,
+        check.stdout,
+        json_run.stdout,
+        human.stdout,
+        json.dumps(status),
+        (data_dir / "immich-dump.json").read_text(),
+    ]
     for text in texts:
         assert KEY not in text
     assert KEY.encode() not in db_bytes
@@ -149,10 +158,12 @@ def test_setup_immich_tests_and_stores_the_key(immich, tmp_path, isolated_env):
     keyfile = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "secrets" / "immich.json"
     with serve_immich(root / "backups", KEY) as fake:
         env = {"BACKUP_IMMICH_URL": fake.url}
-        wrong = photos_sync("backup", "--setup-immich", env={**env,
-                            "PHOTOS_SYNC_IMMICH_API_KEY": "nope-nope-nope"})
-        right = photos_sync("backup", "--setup-immich", env={**env,
-                            "PHOTOS_SYNC_IMMICH_API_KEY": KEY})
+        wrong = photos_sync(
+            "backup", "--setup-immich", env={**env, "PHOTOS_SYNC_IMMICH_API_KEY": "nope-nope-nope"}
+        )
+        right = photos_sync(
+            "backup", "--setup-immich", env={**env, "PHOTOS_SYNC_IMMICH_API_KEY": KEY}
+        )
     assert wrong.returncode == 1 and "rejected the API key" in wrong.stderr
     assert "nothing was saved" in wrong.stderr and "nope-nope-nope" not in wrong.stderr
     assert right.returncode == 0, right.stderr
@@ -168,8 +179,11 @@ def test_setup_immich_names_the_permission_the_key_lacks(immich, isolated_env):
     root, _ = immich
     keyfile = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "secrets" / "immich.json"
     with serve_immich(root / "backups", KEY, permissions=("job.create",)) as fake:
-        refused = photos_sync("backup", "--setup-immich", env={
-            "BACKUP_IMMICH_URL": fake.url, "PHOTOS_SYNC_IMMICH_API_KEY": KEY})
+        refused = photos_sync(
+            "backup",
+            "--setup-immich",
+            env={"BACKUP_IMMICH_URL": fake.url, "PHOTOS_SYNC_IMMICH_API_KEY": KEY},
+        )
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "lacks the user.read permission" in lines[0], refused.stderr

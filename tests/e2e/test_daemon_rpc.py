@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync import rpc
+from photos_sync.core import rpc
 from tests.support.cli import photos_sync
 from tests.support.daemon import DaemonPool, RpcFailure, daemon_pool
 

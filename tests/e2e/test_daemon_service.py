@@ -23,11 +23,11 @@ from photos_sync_daemon.app import Daemon, ShutdownTrigger
 from photos_sync_daemon.lock import AlreadyRunning, DataDirLock
 from photos_sync_daemon.peercred import peer_uid
 
-from photos_sync import execute
-from photos_sync.client import connect
-from photos_sync.service import account_name
-from photos_sync.settings_io import load_settings
-from photos_sync.store import from_iso
+from photos_sync.cli.daemon_client import connect
+from photos_sync.storage.settings_io import load_settings
+from photos_sync.storage.store import from_iso
+from photos_sync.system import execute
+from photos_sync.system.service import account_name
 from tests.immich_tree import TreeStats
 from tests.support.cli import PHOTOS_SYNC, photos_sync
 from tests.support.daemon import daemon_pool, db_jobs, setup_local
@@ -284,7 +284,7 @@ async def test_a_revoked_token_is_recognised_as_signed_out(
     op_double: OpDouble,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from photos_sync.onepassword import OnePassword, OpNotSignedIn
+    from photos_sync.credentials.onepassword import OnePassword, OpNotSignedIn
 
     op_double.set_service_token("ops_revoked-token")
     monkeypatch.setenv("OP_SERVICE_ACCOUNT_TOKEN", "ops_revoked-token")

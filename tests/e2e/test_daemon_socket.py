@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 from photos_sync_daemon.lock import DataDirLock
 
-from photos_sync import rpc
-from photos_sync.control_socket import LockHolder, lock_holder, socket_location
+from photos_sync.core import rpc
+from photos_sync.system.control_socket import LockHolder, lock_holder, socket_location
 from tests.immich_tree import TreeStats
 from tests.support.cli import photos_sync
 from tests.support.daemon import Connection, DaemonPool, daemon_pool, db_jobs, setup_local

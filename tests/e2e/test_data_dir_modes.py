@@ -72,11 +72,17 @@ def test_every_file_in_the_data_dir_is_private_whatever_the_umask(
     data_dir = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"])
     dest = setup_local(tmp_path)  # creates the data dir
     with serve_immich(immich[0] / "backups", KEY, dump_delay=0.1) as fake:
-        stored = photos_sync("backup", "--setup-immich", "--yes", env={
-            "BACKUP_IMMICH_URL": fake.url + "/api", "PHOTOS_SYNC_IMMICH_API_KEY": KEY})
+        stored = photos_sync(
+            "backup",
+            "--setup-immich",
+            "--yes",
+            env={"BACKUP_IMMICH_URL": fake.url + "/api", "PHOTOS_SYNC_IMMICH_API_KEY": KEY},
+        )
         assert stored.returncode == 0, stored.stderr
-        run = photos_sync("backup", env={
-            "BACKUP_IMMICH_URL": fake.url + "/api", "BACKUP_IMMICH_POLL_INTERVAL": "0.05"})
+        run = photos_sync(
+            "backup",
+            env={"BACKUP_IMMICH_URL": fake.url + "/api", "BACKUP_IMMICH_POLL_INTERVAL": "0.05"},
+        )
     assert run.returncode == 0, run.stderr
     (immich[0] / "library" / "new.jpg").write_bytes(os.urandom(300_000))
     daemon = daemons.start(SLOW)
@@ -85,8 +91,14 @@ def test_every_file_in_the_data_dir_is_private_whatever_the_umask(
     during = _modes(data_dir)  # the daemon holds the DB open: -wal and -shm exist
     daemon.wait_run_end(started["id"])
     expected = {
-        "backup.db", "backup.db-wal", "backup.db-shm", "backup.log", "daemon.lock",
-        "immich-dump.json", "locks/destination-1.lock", "secrets/nas.json",
+        "backup.db",
+        "backup.db-wal",
+        "backup.db-shm",
+        "backup.log",
+        "daemon.lock",
+        "immich-dump.json",
+        "locks/destination-1.lock",
+        "secrets/nas.json",
         "secrets/immich.json",
     }
     assert expected <= set(during), sorted(during)
@@ -126,8 +138,9 @@ def test_a_data_dir_other_users_can_write_is_refused(
         os.chown(data_dir, -1, 100)  # "users" on Debian: a group others belong to
     commands = [
         photos_sync("backup", "--status"),
-        photos_sync("backup", "--setup", "local", "--name", "nas", "--path", str(tmp_path),
-                    "--yes"),
+        photos_sync(
+            "backup", "--setup", "local", "--name", "nas", "--path", str(tmp_path), "--yes"
+        ),
         photos_sync("backup"),
         subprocess.run([PHOTOS_SYNC, "daemon"], capture_output=True, text=True, timeout=30),
     ]
@@ -149,8 +162,11 @@ def test_the_default_data_dir_is_private_and_an_old_one_is_tightened(
     # as versions before #18 left it: 0755 and 0644
     old = tmp_path / "old-xdg-data"
     shutil.copytree(fresh, old)
-    for path, mode in ((old, 0o755), (old / "photos-sync", 0o755),
-                       (old / "photos-sync" / "backup.db", 0o644)):
+    for path, mode in (
+        (old, 0o755),
+        (old / "photos-sync", 0o755),
+        (old / "photos-sync" / "backup.db", 0o644),
+    ):
         path.chmod(mode)
     monkeypatch.setenv("XDG_DATA_HOME", str(old))
     assert photos_sync("backup", "--status").returncode == 0

@@ -322,8 +322,8 @@ def test_bad_verify_schedule_is_a_usage_error(isolated_env: dict[str, str]) -> N
 async def test_unfinished_restore_is_shown_in_status_with_what_to_do(
     tmp_path: Path, immich: tuple[Path, TreeStats], isolated_env: dict[str, str]
 ) -> None:
-    from photos_sync.states import JobStatus
-    from photos_sync.store import RestoreAndVerifyStore, Store
+    from photos_sync.core.states import JobStatus
+    from photos_sync.storage.store import RestoreAndVerifyStore, Store
 
     setup_local(tmp_path)
     store = await Store.open(Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "backup.db")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.states import JobStatus
-from photos_sync.store import Store
+from photos_sync.core.states import JobStatus
+from photos_sync.storage.store import Store
 from tests.immich_tree import TreeStats
 from tests.support.cli import photos_sync
 from tests.support.daemon import daemon_pool, setup_local
@@ -248,7 +248,7 @@ def test_piped_status_keeps_a_long_path_on_one_line(
 def test_help_shows_no_type_after_flags_and_names_the_required_setting() -> None:
     import typer
 
-    from photos_sync.cli import app
+    from photos_sync.cli.app import app
 
     commands = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     assert {"backup", "restore", "verify", "daemon", "recovery-kit"} <= set(commands)

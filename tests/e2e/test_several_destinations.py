@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from photos_sync import rpc
+from photos_sync.core import rpc
 from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
 from tests.support.cli import PHOTOS_SYNC, photos_sync

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.config import Settings
-from photos_sync.runner import RunEvent, Runner, RunRefused, RunRequest
-from photos_sync.settings_io import load_settings
-from photos_sync.setup import key_file_path, setup_local
-from photos_sync.states import JobStatus
-from photos_sync.store import Store
+from photos_sync.core.config import Settings
+from photos_sync.core.states import JobStatus
+from photos_sync.engine.runner import RunEvent, Runner, RunRefused, RunRequest
+from photos_sync.engine.setup import key_file_path, setup_local
+from photos_sync.storage.settings_io import load_settings
+from photos_sync.storage.store import Store
 from tests.immich_tree import make_immich_tree
 from tests.support import plain_rclone
 
@@ -127,12 +127,16 @@ async def test_deleted_and_replaced_files_are_kept_in_the_archive(immich, tmp_pa
     stamp = next(line for line in lines if line.endswith(rel_victim)).split("/")[0]
     cat = subprocess.run(
         [plain_rclone.rclone_binary(), "cat", f"check:.deleted/{stamp}/{rel_victim}"],
-        env=env, capture_output=True, timeout=60,
+        env=env,
+        capture_output=True,
+        timeout=60,
     )
     assert cat.returncode == 0 and cat.stdout == victim_bytes
     cat_old = subprocess.run(
         [plain_rclone.rclone_binary(), "cat", f"check:.deleted/{stamp}/{rel_replaced}"],
-        env=env, capture_output=True, timeout=60,
+        env=env,
+        capture_output=True,
+        timeout=60,
     )
     assert cat_old.stdout == old_content
     # and the live copy is the new content
@@ -250,13 +254,19 @@ async def test_killed_rclone_is_retried_in_the_same_run_and_sends_only_the_remai
     store = await _setup(settings, dest)
     runner: Runner
     env = plain_rclone.crypt_env(dest, key_file_path(settings, "nas"))
-    library_files = {p.relative_to(root / "library").as_posix(): p.stat().st_size
-                     for p in _all_files(root / "library")}
+    library_files = {
+        p.relative_to(root / "library").as_posix(): p.stat().st_size
+        for p in _all_files(root / "library")
+    }
     killed = asyncio.Event()
 
     def sink(event: RunEvent) -> None:
-        if (event.kind == "job_progress" and event.data["folder"] == "library"
-                and event.data["files_done"] >= 5 and not killed.is_set()):
+        if (
+            event.kind == "job_progress"
+            and event.data["folder"] == "library"
+            and event.data["files_done"] >= 5
+            and not killed.is_set()
+        ):
             assert runner.rclone_pid is not None
             os.killpg(runner.rclone_pid, signal.SIGKILL)
             killed.set()
@@ -311,8 +321,9 @@ async def test_orphaned_running_job_is_interrupted_and_resumed(immich, tmp_path,
     store = await _setup(settings, tmp_path / "dest")
     destination = await store.get_destination("nas")
     assert destination is not None
-    jobs = await store.create_jobs(destination.id, "20200101T000000Z",
-                                   [("library", str(immich[0] / "library"), 2)])
+    jobs = await store.create_jobs(
+        destination.id, "20200101T000000Z", [("library", str(immich[0] / "library"), 2)]
+    )
     dead = subprocess.Popen(["true"])
     dead.wait()
     await store.set_status(jobs[0].id, JobStatus.RUNNING, owner=(dead.pid, _host(), None))
@@ -326,8 +337,9 @@ async def test_stale_job_with_live_owner_refused_unless_forced(immich, tmp_path,
     store = await _setup(settings, tmp_path / "dest")
     destination = await store.get_destination("nas")
     assert destination is not None
-    jobs = await store.create_jobs(destination.id, "20200101T000000Z",
-                                   [("library", str(immich[0] / "library"), 2)])
+    jobs = await store.create_jobs(
+        destination.id, "20200101T000000Z", [("library", str(immich[0] / "library"), 2)]
+    )
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         await store.set_status(jobs[0].id, JobStatus.RUNNING, owner=(sleeper.pid, _host(), None))
@@ -336,7 +348,7 @@ async def test_stale_job_with_live_owner_refused_unless_forced(immich, tmp_path,
         conn.commit()
         conn.close()
         # the live owner holds no lock in this test, so emulate it holding the lock
-        from photos_sync.runner import _destination_lock
+        from photos_sync.engine.runner import _destination_lock
 
         with _destination_lock(settings.data_dir, destination.id) as got:
             assert got
@@ -356,8 +368,8 @@ def _host() -> str:
 
 
 async def test_runs_within_one_second_get_distinct_ids(immich, tmp_path, settings):
-    from photos_sync.runner import _next_run_id
-    from photos_sync.store import utcnow
+    from photos_sync.engine.runner import _next_run_id
+    from photos_sync.storage.store import utcnow
 
     now = utcnow()
     first = _next_run_id(None, now)

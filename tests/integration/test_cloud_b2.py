@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.destinations import (
+from photos_sync.core.destinations import (
     MEMORY_BUDGET,
     UPLOAD_BUFFER_SHARE,
     destination_type,
     plan_tuning,
 )
-from photos_sync.keyfile import write_key_file
-from photos_sync.rclone_args import SyncOptions, archive_path, crypt_path, sync_argv
-from photos_sync.runner import Runner, RunRequest
-from photos_sync.settings_io import load_settings
-from photos_sync.setup import SetupError, SetupRequest, setup_destination
-from photos_sync.store import Store
+from photos_sync.core.rclone_args import SyncOptions, archive_path, crypt_path, sync_argv
+from photos_sync.credentials.keyfile import write_key_file
+from photos_sync.engine.runner import Runner, RunRequest
+from photos_sync.engine.setup import SetupError, SetupRequest, setup_destination
+from photos_sync.storage.settings_io import load_settings
+from photos_sync.storage.store import Store
 from tests.immich_tree import TreeStats
 
 KEY_ID = "0012a3b4c5d6e7f0000000001"
@@ -192,7 +192,7 @@ async def test_live_b2_backup(immich: tuple[Path, TreeStats]) -> None:  # pragma
         result = await runner.run(RunRequest("live"))
         assert result.ok
         # `backup --check` reads the bucket's lifecycle rules with this key
-        from photos_sync.check import SKIP, check_b2_versions
+        from photos_sync.engine.check import SKIP, check_b2_versions
 
         destination = await store.get_destination("live")
         assert destination is not None

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.config import Settings
-from photos_sync.runner import Runner, RunRefused, RunRequest
-from photos_sync.settings_io import load_settings
-from photos_sync.setup import SetupError, SetupRequest, setup_destination
-from photos_sync.states import JobStatus
-from photos_sync.store import Store
+from photos_sync.core.config import Settings
+from photos_sync.core.states import JobStatus
+from photos_sync.engine.runner import Runner, RunRefused, RunRequest
+from photos_sync.engine.setup import SetupError, SetupRequest, setup_destination
+from photos_sync.storage.settings_io import load_settings
+from photos_sync.storage.store import Store
 from tests.conftest import rclone_binary
 from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
@@ -121,7 +121,7 @@ async def test_backup_to_s3_with_keys_from_1password(
     tmp_path: Path,
 ) -> None:
     settings = load_settings()
-    from photos_sync.logs import configure_logging
+    from photos_sync.system.logs import configure_logging
 
     configure_logging(settings.log_path)
     request = s3_request(s3_server, secrets="op")
@@ -164,7 +164,7 @@ async def test_backup_to_s3_with_keys_from_the_key_file(
     tmp_path: Path,
 ) -> None:
     settings = load_settings()
-    from photos_sync.logs import configure_logging
+    from photos_sync.system.logs import configure_logging
 
     configure_logging(settings.log_path)
     request = s3_request(s3_server, secrets="file", path=Path("photos/immich"))

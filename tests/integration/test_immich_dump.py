@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from photos_sync import immich as immich_io
-from photos_sync.config import Settings
-from photos_sync.runner import RunEvent, Runner, RunRequest
-from photos_sync.setup import key_file_path, setup_local
-from photos_sync.states import JobStatus
-from photos_sync.status import gather_status
-from photos_sync.store import Store
+from photos_sync.core.config import Settings
+from photos_sync.core.states import JobStatus
+from photos_sync.engine.runner import RunEvent, Runner, RunRequest
+from photos_sync.engine.setup import key_file_path, setup_local
+from photos_sync.immich import server as immich_io
+from photos_sync.reporting.status import gather_status
+from photos_sync.storage.store import Store
 from tests.support import plain_rclone
 from tests.support.fake_immich import closed_port_url, serve_immich
 
@@ -91,8 +91,13 @@ async def test_run_triggers_waits_for_a_stable_dump_and_uploads_it_first(
 async def test_older_server_gets_the_queue_command_and_in_place_dump(immich, tmp_path, settings):
     root, _ = immich
     with serve_immich(
-        root / "backups", KEY, version=(1, 132, 3), manual_backup_job=False, in_place=True,
-        grow_steps=4, dump_delay=0.4,
+        root / "backups",
+        KEY,
+        version=(1, 132, 3),
+        manual_backup_job=False,
+        in_place=True,
+        grow_steps=4,
+        dump_delay=0.4,
     ) as fake:
         live = _settings(settings, fake.url, immich_poll_interval=0.08)
         result, _, _ = await _run(live, tmp_path / "dest")
@@ -186,7 +191,7 @@ async def test_key_in_the_destination_key_file_wins(immich, tmp_path, settings):
     await store.close()
     assert destination is not None
     keyfile = key_file_path(settings, "nas")
-    from photos_sync.keyfile import read_key_file, write_key_file
+    from photos_sync.credentials.keyfile import read_key_file, write_key_file
 
     write_key_file(keyfile, {**read_key_file(keyfile), "immich_api_key": KEY})
     immich_io.store_api_key(settings, "another-key-that-is-not-used")

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.archive import parse_stamp
-from photos_sync.config import Settings
-from photos_sync.restore import Restorer, RestoreRequest, archive_listing
-from photos_sync.runner import Runner, RunRefused, RunRequest
-from photos_sync.settings_io import load_settings
-from photos_sync.setup import SetupRequest, key_file_path, setup_destination, setup_local
-from photos_sync.states import JobStatus
-from photos_sync.status import gather_status
-from photos_sync.store import RestoreAndVerifyStore, Store
-from photos_sync.verify import verify
+from photos_sync.core.archive import parse_stamp
+from photos_sync.core.config import Settings
+from photos_sync.core.states import JobStatus
+from photos_sync.engine.restore import Restorer, RestoreRequest, archive_listing
+from photos_sync.engine.runner import Runner, RunRefused, RunRequest
+from photos_sync.engine.setup import SetupRequest, key_file_path, setup_destination, setup_local
+from photos_sync.engine.verify import verify
+from photos_sync.reporting.status import gather_status
+from photos_sync.storage.settings_io import load_settings
+from photos_sync.storage.store import RestoreAndVerifyStore, Store
 from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
 from tests.support.s3server import S3Server, serve_s3
@@ -441,7 +441,7 @@ async def test_verify_clean_then_flipped_missing_and_extra(immich, tmp_path, set
 
 
 async def test_verify_is_refused_while_a_backup_runs(immich, tmp_path, settings):
-    from photos_sync.runner import _destination_lock
+    from photos_sync.engine.runner import _destination_lock
 
     store = await Store.open(settings.db_path)
     await setup_local(settings, store, name="nas", path=tmp_path / "dest")

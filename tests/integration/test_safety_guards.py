@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.config import Settings
-from photos_sync.runner import RunEvent, Runner, RunRequest
-from photos_sync.settings_io import load_settings
-from photos_sync.setup import key_file_path, setup_local
-from photos_sync.states import JobStatus, Refusal
-from photos_sync.store import Store
+from photos_sync.core.config import Settings
+from photos_sync.core.states import JobStatus, Refusal
+from photos_sync.engine.runner import RunEvent, Runner, RunRequest
+from photos_sync.engine.setup import key_file_path, setup_local
+from photos_sync.storage.settings_io import load_settings
+from photos_sync.storage.store import Store
 from tests.immich_tree import make_immich_tree
 from tests.support import plain_rclone
 
@@ -81,9 +81,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 # -- 1. BACKUP_MAX_DELETE: refused whole, every run, until --force or the source is back --------
 
 
-async def test_max_delete_refusal_archives_nothing_and_holds_across_reruns(
-    tmp_path, monkeypatch
-):
+async def test_max_delete_refusal_archives_nothing_and_holds_across_reruns(tmp_path, monkeypatch):
     root = tmp_path / "immich"
     make_immich_tree(root, library_files=24, upload_files=4, scale=0.05, seed=3, thumbs=False)
     monkeypatch.setenv("BACKUP_IMMICH_PATH", str(root))
@@ -292,7 +290,7 @@ async def test_disk_full_fails_once_without_retries(tmp_path, monkeypatch, small
 
 
 async def test_status_json_carries_the_refusal(tmp_path, monkeypatch):
-    from photos_sync.render import status_document
+    from photos_sync.cli.render import status_document
 
     root = tmp_path / "immich"
     make_immich_tree(root, library_files=10, upload_files=2, scale=0.05, seed=9, thumbs=False)
@@ -306,9 +304,7 @@ async def test_status_json_carries_the_refusal(tmp_path, monkeypatch):
     assert not (await Runner(settings, store).run(RunRequest())).ok
     destinations = await store.list_destinations()
     jobs = await store.latest_run_jobs(destinations[0].id)
-    document = json.loads(
-        json.dumps(status_document(destinations, {destinations[0].id: jobs}, {}))
-    )
+    document = json.loads(json.dumps(status_document(destinations, {destinations[0].id: jobs}, {})))
     library = next(j for j in document["jobs"] if j["folder"] == "library")
     assert library["status"] == "FAILED"
     assert library["refused"] == "max_delete"

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.config import Settings
-from photos_sync.runner import RunEvent, Runner, RunRequest, summarise
-from photos_sync.settings_io import load_settings
-from photos_sync.setup import key_file_path, setup_local
-from photos_sync.states import JobStatus
-from photos_sync.store import Store
+from photos_sync.core.config import Settings
+from photos_sync.core.states import JobStatus
+from photos_sync.engine.runner import RunEvent, Runner, RunRequest, summarise
+from photos_sync.engine.setup import key_file_path, setup_local
+from photos_sync.storage.settings_io import load_settings
+from photos_sync.storage.store import Store
 from tests.conftest import rclone_binary
 from tests.immich_tree import make_immich_tree
 from tests.support import plain_rclone
@@ -176,8 +176,7 @@ async def test_unreadable_files_and_folders_are_named_and_not_retried(tmp_path, 
     readable = {
         p.relative_to(root / "library").as_posix()
         for p in (root / "library").rglob("*")
-        if p.is_file() and p.name != ".immich" and "locked" not in p.parts
-        and p != unreadable
+        if p.is_file() and p.name != ".immich" and "locked" not in p.parts and p != unreadable
     }
     assert readable <= sent
     await store.close()

@@ -9,8 +9,15 @@ from datetime import timedelta
 
 import pytest
 
-from photos_sync.states import InvalidTransition, JobStatus
-from photos_sync.store import SCHEMA_VERSION, SchemaTooNew, Store, StoreError, to_iso, utcnow
+from photos_sync.core.states import InvalidTransition, JobStatus
+from photos_sync.storage.store import (
+    SCHEMA_VERSION,
+    SchemaTooNew,
+    Store,
+    StoreError,
+    to_iso,
+    utcnow,
+)
 from tests.support.db_history import damage_middle, grow_history
 
 OWNER = (12345, "host", None)
@@ -19,8 +26,9 @@ OWNER = (12345, "host", None)
 async def test_migrations_twice_are_harmless(tmp_path):
     path = tmp_path / "backup.db"
     store = await Store.open(path)
-    destination = await store.create_destination(name="nas", type="local",
-                                                 secrets_ref="file:/x", remote_path="/d")
+    destination = await store.create_destination(
+        name="nas", type="local", secrets_ref="file:/x", remote_path="/d"
+    )
     assert await store.migrate() == SCHEMA_VERSION
     await store.close()
     again = await Store.open(path)
@@ -62,8 +70,9 @@ async def test_state_machine_enforced_and_times_stamped(tmp_path):
     running = await store.set_status(job.id, JobStatus.RUNNING, owner=OWNER)
     assert running.owner_pid == 12345 and running.started_at
     await store.update_job(job.id, bytes_transferred=10, bytes_total=20)
-    failed = await store.set_status(job.id, JobStatus.FAILED, error_message="boom",
-                                    increment_retry=True)
+    failed = await store.set_status(
+        job.id, JobStatus.FAILED, error_message="boom", increment_retry=True
+    )
     assert failed.retry_count == 1 and failed.error_message == "boom" and failed.owner_pid is None
     await store.set_status(job.id, JobStatus.RUNNING, owner=OWNER)
     done = await store.mark_completed(job.id)
@@ -83,10 +92,14 @@ async def test_stale_detection_both_directions(tmp_path):
         await store.set_status(job.id, JobStatus.RUNNING, owner=OWNER)
     now = utcnow()
     conn = sqlite3.connect(tmp_path / "backup.db")
-    conn.execute("UPDATE backup_jobs SET last_update = ? WHERE folder = 'a'",
-                 (to_iso(now - timedelta(hours=3)),))
-    conn.execute("UPDATE backup_jobs SET last_update = ? WHERE folder = 'b'",
-                 (to_iso(now + timedelta(days=2)),))  # clock went back since
+    conn.execute(
+        "UPDATE backup_jobs SET last_update = ? WHERE folder = 'a'",
+        (to_iso(now - timedelta(hours=3)),),
+    )
+    conn.execute(
+        "UPDATE backup_jobs SET last_update = ? WHERE folder = 'b'",
+        (to_iso(now + timedelta(days=2)),),
+    )  # clock went back since
     conn.commit()
     conn.close()
     stale = await store.stale_jobs(120, now=now)

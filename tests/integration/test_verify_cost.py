@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.config import Settings
-from photos_sync.runner import Runner, RunRequest
-from photos_sync.setup import SetupRequest, setup_destination
-from photos_sync.store import Store
-from photos_sync.verify import verify
+from photos_sync.core.config import Settings
+from photos_sync.engine.runner import Runner, RunRequest
+from photos_sync.engine.setup import SetupRequest, setup_destination
+from photos_sync.engine.verify import verify
+from photos_sync.storage.store import Store
 from tests.immich_tree import TreeStats
 from tests.support.s3server import S3Server, serve_s3
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync import procinfo
-from photos_sync.store import to_iso, utcnow
+from photos_sync.storage.store import to_iso, utcnow
+from photos_sync.system import procinfo
 from tests.immich_tree import TreeStats
 from tests.reliability.harness import integrity_ok, jobs
 from tests.support.cli import photos_sync

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from photos_sync import rpc
+from photos_sync.core import rpc
 from tests.reliability.harness import fd_count, wait_until
 from tests.support.daemon import DaemonPool, DaemonProcess
 

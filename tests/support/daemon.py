@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from photos_sync.control_socket import socket_location
+from photos_sync.system.control_socket import socket_location
 from tests.support.cli import PHOTOS_SYNC
 from tests.support.procs import children_of
 

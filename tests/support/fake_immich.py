@@ -34,7 +34,11 @@ from pathlib import Path
 from typing import Any
 
 MANUAL_JOBS = (
-    "person-cleanup", "tag-cleanup", "user-cleanup", "memory-cleanup", "memory-create",
+    "person-cleanup",
+    "tag-cleanup",
+    "user-cleanup",
+    "memory-cleanup",
+    "memory-create",
     "backup-database",
 )
 
@@ -164,13 +168,16 @@ def _handler(fake: FakeImmich) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"major": major, "minor": minor, "patch": patch})
             elif self.path == "/api/users/me":
                 if self._authorised() and self._granted("user.read"):
-                    self._send(200, {
-                        "id": "0b4bbde1-51b8-4a4a-a4c2-7d0c2e5f6a11",
-                        "email": "admin@example.com",
-                        "name": "Admin",
-                        "isAdmin": fake.is_admin,
-                        "shouldChangePassword": False,
-                    })
+                    self._send(
+                        200,
+                        {
+                            "id": "0b4bbde1-51b8-4a4a-a4c2-7d0c2e5f6a11",
+                            "email": "admin@example.com",
+                            "name": "Admin",
+                            "isAdmin": fake.is_admin,
+                            "shouldChangePassword": False,
+                        },
+                    )
             else:
                 self._not_found()
 
@@ -208,11 +215,20 @@ def _handler(fake: FakeImmich) -> type[BaseHTTPRequestHandler]:
                 return
             if body["command"] == "start":
                 fake.start_dump()
-            self._send(200, {
-                "jobCounts": {"active": 1, "completed": 0, "failed": 0, "delayed": 0,
-                              "waiting": 0, "paused": 0},
-                "queueStatus": {"isActive": True, "isPaused": False},
-            })
+            self._send(
+                200,
+                {
+                    "jobCounts": {
+                        "active": 1,
+                        "completed": 0,
+                        "failed": 0,
+                        "delayed": 0,
+                        "waiting": 0,
+                        "paused": 0,
+                    },
+                    "queueStatus": {"isActive": True, "isPaused": False},
+                },
+            )
 
     return Handler
 
@@ -224,8 +240,9 @@ def serve_immich(backups_dir: Path, api_key: str, **options: Any) -> Iterator[Fa
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     server.daemon_threads = True
     fake.port = int(server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield fake

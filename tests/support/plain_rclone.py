@@ -12,7 +12,10 @@ from tests.conftest import rclone_binary
 
 def obscure(secret: str) -> str:
     result = subprocess.run(
-        [rclone_binary(), "obscure", "-"], input=secret + "\n", capture_output=True, text=True,
+        [rclone_binary(), "obscure", "-"],
+        input=secret + "\n",
+        capture_output=True,
+        text=True,
         check=True,
     )
     return result.stdout.strip()
@@ -23,22 +26,25 @@ def crypt_env(dest: Path, keyfile: Path, name: str = "check") -> dict[str, str]:
     secrets = json.loads(keyfile.read_text())
     prefix = f"RCLONE_CONFIG_{name.upper()}_"
     env = dict(os.environ)
-    env.update({
-        "RCLONE_CONFIG": "",
-        prefix + "TYPE": "crypt",
-        prefix + "REMOTE": str(dest),
-        prefix + "PASSWORD": obscure(secrets["encryption_password"]),
-        prefix + "FILENAME_ENCRYPTION": "standard",
-        prefix + "DIRECTORY_NAME_ENCRYPTION": "true",
-    })
+    env.update(
+        {
+            "RCLONE_CONFIG": "",
+            prefix + "TYPE": "crypt",
+            prefix + "REMOTE": str(dest),
+            prefix + "PASSWORD": obscure(secrets["encryption_password"]),
+            prefix + "FILENAME_ENCRYPTION": "standard",
+            prefix + "DIRECTORY_NAME_ENCRYPTION": "true",
+        }
+    )
     if secrets.get("encryption_salt"):
         env[prefix + "PASSWORD2"] = obscure(secrets["encryption_salt"])
     return env
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([rclone_binary(), *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [rclone_binary(), *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def cryptcheck(

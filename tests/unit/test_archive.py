@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from photos_sync.archive import (
+from photos_sync.core.archive import (
     ArchivedFile,
     LiveFile,
     as_of,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from photos_sync.check import FAIL, OK, CheckReport, b2_versions_check, render_checks
+from photos_sync.engine.check import FAIL, OK, CheckReport, b2_versions_check, render_checks
 
 LABEL = "destination b2"
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from photos_sync.destinations import (
+from photos_sync.core.destinations import (
     DestinationError,
     bucket_problem,
     explain_error,
@@ -17,7 +17,7 @@ from photos_sync.destinations import (
     parse_op_locator,
     s3_provider,
 )
-from photos_sync.onepassword import normalise_label, op_message, parse_item
+from photos_sync.credentials.onepassword import normalise_label, op_message, parse_item
 from tests.support.op_double import OpDouble, op_double  # noqa: F401
 
 

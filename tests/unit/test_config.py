@@ -1,8 +1,7 @@
-"""photos_sync.config: parse_settings, BACKUP_BWLIMIT validation, require_immich_path."""
+"""photos_sync.core.config: parse_settings, BACKUP_BWLIMIT validation, require_immich_path."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import subprocess
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.config import (
+from photos_sync.core.config import (
     DAEMON_SETTINGS,
     DEFAULT_MAX_DELETE,
     DEFAULT_MAX_RETRIES,
@@ -25,7 +24,7 @@ from photos_sync.config import (
     unknown_variables,
     validate_bwlimit,
 )
-from photos_sync.schedule import Daily, Interval
+from photos_sync.core.schedule import Daily, Interval
 
 DATA = Path("/srv/default-data")
 RUNTIME = Path("/run/user/1000")
@@ -486,5 +485,6 @@ def test_every_name_in_the_code_and_docs_is_known() -> None:
 def test_the_setup_variables_of_every_destination_type_are_known() -> None:
     """PHOTOS_SYNC_<FIELD> is built from the destination types' fields (and never appears
     whole in the code): each must be known, or `--setup` input would get a warning."""
-    service_files = importlib.import_module("photos_sync_daemon.service_files")
+    from photos_sync_daemon import service_files
+
     assert service_files.SETUP_VARIABLES <= KNOWN_VARIABLES

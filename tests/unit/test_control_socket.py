@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.control_socket import socket_location
+from photos_sync.system.control_socket import socket_location
 
 
 @pytest.mark.parametrize(

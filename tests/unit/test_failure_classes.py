@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from photos_sync.rclone_log import (
+from photos_sync.core.rclone_log import (
     Outcome,
     Progress,
     activity_marker,

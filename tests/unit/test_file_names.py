@@ -1,4 +1,4 @@
-"""photos_sync.names (pure), the rclone notices it relies on, and the raw listing parser (#18,
+"""photos_sync.core.names (pure), the rclone notices it relies on, and the raw listing parser (#18,
 point 8: file names that were lost or garbled without a word)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import os
 import unicodedata
 from pathlib import Path
 
-from photos_sync.archive import parse_raw_listing
-from photos_sync.names import (
+from photos_sync.core.archive import parse_raw_listing
+from photos_sync.core.names import (
     DISK_NAME_LIMIT,
     NameHazard,
     NameProblem,
@@ -25,8 +25,8 @@ from photos_sync.names import (
     twin_paths,
     with_skipped,
 )
-from photos_sync.rclone_log import OtherLine, SkippedName, parse_line
-from photos_sync.source_names import scan_names
+from photos_sync.core.rclone_log import OtherLine, SkippedName, parse_line
+from photos_sync.system.source_names import scan_names
 
 NFC = unicodedata.normalize("NFC", "café.jpg")
 NFD = unicodedata.normalize("NFD", "café.jpg")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from photos_sync.guards import PreviewCollector, encrypted_size, max_delete_refusal
+from photos_sync.core.guards import PreviewCollector, encrypted_size, max_delete_refusal
 
 
 def _notice(msg: str, obj: str, **extra: object) -> str:
@@ -18,13 +18,28 @@ DRY_RUN = [
     _notice("Skipped copy as --dry-run is set (size 500)", "new1", skipped="copy", size=500),
     _notice("Skipped copy as --dry-run is set (size 500)", "f4", skipped="copy", size=500),
     *(
-        _notice("Skipped move into backup dir as --dry-run is set (size 1000)", f"f{i}",
-                skipped="move into backup dir", size=1000)
+        _notice(
+            "Skipped move into backup dir as --dry-run is set (size 1000)",
+            f"f{i}",
+            skipped="move into backup dir",
+            size=1000,
+        )
         for i in (1, 2, 3)
     ),
-    json.dumps({"level": "notice", "msg": "stats", "stats": {
-        "bytes": 2000, "totalBytes": 2000, "deletes": 3, "renames": 1, "transfers": 2,
-        "totalTransfers": 2}}),
+    json.dumps(
+        {
+            "level": "notice",
+            "msg": "stats",
+            "stats": {
+                "bytes": 2000,
+                "totalBytes": 2000,
+                "deletes": 3,
+                "renames": 1,
+                "transfers": 2,
+                "totalTransfers": 2,
+            },
+        }
+    ),
 ]
 
 

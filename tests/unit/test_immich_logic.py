@@ -1,4 +1,4 @@
-"""photos_sync.immich_logic (pure) and the Immich settings in photos_sync.config."""
+"""photos_sync.core.immich_rules (pure) and the Immich settings in photos_sync.core.config."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.config import ConfigError, parse_settings
-from photos_sync.immich_logic import (
+from photos_sync.core.config import ConfigError, parse_settings
+from photos_sync.core.immich_rules import (
     CREATE_JOB,
     QUEUE_COMMAND,
     DumpFile,
@@ -54,8 +54,14 @@ def test_base_url_is_normalised(raw, expected):
 
 @pytest.mark.parametrize(
     "raw",
-    ["localhost:2283", "ftp://host", "http://", "http://user:pw@host", "http://h/?x=1",
-     "http://h:99999"],
+    [
+        "localhost:2283",
+        "ftp://host",
+        "http://",
+        "http://user:pw@host",
+        "http://h/?x=1",
+        "http://h:99999",
+    ],
 )
 def test_bad_urls_are_refused(raw):
     with pytest.raises(UrlError):
@@ -67,8 +73,13 @@ def _parse(env):
 
 
 def test_config_reads_immich_settings():
-    settings = _parse({"BACKUP_IMMICH_URL": "http://nas:2283/api/", "BACKUP_IMMICH_DUMP_TIMEOUT":
-                       "120", "BACKUP_IMMICH_POLL_INTERVAL": "0.5"})
+    settings = _parse(
+        {
+            "BACKUP_IMMICH_URL": "http://nas:2283/api/",
+            "BACKUP_IMMICH_DUMP_TIMEOUT": "120",
+            "BACKUP_IMMICH_POLL_INTERVAL": "0.5",
+        }
+    )
     assert settings.immich_url == "http://nas:2283"
     assert settings.immich_dump_timeout == 120.0
     assert settings.immich_poll_interval == 0.5
@@ -79,8 +90,11 @@ def test_config_reads_immich_settings():
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("BACKUP_IMMICH_URL", "nas:2283"), ("BACKUP_IMMICH_DUMP_TIMEOUT", "0"),
-     ("BACKUP_IMMICH_API_TIMEOUT", "soon")],
+    [
+        ("BACKUP_IMMICH_URL", "nas:2283"),
+        ("BACKUP_IMMICH_DUMP_TIMEOUT", "0"),
+        ("BACKUP_IMMICH_API_TIMEOUT", "soon"),
+    ],
 )
 def test_config_errors_name_the_variable(variable, value):
     with pytest.raises(ConfigError, match=variable):

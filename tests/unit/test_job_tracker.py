@@ -4,30 +4,55 @@ from __future__ import annotations
 
 import json
 
-from photos_sync.runner import _JobTracker
-from photos_sync.states import JobStatus
-from photos_sync.store import Job
+from photos_sync.core.states import JobStatus
+from photos_sync.engine.runner import _JobTracker
+from photos_sync.storage.store import Job
 
 MIB = 1024 * 1024
 
 
 def _job() -> Job:
     return Job(
-        id=1, destination_id=1, run_id="20261130T000000Z", folder="library",
-        source_path="/srv/immich/library", status=JobStatus.RUNNING, bytes_total=0,
-        bytes_transferred=0, bytes_confirmed=0, files_total=0, files_transferred=0,
-        files_archived=0, transfer_speed=0.0, eta_seconds=None, created_at="",
-        started_at=None, completed_at=None, last_update=None, error_message=None,
-        retry_count=0, priority=2, owner_pid=None, owner_host=None, owner_token=None,
+        id=1,
+        destination_id=1,
+        run_id="20261130T000000Z",
+        folder="library",
+        source_path="/srv/immich/library",
+        status=JobStatus.RUNNING,
+        bytes_total=0,
+        bytes_transferred=0,
+        bytes_confirmed=0,
+        files_total=0,
+        files_transferred=0,
+        files_archived=0,
+        transfer_speed=0.0,
+        eta_seconds=None,
+        created_at="",
+        started_at=None,
+        completed_at=None,
+        last_update=None,
+        error_message=None,
+        retry_count=0,
+        priority=2,
+        owner_pid=None,
+        owner_host=None,
+        owner_token=None,
     )
 
 
 def _stats(sent: int, total: int, transfers: int, total_transfers: int) -> str:
-    return json.dumps({
-        "level": "notice", "msg": "stats",
-        "stats": {"bytes": sent, "totalBytes": total, "transfers": transfers,
-                  "totalTransfers": total_transfers},
-    })
+    return json.dumps(
+        {
+            "level": "notice",
+            "msg": "stats",
+            "stats": {
+                "bytes": sent,
+                "totalBytes": total,
+                "transfers": transfers,
+                "totalTransfers": total_transfers,
+            },
+        }
+    )
 
 
 def test_a_transfer_that_fails_half_way_does_not_show_as_complete() -> None:
@@ -46,12 +71,21 @@ def test_a_transfer_that_fails_half_way_does_not_show_as_complete() -> None:
 def test_skips_are_counted_once_and_consequences_are_not_errors() -> None:
     tracker = _JobTracker(_job(), (), lambda: None)
     lines = [
-        {"level": "notice", "msg": "Can't follow symlink without -L/--copy-links",
-         "object": "user9"},
-        {"level": "error", "msg": "Failed to copy: failed to open source object: open "
-         "/x/a.jpg: permission denied", "object": "a.jpg"},
-        {"level": "error", "msg": "not deleting files as there were IO errors",
-         "object": "Local file system at /d"},
+        {
+            "level": "notice",
+            "msg": "Can't follow symlink without -L/--copy-links",
+            "object": "user9",
+        },
+        {
+            "level": "error",
+            "msg": "Failed to copy: failed to open source object: open /x/a.jpg: permission denied",
+            "object": "a.jpg",
+        },
+        {
+            "level": "error",
+            "msg": "not deleting files as there were IO errors",
+            "object": "Local file system at /d",
+        },
         {"level": "error", "msg": "Attempt 1/2 failed with 1 errors and: permission denied"},
     ]
     for _ in range(2):  # rclone's second pass repeats every line

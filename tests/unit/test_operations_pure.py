@@ -8,12 +8,12 @@ from datetime import datetime
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from photos_sync.bandwidth import is_timetable, rate_at
-from photos_sync.config import ConfigError
-from photos_sync.history import summarise_runs
-from photos_sync.metrics import metrics_addr, render_metrics
-from photos_sync.notify import finished_notice, notify_config, verify_notice
-from photos_sync.rclone_args import RcServer, SyncOptions, sync_argv
+from photos_sync.core.bandwidth import is_timetable, rate_at
+from photos_sync.core.config import ConfigError
+from photos_sync.core.rclone_args import RcServer, SyncOptions, sync_argv
+from photos_sync.reporting.history import summarise_runs
+from photos_sync.reporting.metrics import metrics_addr, render_metrics
+from photos_sync.reporting.notify import finished_notice, notify_config, verify_notice
 
 MONDAY_0930 = datetime(2026, 11, 23, 9, 30)  # a Monday
 SUNDAY_2330 = datetime(2026, 11, 29, 23, 30)

@@ -1,10 +1,10 @@
-"""photos_sync.planning: folder order, source checks, resume-or-new-run planning."""
+"""photos_sync.core.planning: folder order, source checks, resume-or-new-run planning."""
 
 from __future__ import annotations
 
 import pytest
 
-from photos_sync.planning import (
+from photos_sync.core.planning import (
     IMMICH_FOLDERS,
     IMMICH_MARKER,
     FolderFacts,
@@ -17,7 +17,7 @@ from photos_sync.planning import (
     plan_run,
     selected_folders,
 )
-from photos_sync.states import JobStatus
+from photos_sync.core.states import JobStatus
 
 P, R, C, N, F = (  # N: iNterrupted
     JobStatus.PENDING,

@@ -1,4 +1,4 @@
-"""photos_sync.rclone_args: argv built argument by argument, remotes only in the environment."""
+"""core.rclone_args: argv built argument by argument, remotes only in the environment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.rclone_args import (
+from photos_sync.core.rclone_args import (
     ARCHIVE_FOLDER,
     BASE_REMOTE,
     CRYPT_REMOTE,

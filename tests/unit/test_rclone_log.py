@@ -1,4 +1,4 @@
-"""photos_sync.rclone_log: parsing real rclone JSON log lines, exit codes, failure hints.
+"""photos_sync.core.rclone_log: parsing real rclone JSON log lines, exit codes, failure hints.
 
 The fixtures under fixtures/rclone/ are unedited stderr captures of the real rclone binary
 (see fixtures/rclone/README.md for how each was produced).
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from photos_sync.rclone_log import (
+from photos_sync.core.rclone_log import (
     ErrorLine,
     FileCopied,
     OtherLine,
@@ -471,9 +471,15 @@ def test_exit_codes_of_the_real_rclone(rclone: str, tmp_path: Path) -> None:
 
 def test_multi_thread_copies_are_counted_like_any_other() -> None:
     """rclone 1.75's own line for a file above --multi-thread-cutoff sent to a local disk."""
-    line = json.dumps({
-        "time": "2026-11-30T10:34:28.955427438Z", "level": "info",
-        "msg": "Multi-thread Copied (new)", "size": 5000000, "object": "big.mp4",
-        "objectType": "*crypt.Object", "source": "operations/copy.go:382",
-    })
+    line = json.dumps(
+        {
+            "time": "2026-11-30T10:34:28.955427438Z",
+            "level": "info",
+            "msg": "Multi-thread Copied (new)",
+            "size": 5000000,
+            "object": "big.mp4",
+            "objectType": "*crypt.Object",
+            "source": "operations/copy.go:382",
+        }
+    )
     assert parse_line(line) == FileCopied("big.mp4", 5000000)

@@ -1,4 +1,4 @@
-"""photos_sync.recovery_kit: the rclone.conf text it prints really restores a backup.
+"""photos_sync.reporting.recovery_kit: the rclone.conf text it prints really restores a backup.
 
 A crypt backup is made with the real rclone over a local folder, configured only through
 RCLONE_CONFIG_* variables (as photos-sync does); the kit's conf is then used with plain
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.rclone_args import (
+from photos_sync.core.rclone_args import (
     ARCHIVE_FOLDER,
     CRYPT_REMOTE,
     DESTINATION_MARKER,
@@ -25,7 +25,7 @@ from photos_sync.rclone_args import (
     crypt_remote,
     remote_env,
 )
-from photos_sync.recovery_kit import rclone_conf, recovery_kit
+from photos_sync.reporting.recovery_kit import rclone_conf, recovery_kit
 from tests.conftest import rclone_binary
 
 PASSWORD = "correct horse battery staple"

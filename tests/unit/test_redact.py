@@ -1,11 +1,11 @@
-"""photos_sync.redact: secrets scrubbed out of text."""
+"""photos_sync.core.redact: secrets scrubbed out of text."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from photos_sync.redact import REDACTED, redact
+from photos_sync.core.redact import REDACTED, redact
 
 
 def test_every_occurrence_is_replaced() -> None:

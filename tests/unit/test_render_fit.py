@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from rich.console import Console, RenderableType
 
-from photos_sync.render import Column, fit_table, job_table, size_pair
-from photos_sync.units import plural
-from photos_sync.watch import history_table, status_view
+from photos_sync.cli.render import Column, fit_table, job_table, size_pair
+from photos_sync.cli.watch import history_table, status_view
+from photos_sync.core.units import plural
 
 
 def draw(renderable: RenderableType, width: int) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from photos_sync import rpc
+from photos_sync.core import rpc
 
 
 def line(obj: object) -> bytes:

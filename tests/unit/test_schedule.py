@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from photos_sync.config import ConfigError, parse_settings
-from photos_sync.schedule import (
+from photos_sync.core.config import ConfigError, parse_settings
+from photos_sync.core.schedule import (
     Daily,
     Interval,
     ScheduleError,

@@ -13,7 +13,7 @@ import pytest
 from dotenv import dotenv_values
 from photos_sync_daemon import service_files
 
-from photos_sync.service import (
+from photos_sync.system.service import (
     LAUNCHD,
     SYSTEM,
     USER,

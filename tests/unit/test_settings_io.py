@@ -1,4 +1,4 @@
-"""photos_sync.settings_io: where variables come from, and in which order they win.
+"""photos_sync.storage.settings_io: where variables come from, and in which order they win.
 
 Precedence: process environment > ./.env > <data dir>/.env. The data dir itself may be set
 in ./.env (or the environment), and its .env is then read from there.
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.config import ConfigError
-from photos_sync.settings_io import default_data_dir, gather_environment, load_settings
+from photos_sync.core.config import ConfigError
+from photos_sync.storage.settings_io import default_data_dir, gather_environment, load_settings
 
 
 def write_env(folder: Path, **values: str) -> Path:
@@ -201,13 +201,7 @@ def test_a_line_dotenv_cannot_parse_is_named_with_its_file_and_line(
 ) -> None:
     path = cwd / ".env"
     path.write_text(
-        "# photos-sync\n"
-        "\n"
-        "BACKUP_MAX_RETRIES=5\n"
-        "\n"
-        "\n"
-        "this line is no setting\n"
-        "BACKUP_BWLIMIT='10M\n"
+        "# photos-sync\n\nBACKUP_MAX_RETRIES=5\n\n\nthis line is no setting\nBACKUP_BWLIMIT='10M\n"
     )
     s = load_settings({"PHOTOS_SYNC_DATA_DIR": str(tmp_path / "d")}, cwd)
     assert s.max_retries == 5  # the good lines still count

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.destinations import bucket_problem
-from photos_sync.onepassword import OpVault, default_vault, parse_vaults
-from photos_sync.setup import (
+from photos_sync.core.destinations import bucket_problem
+from photos_sync.credentials.onepassword import OpVault, default_vault, parse_vaults
+from photos_sync.engine.setup import (
     bucket_folder_problem,
     endpoint_problem,
     key_problem,

@@ -1,4 +1,4 @@
-"""photos_sync.states: the job state machine, resumability and staleness of RUNNING jobs."""
+"""photos_sync.core.states: the job state machine, resumability and staleness of RUNNING jobs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from photos_sync.states import (
+from photos_sync.core.states import (
     ACTIVE_STATES,
     TERMINAL_STATES,
     InvalidTransition,

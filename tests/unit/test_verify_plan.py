@@ -6,7 +6,7 @@ import json
 import random
 from datetime import UTC, datetime
 
-from photos_sync.verify_plan import (
+from photos_sync.core.verify_plan import (
     ADDED,
     DEFAULT_SAMPLE_PERCENT,
     DELETED,

@@ -1,0 +1,136 @@
+"""Safety guards decided before rclone changes anything in the backup. Pure: no I/O.
+
+A guard looks at a preview of a folder's sync (an `rclone sync --dry-run` with the run's own
+flags, followed line by line by `PreviewCollector`) and says whether the real sync may run.
+rclone's own `--max-delete` counts as it goes: by the time it stops, it has archived that
+many files, and a rerun then sees fewer deletions and passes. Counting first means a refused
+folder is refused whole, every run, until the source is back or the user says `--force`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from photos_sync.core.rclone_log import parse_stats
+
+#: How many example paths a refusal names.
+EXAMPLES = 5
+
+#: rclone's NOTICE texts in a dry run (rclone 1.6x–1.7x, operations.go / sync.go).
+_WOULD_ARCHIVE = "Skipped move into backup dir as --dry-run is set"
+_WOULD_DELETE = "Skipped delete as --dry-run is set"
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPreview:
+    """What a folder's sync would do, from a dry run."""
+
+    files_to_send: int = 0
+    bytes_to_send: int = 0
+    #: files deleted at the source: the sync would move them into the archive
+    deletes: int = 0
+    #: files whose content changed: the sync would archive the old copy and send the new
+    replaced: int = 0
+    deleted_examples: tuple[str, ...] = ()
+    #: rclone's exit status and last error line when the dry run itself failed
+    exit_code: int = 0
+    error: str | None = None
+
+
+@dataclass
+class PreviewCollector:
+    """Follows the stderr lines of a dry-run sync and builds its FolderPreview.
+
+    The archived paths come from rclone's per-file notices; the counts from its final stats
+    (which also count the replaced files, moved "into backup dir" too, as renames).
+    """
+
+    files_to_send: int = 0
+    bytes_to_send: int = 0
+    deletes: int = 0
+    replaced: int = 0
+    errors: list[str] = field(default_factory=list)
+    _archived: list[str] = field(default_factory=list)
+    _replaced_paths: set[str] = field(default_factory=set)
+    #: from the per-file "Skipped copy" notices: what a real run would send, encrypted
+    _copies: int = 0
+    _copy_bytes: int = 0
+
+    def on_line(self, line: str) -> None:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(record, dict):
+            return
+        stats = record.get("stats")
+        if isinstance(stats, dict):
+            progress = parse_stats(stats)
+            self.files_to_send = progress.total_transfers
+            self.bytes_to_send = progress.total_bytes
+            self.deletes = progress.deletes
+            self.replaced = progress.renames
+            return
+        message = str(record.get("msg", ""))
+        level = str(record.get("level", ""))
+        obj = record.get("object")
+        if level in ("error", "critical", "fatal"):
+            self.errors.append(f"{obj}: {message}" if obj else message)
+        elif obj is not None and record.get("skipped") == "copy":
+            # rclone's own totals also count the old copy of a replaced file (moved into the
+            # archive, server-side: nothing is sent) and plain sizes: the real run sends each
+            # file's crypt form.
+            self._copies += 1
+            size = record.get("size")
+            if isinstance(size, int) and size >= 0:
+                self._copy_bytes += encrypted_size(size)
+        elif obj is not None and message.startswith("Skipped move as --dry-run"):
+            # A changed file: rclone first names the old copy's move to the archive...
+            self._replaced_paths.add(str(obj))
+        elif (
+            obj is not None
+            and message.startswith((_WOULD_ARCHIVE, _WOULD_DELETE))
+            and len(self._archived) < EXAMPLES * 4
+        ):
+            self._archived.append(str(obj))
+
+    def preview(self, exit_code: int) -> FolderPreview:
+        deleted = [p for p in self._archived if p not in self._replaced_paths]
+        return FolderPreview(
+            files_to_send=self._copies or self.files_to_send,
+            bytes_to_send=self._copy_bytes if self._copies else self.bytes_to_send,
+            deletes=self.deletes,
+            replaced=self.replaced,
+            deleted_examples=tuple(deleted[:EXAMPLES]),
+            exit_code=exit_code,
+            error=self.errors[-1] if exit_code and self.errors else None,
+        )
+
+
+#: rclone crypt's file format: a 32-byte header (magic and nonce), then blocks of up to 64 KiB
+#: of data, each with a 16-byte authenticator.
+_CRYPT_HEADER = 32
+_CRYPT_BLOCK = 64 * 1024
+_CRYPT_BLOCK_OVERHEAD = 16
+
+
+def encrypted_size(plain: int) -> int:
+    """The size of a file of `plain` bytes once rclone crypt has encrypted it."""
+    blocks = -(-plain // _CRYPT_BLOCK)
+    return _CRYPT_HEADER + plain + blocks * _CRYPT_BLOCK_OVERHEAD
+
+
+def max_delete_refusal(folder: str, preview: FolderPreview, max_delete: int | None) -> str | None:
+    """The refusal message when the folder's sync would archive more deleted files than
+    `max_delete` allows (None or 0: no limit); None when the sync may run."""
+    if not max_delete or preview.deletes <= max_delete:
+        return None
+    examples = ", ".join(f"{folder}/{p}" for p in preview.deleted_examples)
+    return (
+        f"refused: {preview.deletes} files of {folder}/ were deleted at the source, more than "
+        f"BACKUP_MAX_DELETE={max_delete}; nothing was archived"
+        + (f" (e.g. {examples})" if examples else "")
+        + ". If the deletions are intended, run `photos-sync backup --force` once (or raise "
+        "BACKUP_MAX_DELETE); otherwise restore the files at the source"
+    )

@@ -1,0 +1,1 @@
+"""Jobs that move data: backup runs, restore, verify, checks, set-up, removal."""

@@ -1,0 +1,503 @@
+"""`photos-sync backup --check`: every prerequisite, one line each, with a hint when it fails.
+
+Checks, in order: every setting well-formed (a malformed one fails here, and the checks that
+need it are skipped); rclone present and new enough; the 1Password CLI installed and signed in
+(required when a destination keeps its secrets there, informational otherwise);
+BACKUP_IMMICH_PATH set, existing and carrying Immich's markers; the data dir writable; and
+for each destination, its secrets readable and its remote reachable (for B2, the bucket's
+lifecycle rules against photos-sync's policy on old versions); then the installed
+service (unit installed, enabled, running, lingering) and the next scheduled run, all
+optional. The report is ok when no required check failed. Nothing secret is printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from photos_sync.core.config import ConfigError, Settings
+from photos_sync.core.destinations import (
+    DestinationError,
+    destination_type,
+    explain_error,
+    missing_secret_fields,
+    parse_secrets_ref,
+)
+from photos_sync.core.planning import SourceRefused, check_sources, selected_folders
+from photos_sync.core.rclone_args import BASE_REMOTE, b2_lifecycle_argv
+from photos_sync.credentials.keyfile import SecretsError
+from photos_sync.rclone.remote import CryptRemote
+from photos_sync.storage import datadir
+from photos_sync.storage.store import Destination, Store
+from photos_sync.system import execute
+
+#: Oldest rclone photos-sync is tested with (b2/s3 upload concurrency, JSON logs, serve s3).
+MIN_RCLONE = (1, 65)
+
+OK, FAIL, SKIP = "ok", "fail", "skip"
+SYMBOLS = {OK: "✓", FAIL: "✗", SKIP: "–"}
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: str  # ok | fail | skip
+    detail: str
+    hint: str = ""
+    required: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "ok": self.status != FAIL,
+            "required": self.required,
+            "detail": self.detail,
+            "hint": self.hint,
+        }
+
+
+@dataclass
+class CheckReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.status == FAIL and c.required for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
+
+
+def render_checks(report: CheckReport) -> list[str]:
+    """One line per check: symbol, name, detail, and the hint for failures."""
+    lines = []
+    for check in report.checks:
+        line = f"{SYMBOLS[check.status]} {check.name}: {check.detail}"
+        if check.hint and check.status == FAIL:
+            line += f" — {check.hint}"
+        elif check.status == FAIL and not check.required:
+            line += " (optional)"
+        lines.append(line)
+    verdict = "all required checks passed" if report.ok else "some required checks failed"
+    lines.append(verdict)
+    return lines
+
+
+def parse_rclone_version(text: str) -> tuple[int, ...]:
+    match = re.search(r"rclone v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        return ()
+    return tuple(int(g) for g in match.groups() if g is not None)
+
+
+async def check_rclone(settings: Settings) -> Check:
+    name = "rclone"
+    try:
+        binary = execute.find_rclone(settings.rclone_binary)
+    except execute.RcloneNotFound as exc:
+        return Check(name, FAIL, "not found", str(exc))
+    try:
+        result = await execute.run_captured((binary, "version"), execute.child_env({}), timeout=30)
+    except (OSError, TimeoutError) as exc:
+        return Check(name, FAIL, f"{binary} does not run ({exc})", "reinstall photos-sync")
+    first = result.stdout.decode("utf-8", "replace").splitlines()[:1]
+    version = parse_rclone_version(first[0] if first else "")
+    if result.returncode != 0 or not version:
+        return Check(name, FAIL, f"{binary} version failed", "reinstall photos-sync")
+    shown = ".".join(str(v) for v in version)
+    if version[:2] < MIN_RCLONE:
+        return Check(
+            name,
+            FAIL,
+            f"v{shown} at {binary} is too old",
+            f"photos-sync needs rclone {MIN_RCLONE[0]}.{MIN_RCLONE[1]} or newer: upgrade it or "
+            "unset RCLONE_BINARY",
+        )
+    return Check(name, OK, f"v{shown} ({binary})")
+
+
+async def check_op(required: bool) -> list[Check]:
+    from photos_sync.credentials.onepassword import OnePassword, OnePasswordError, OpNotInstalled
+
+    why = "" if required else " (optional: only for --secrets op)"
+    try:
+        op = OnePassword.find()
+    except OpNotInstalled as exc:
+        status = FAIL if required else SKIP
+        return [Check("1Password CLI", status, f"not installed{why}", str(exc), required)]
+    try:
+        version = await op.version()
+    except OnePasswordError as exc:
+        return [Check("1Password CLI", FAIL, "broken", str(exc), required)]
+    checks = [Check("1Password CLI", OK, f"{version} ({op.binary})", required=required)]
+    try:
+        account = await op.account()
+    except OnePasswordError as exc:
+        checks.append(Check("1Password sign-in", FAIL, f"not signed in{why}", str(exc), required))
+    else:
+        who = account.email or account.url
+        kind = "service account" if account.user_type == "SERVICE_ACCOUNT" else "user"
+        checks.append(Check("1Password sign-in", OK, f"{kind} {who}", required=required))
+    return checks
+
+
+def check_settings(settings: Settings) -> list[Check]:
+    """A failure per malformed setting (the commands that use it refuse to start)."""
+    return [
+        Check(variable, FAIL, "invalid", f"{message} (in the environment or a .env file)")
+        for variable, message in settings.problems.items()
+    ]
+
+
+def _skipped_for(settings: Settings, name: str, *variables: str) -> Check | None:
+    """A skipped check when one of `variables`, which check `name` needs, is malformed."""
+    bad = [v for v in variables if v in settings.problems]
+    if not bad:
+        return None
+    return Check(name, SKIP, f"not tried ({', '.join(bad)} is invalid, see above)", required=False)
+
+
+def check_immich(settings: Settings) -> list[Check]:
+    try:
+        path = settings.require_immich_path()
+    except ConfigError as exc:
+        return [Check("BACKUP_IMMICH_PATH", FAIL, "not set", str(exc))]
+    if not path.is_dir():
+        return [
+            Check(
+                "BACKUP_IMMICH_PATH",
+                FAIL,
+                f"{path} does not exist",
+                "mount the Immich volume, or fix BACKUP_IMMICH_PATH",
+            )
+        ]
+    checks = [Check("BACKUP_IMMICH_PATH", OK, str(path))]
+    skipped = _skipped_for(settings, "Immich folders", "BACKUP_INCLUDE_GENERATED")
+    if skipped is not None:
+        return [*checks, skipped]
+    from photos_sync.engine.runner import gather_facts
+
+    folders = selected_folders(settings.include_generated)
+    try:
+        check_sources(str(path), gather_facts(path, folders), folders)
+    except SourceRefused as exc:
+        checks.append(Check("Immich folders", FAIL, "markers missing", str(exc)))
+    else:
+        names = ", ".join(f"{f.name}/" for f in folders)
+        checks.append(Check("Immich folders", OK, f"{names} carry .immich markers"))
+    return checks
+
+
+async def check_immich_api(settings: Settings, destinations: list[Destination]) -> list[Check]:
+    """The newest DB dump's age and size; with BACKUP_IMMICH_URL, the URL and the API key."""
+    import time
+
+    from photos_sync.core.immich_rules import describe_dump
+    from photos_sync.immich import server as immich
+
+    checks = []
+    judged = immich.health(settings)
+    if judged is not None and settings.immich_path is not None and settings.immich_path.is_dir():
+        newest = describe_dump(judged.newest, time.time())
+        if judged.ok:
+            checks.append(Check("Immich DB dump", OK, newest))
+        else:
+            checks.append(
+                Check("Immich DB dump", FAIL, newest, "; ".join(judged.warnings), required=False)
+            )
+    skipped = _skipped_for(settings, "Immich API", "BACKUP_IMMICH_URL", "BACKUP_IMMICH_API_TIMEOUT")
+    if skipped is not None:
+        return [*checks, skipped]
+    if settings.immich_url is None:
+        checks.append(
+            Check(
+                "Immich API",
+                SKIP,
+                "BACKUP_IMMICH_URL not set (no fresh dump before runs)",
+                required=False,
+            )
+        )
+        return checks
+    ok, detail, hint = await immich.api_check(settings, destinations)
+    checks.append(Check("Immich API", OK if ok else FAIL, detail, hint))
+    return checks
+
+
+def check_data_dir(settings: Settings) -> Check:
+    data_dir = settings.data_dir
+    try:
+        datadir.ensure_data_dir(data_dir)
+    except datadir.DataDirError as exc:
+        return Check("data dir", FAIL, str(exc))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".check-", dir=data_dir)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return Check(
+            "data dir",
+            FAIL,
+            f"{data_dir} is not writable ({exc.strerror})",
+            "set PHOTOS_SYNC_DATA_DIR to a writable folder",
+        )
+    return Check("data dir", OK, f"{data_dir} is writable")
+
+
+def _covers(prefix: object, remote_path: str | None) -> bool:
+    """Whether a lifecycle rule with `fileNamePrefix` applies to every object of a backup
+    kept under `remote_path` in the bucket (names below it are encrypted: no finer prefix
+    can cover them all)."""
+    if not isinstance(prefix, str) or prefix == "":
+        return prefix in ("", None)
+    ours = f"{(remote_path or '').strip('/')}/"
+    return ours != "/" and ours.startswith(prefix)
+
+
+def _days(rule: dict[str, Any], key: str) -> int | None:
+    value = rule.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def b2_versions_check(label: str, bucket: str, remote_path: str | None, rules: object) -> Check:
+    """Judge a B2 bucket's lifecycle rules (`rclone backend lifecycle`'s JSON list) against
+    photos-sync's policy: the archive (`.deleted/`, BACKUP_KEEP_DELETED_DAYS) is the only
+    history; B2's hidden versions are copies billed for nothing, so a rule should delete
+    them (daysFromHidingToDeleting, "Keep only the last version"). A rule that hides files
+    some days after upload would make the backup itself disappear. Pure."""
+    name = f"{label} old versions"
+    covering = [
+        r
+        for r in (rules if isinstance(rules, list) else [])
+        if isinstance(r, dict) and _covers(r.get("fileNamePrefix"), remote_path)
+    ]
+    hiding = [d for r in covering if (d := _days(r, "daysFromUploadingToHiding")) is not None]
+    if hiding:
+        return Check(
+            name,
+            FAIL,
+            f"bucket {bucket} hides every file {min(hiding)} days after upload "
+            "(lifecycle daysFromUploadingToHiding): the backup itself would disappear",
+            "remove that lifecycle rule in the Backblaze web console (Buckets > Lifecycle "
+            'Settings), e.g. choose "Keep only the last version"',
+        )
+    deleting = [d for r in covering if (d := _days(r, "daysFromHidingToDeleting")) is not None]
+    if deleting:
+        days = min(deleting)
+        return Check(
+            name,
+            OK,
+            f"bucket {bucket} deletes hidden versions {days} day{'s' if days != 1 else ''} "
+            "after hiding (old copies live in the archive, .deleted/)",
+        )
+    return Check(
+        name,
+        FAIL,
+        f"bucket {bucket} keeps all versions: a hidden version is billed until deleted by hand",
+        'Backblaze web console: Buckets > Lifecycle Settings > "Keep only the last version" '
+        f"(or with the recovery kit: rclone backend lifecycle psbase:{bucket} "
+        "-o daysFromHidingToDeleting=1, with a key allowed to change bucket settings)",
+        required=False,
+    )
+
+
+async def check_b2_versions(remote: CryptRemote, destination: Destination) -> Check:
+    """Read the bucket's lifecycle rules and judge them (informational: a failure to read
+    them is a skip, never a failed check)."""
+    label = f"destination {destination.name}"
+    bucket = destination.bucket_name or ""
+    result = await execute.run_captured(
+        b2_lifecycle_argv(remote.binary, bucket), remote.child_env(), timeout=120
+    )
+    rules: object = "unread"
+    if result.returncode == 0:
+        with contextlib.suppress(ValueError):
+            rules = json.loads(result.stdout or b"[]")
+    if rules is None:
+        rules = []  # rclone prints `null` for a bucket that never had rules
+    if not isinstance(rules, list):
+        why = (
+            str(remote._fail("reading the lifecycle rules", result))
+            if result.returncode
+            else "rclone's answer was not a list of rules"
+        )
+        return Check(f"{label} old versions", SKIP, f"not checked: {why}", required=False)
+    return b2_versions_check(label, bucket, destination.remote_path, rules)
+
+
+async def check_destination(
+    settings: Settings, store: Store, destination: Destination
+) -> list[Check]:
+    from photos_sync.credentials.loader import load_secrets
+    from photos_sync.engine.runner import Runner, RunRefused
+
+    label = f"destination {destination.name}"
+    try:
+        where = destination_type(destination.type).describe(destination)
+        store_kind, _locator = parse_secrets_ref(destination.secrets_ref)
+        secrets = await load_secrets(destination)
+        missing = missing_secret_fields(destination.type, secrets)
+        if missing:
+            raise SecretsError(
+                f"its secrets lack {', '.join(missing)}: add them where the secrets are kept"
+            )
+    except (SecretsError, DestinationError) as exc:
+        return [
+            Check(f"{label} secrets", FAIL, "not readable", str(exc)),
+            Check(f"{label} remote", SKIP, "not tried (no secrets)", required=False),
+        ]
+    del secrets
+    where_secrets = "1Password" if store_kind == "op" else "key file"
+    checks = [Check(f"{label} secrets", OK, f"readable ({where_secrets})")]
+    try:
+        runner = Runner(settings, store)
+        remote = await runner.open_remote(destination)
+        if destination.bucket_name:
+            probe = await remote.probe(f"{BASE_REMOTE}:{destination.bucket_name}")
+            if not probe.ok:
+                raise DestinationError(explain_error(destination.type, probe.message))
+        await runner.check_destination(destination, remote)
+    except (RunRefused, DestinationError, SecretsError, execute.RcloneNotFound) as exc:
+        checks.append(Check(f"{label} remote", FAIL, f"{where} not reachable", str(exc)))
+    else:
+        checks.append(Check(f"{label} remote", OK, f"{where} reachable, backup marker found"))
+        if destination.type == "b2" and destination.bucket_name:
+            checks.append(await check_b2_versions(remote, destination))
+    return checks
+
+
+def _yes_no(value: bool | None, yes: str, no: str, problem: str) -> tuple[str, str]:
+    if value is None:
+        return FAIL, f"unknown ({problem or 'the service manager did not say'})"
+    return (OK, yes) if value else (FAIL, no)
+
+
+async def check_service(settings: Settings, store: Store) -> list[Check]:
+    """The installed service (optional: cron users need none): unit installed, enabled,
+    running, lingering (Linux user units), and when the schedule next backs up."""
+    from datetime import datetime
+
+    from photos_sync.system.service import (
+        ServiceError,
+        describe_scope,
+        linger_command,
+        service_state,
+        upcoming_runs,
+    )
+
+    checks: list[Check] = []
+    try:
+        state = await service_state(os.environ)
+    except ServiceError as exc:
+        checks.append(Check("service", SKIP, str(exc), required=False))
+        state = None
+    if state is not None and not state.installed:
+        # Not a failure: cron users need no service.
+        checks.append(
+            Check(
+                "service",
+                SKIP,
+                f"not installed ({describe_scope(state.scope)} {state.path}); "
+                "`photos-sync daemon --install` backs up by itself on BACKUP_SCHEDULE",
+                required=False,
+            )
+        )
+    elif state is not None:
+        checks.append(Check("service", OK, f"{describe_scope(state.scope)} {state.path}"))
+        status, detail = _yes_no(state.enabled, "enabled", "disabled", state.problem)
+        checks.append(
+            Check(
+                "service enabled",
+                status,
+                detail,
+                "run `photos-sync daemon --install` again to enable it",
+                required=False,
+            )
+        )
+        status, detail = _yes_no(state.running, "running", "not running", state.problem)
+        checks.append(
+            Check(
+                "service running",
+                status,
+                detail,
+                "start it, or read why it stopped in its log (see `photos-sync daemon "
+                "--install`'s summary)",
+                required=False,
+            )
+        )
+        if state.linger_user is not None:
+            status, detail = _yes_no(
+                state.lingering,
+                "on (the service runs after logout and starts at boot)",
+                "off (the service stops at logout and does not start at boot)",
+                state.problem,
+            )
+            checks.append(
+                Check(
+                    "lingering",
+                    status,
+                    detail,
+                    f"run `sudo {' '.join(linger_command(state.linger_user))}`",
+                    required=False,
+                )
+            )
+    skipped = _skipped_for(settings, "next scheduled run", "BACKUP_SCHEDULE")
+    if skipped is not None:
+        return [*checks, skipped]
+    if settings.schedule is None:
+        checks.append(
+            Check(
+                "next scheduled run",
+                SKIP,
+                "none: BACKUP_SCHEDULE=off (backups start only on request)",
+                required=False,
+            )
+        )
+        return checks
+    now = datetime.now().astimezone()
+    upcoming = await upcoming_runs(settings.schedule, store, now)
+    if not upcoming:
+        detail = f"{settings.schedule.describe()}, once a destination exists"
+    else:
+        detail = "; ".join(
+            f"{name} {'now (due)' if due <= now else due.astimezone().strftime('%Y-%m-%d %H:%M')}"
+            for name, due in sorted(upcoming.items())
+        )
+        detail += f" ({settings.schedule.describe()})"
+    checks.append(Check("next scheduled run", OK, detail, required=False))
+    return checks
+
+
+async def run_checks(settings: Settings, store: Store) -> CheckReport:
+    report = CheckReport(check_settings(settings))
+    rclone = await check_rclone(settings)
+    report.checks.append(rclone)
+    destinations = await store.list_destinations()
+    uses_op = any(d.secrets_ref.startswith("op:") for d in destinations)
+    report.checks += await check_op(required=uses_op)
+    report.checks += check_immich(settings)
+    report.checks.append(check_data_dir(settings))
+    report.checks += await check_immich_api(settings, destinations)
+    if not destinations:
+        report.checks.append(
+            Check(
+                "destinations",
+                FAIL,
+                "none set up",
+                "run `photos-sync backup --setup b2|s3|local --name NAME ...`",
+            )
+        )
+    for destination in destinations:
+        if rclone.status != OK:
+            report.checks.append(
+                Check(f"destination {destination.name}", SKIP, "not tried (no rclone)")
+            )
+            continue
+        report.checks += await check_destination(settings, store, destination)
+    report.checks += await check_service(settings, store)
+    return report

@@ -1,0 +1,530 @@
+"""`photos-sync restore`: bring files back from a destination, decrypted, into a folder.
+
+Modes:
+- current (default): the live backup — all of it, one folder, or one file (`--path`);
+- deleted (`--deleted`): the newest archived copy of each file under `--path` that a run
+  moved into `.deleted/` (deleted or replaced at the source);
+- as-of (`--as-of TIME`): every file under `--path` as it was at TIME (archive + live).
+
+A restore never overwrites an existing file unless `overwrite` is set. It is tracked in the
+DB like a backup job: a restore that was interrupted is resumed by running it again (files
+already written are skipped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from photos_sync.core.archive import (
+    RAW_LISTING_FLAGS,
+    ArchivedFile,
+    LiveFile,
+    as_of,
+    newest_archived,
+    parse_archive_listing,
+    parse_modtime,
+    parse_raw_listing,
+    parse_stamp,
+    under,
+)
+from photos_sync.core.names import decode_raw, display_path, is_utf8, raw_bytes
+from photos_sync.core.rclone_args import (
+    ARCHIVE_FOLDER,
+    DESTINATION_MARKER,
+    copy_argv,
+    crypt_path,
+)
+from photos_sync.core.rclone_log import (
+    ErrorLine,
+    FileCopied,
+    OtherLine,
+    Outcome,
+    SkippedName,
+    StatsLine,
+    classify_exit,
+    parse_line,
+)
+from photos_sync.core.redact import redact
+from photos_sync.core.states import JobStatus
+from photos_sync.engine.runner import ProgressSink, RunEvent, Runner, RunRefused
+from photos_sync.rclone.remote import CryptRemote
+from photos_sync.storage.store import RestoreAndVerifyStore, RestoreJob
+from photos_sync.system import execute
+
+MODES = ("current", "deleted", "as-of")
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRequest:
+    destination: str | None
+    target: Path
+    path: str = ""
+    mode: str = "current"
+    moment: datetime | None = None
+    overwrite: bool = False
+    dry_run: bool = False
+
+
+def _files_from(step: CopyStep, folder: Path) -> str | None:
+    """The --files-from-raw list of a step that copies chosen files, written into `folder`
+    with each path's exact bytes (a name that is not UTF-8 must reach rclone as it is
+    stored); None for a step that copies a whole folder."""
+    if step.files is None:
+        return None
+    path = folder / "files.txt"
+    path.write_bytes(b"".join(raw_bytes(p) + b"\n" for p in step.files))
+    return str(path)
+
+
+#: How many differing files a restore names (all are counted).
+DIFFER_NAMED = 5
+
+
+def differ_note(count: int, paths: list[str], target: str) -> str:
+    """The line that tells a restore left differing files alone, and how to replace them."""
+    noun = "file" if count == 1 else "files"
+    verb = "differs" if count == 1 else "differ"
+    shown = ", ".join(display_path(p) for p in paths)
+    return (
+        f"{count} {noun} already in {target} {verb} from the backup and "
+        f"{'was' if count == 1 else 'were'} left as {'it is' if count == 1 else 'they are'}"
+        + (f" (e.g. {shown})" if shown else "")
+        + "; run the same restore with --overwrite to replace them with the backup's copy"
+    )
+
+
+@dataclass
+class RestoreResult:
+    job: RestoreJob | None
+    files: int
+    bytes: int
+    planned: list[str] = field(default_factory=list)
+    error: str | None = None
+    #: plain paths rclone ignored as duplicate names (NOT restored); raw, see names.display_path
+    skipped: list[str] = field(default_factory=list)
+    #: files already in the target that differ from the backup and were left as they are
+    #: (without --overwrite): how many, and the first few paths below the target
+    differ_count: int = 0
+    differ: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.skipped
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "files": self.files,
+            "bytes": self.bytes,
+            "error": self.error,
+            "skipped": [display_path(p) for p in self.skipped],
+            "differ": self.differ_count,
+            "differ_paths": [display_path(p) for p in self.differ],
+            "job": self.job.as_dict() if self.job else None,
+        }
+
+
+def normalise_path(raw: str) -> str:
+    """A plain path below the Immich root, without leading/trailing slashes; no `..`."""
+    parts = [p for p in raw.strip().strip("/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise RunRefused(f"--path {raw!r} may not contain '..'")
+    if parts and parts[0] in (ARCHIVE_FOLDER, DESTINATION_MARKER):
+        raise RunRefused(f"--path {raw!r}: use --deleted to restore from the archive")
+    return "/".join(parts)
+
+
+async def _list_files(remote: CryptRemote, path: str) -> list[dict[str, object]]:
+    """Every file below `path` with its exact name (lsjson would garble names that are not
+    UTF-8); [] when there is no such folder."""
+    result = await remote._run("lsf", crypt_path(path), *RAW_LISTING_FLAGS, timeout=3600)
+    if result.returncode != 0:
+        return []
+    return parse_raw_listing(decode_raw(result.stdout))
+
+
+async def list_archive(remote: CryptRemote) -> list[dict[str, object]]:
+    """Every file in the archive, as lsjson-like entries {Path, Size, ModTime}."""
+    return await _list_files(remote, ARCHIVE_FOLDER)
+
+
+def _wanted(files: list[ArchivedFile], prefix: str) -> list[ArchivedFile]:
+    """Archived files under `prefix`, which may name a file by its shown form (`bad\\xff.jpg`,
+    as --list-deleted prints a name that is not UTF-8) as well as by its exact bytes."""
+    return [f for f in files if under(f.path, prefix) or under(display_path(f.path), prefix)]
+
+
+async def _stat(remote: CryptRemote, path: str) -> dict[str, Any] | None:
+    result = await remote._run("lsjson", crypt_path(path), "--stat")
+    if result.returncode != 0:
+        return None
+    entry = json.loads(result.stdout or b"null")
+    return entry if isinstance(entry, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class CopyStep:
+    """One `rclone copy` of a restore: from where, into where, optionally a file list."""
+
+    source: str
+    target: Path
+    files: tuple[str, ...] | None = None
+    excludes: tuple[str, ...] = ()
+
+
+class Restorer:
+    """Plans and runs restores for one store. Uses the Runner's remote set-up."""
+
+    def __init__(self, runner: Runner, sink: ProgressSink | None = None) -> None:
+        self.runner = runner
+        self.store = RestoreAndVerifyStore(runner.store)
+        self.sink = sink or runner.sink
+
+    async def plan(self, remote: CryptRemote, request: RestoreRequest) -> list[CopyStep]:
+        """The copies that carry out `request` (RunRefused if there is nothing to restore)."""
+        path = normalise_path(request.path)
+        target = request.target
+        if request.mode == "current":
+            if not path:
+                excludes = (f"/{ARCHIVE_FOLDER}/**", f"/{DESTINATION_MARKER}")
+                return [CopyStep(crypt_path(), target, excludes=excludes)]
+            entry = await _stat(remote, path)
+            if entry is None:
+                raise RunRefused(f"{display_path(path)} is not in the backup of {remote.label!r}")
+            if entry.get("IsDir"):
+                return [CopyStep(crypt_path(path), target / path)]
+            parent = path.rpartition("/")[0]
+            return [CopyStep(crypt_path(path), target / parent if parent else target)]
+        archived = parse_archive_listing(await list_archive(remote))
+        if request.mode == "deleted":
+            chosen = newest_archived(_wanted(archived, path), "")
+            if not chosen:
+                raise RunRefused(
+                    f"the archive of {remote.label!r} holds nothing under "
+                    f"{display_path(path) or 'the backup'}"
+                )
+            by_stamp: dict[str, list[str]] = {}
+            for item in chosen.values():
+                by_stamp.setdefault(item.stamp, []).append(item.path)
+            return [
+                CopyStep(crypt_path(ARCHIVE_FOLDER, stamp), target, tuple(sorted(paths)))
+                for stamp, paths in sorted(by_stamp.items())
+            ]
+        assert request.mode == "as-of" and request.moment is not None
+        live_entries = await _list_files(remote, path) if path else []
+        if not path:
+            for folder, is_dir in (await remote.list_root()).items():
+                if is_dir and folder != ARCHIVE_FOLDER:
+                    live_entries += [
+                        {**e, "Path": f"{folder}/{e['Path']}"}
+                        for e in await _list_files(remote, folder)
+                    ]
+        else:
+            entry = await _stat(remote, path)
+            if entry is not None and not entry.get("IsDir"):
+                live_entries = [{**entry, "Path": path}]
+            else:
+                live_entries = [{**e, "Path": f"{path}/{e['Path']}"} for e in live_entries]
+        live = [
+            LiveFile(str(e["Path"]), _size(e.get("Size")), parse_modtime(e.get("ModTime")))
+            for e in live_entries
+        ]
+        choice = as_of(archived, live, path, request.moment)
+        steps = [
+            CopyStep(crypt_path(ARCHIVE_FOLDER, stamp), target, tuple(paths))
+            for stamp, paths in choice.from_archive.items()
+        ]
+        if choice.from_live:
+            steps.append(CopyStep(crypt_path(), target, tuple(choice.from_live)))
+        if not steps:
+            raise RunRefused(
+                f"nothing under {display_path(path) or 'the backup'} existed at "
+                f"{request.moment.isoformat()}"
+            )
+        return steps
+
+    async def run(self, request: RestoreRequest) -> RestoreResult:
+        runner = self.runner
+        destination = await runner.resolve_destination(request.destination)
+        remote = await runner.open_remote(destination)
+        await runner.check_destination(destination, remote)
+        target = request.target.expanduser().resolve()
+        request = RestoreRequest(
+            request.destination,
+            target,
+            normalise_path(request.path),
+            request.mode,
+            request.moment,
+            request.overwrite,
+            request.dry_run,
+        )
+        steps = await self.plan(remote, request)
+        if not request.dry_run:
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunRefused(
+                    f"cannot create {display_path(str(target))}: {exc.strerror}"
+                ) from None
+        job: RestoreJob | None = None
+        moment = request.moment.isoformat() if request.moment else None
+        if not request.dry_run:
+            # the DB keeps text: a path that is not UTF-8 is recorded as shown (\xNN)
+            shown_path, shown_target = display_path(request.path), display_path(str(target))
+            job = await self.store.resumable_restore(
+                destination.id, shown_path, shown_target, request.mode, moment
+            )
+            if job is None:
+                job = await self.store.create_restore(
+                    destination.id,
+                    shown_path,
+                    shown_target,
+                    request.mode,
+                    moment,
+                    request.overwrite,
+                )
+            job = await self.store.set_restore_status(job.id, JobStatus.RUNNING)
+        label = display_path(request.path) or "everything"
+        # "label": what the progress lines call it (a backup job is "<folder>/").
+        job_view = {"id": job.id if job else 0, "folder": label, "label": label}
+        self.sink(RunEvent("job_started", destination.name, job_view))
+        totals = _Totals()
+        skipped: list[str] = []
+        error: str | None = None
+        try:
+            for step in steps:
+                error = await self._copy(
+                    remote, step, request, totals, job, destination.name, skipped
+                )
+                if error:
+                    break
+        except asyncio.CancelledError:
+            if job is not None:
+                await asyncio.shield(
+                    self.store.set_restore_status(job.id, JobStatus.INTERRUPTED, "stopped")
+                )
+            raise
+        if job is not None:
+            await self.store.update_restore(
+                job.id,
+                bytes_transferred=totals.bytes,
+                files_transferred=totals.files,
+                bytes_total=max(totals.bytes_total, totals.bytes),
+                files_total=max(totals.files_total, totals.files),
+            )
+            job = await self.store.set_restore_status(
+                job.id, JobStatus.FAILED if error else JobStatus.COMPLETED, error
+            )
+        self.sink(
+            RunEvent(
+                "job_finished",
+                destination.name,
+                {
+                    **job_view,
+                    "status": "FAILED" if error else "COMPLETED",
+                    "files_transferred": totals.files,
+                    "bytes_transferred": totals.bytes,
+                    "bytes_total": max(totals.bytes, totals.bytes_total),
+                    "error_message": error,
+                },
+            )
+        )
+        for path in skipped:
+            self.sink(
+                RunEvent(
+                    "message",
+                    destination.name,
+                    {
+                        "text": f"NOT restored: {display_path(path)} — rclone ignored it as a "
+                        "duplicate of another name in its folder",
+                    },
+                )
+            )
+        differ_count, differ = 0, list[str]()
+        if error is None and not request.overwrite:
+            differ_count, differ = await self._differing(remote, steps)
+            if differ_count:
+                self.sink(
+                    RunEvent(
+                        "message",
+                        destination.name,
+                        {"text": differ_note(differ_count, differ, str(target))},
+                    )
+                )
+        return RestoreResult(
+            job,
+            totals.files,
+            totals.bytes,
+            [s.source for s in steps],
+            error,
+            skipped,
+            differ_count,
+            differ,
+        )
+
+    async def _differing(self, remote: CryptRemote, steps: list[CopyStep]) -> tuple[int, list[str]]:
+        """Files in the target that differ from the backup (size or time), which a restore
+        without --overwrite leaves as they are: a dry run of the same copy with --overwrite
+        lists what it would still write, and of those, the ones already in the target."""
+        count, first = 0, list[str]()
+        for step in steps:
+            with tempfile.TemporaryDirectory(prefix="photos-sync-restore-") as tmp:
+                files_from = _files_from(step, Path(tmp))
+                argv = copy_argv(
+                    remote.binary,
+                    step.source,
+                    str(step.target),
+                    stats_interval=3600,
+                    overwrite=True,
+                    files_from=files_from,
+                    excludes=step.excludes,
+                    dry_run=True,
+                )
+                would_write: list[str] = []
+
+                def on_line(line: str, would_write: list[str] = would_write) -> None:
+                    event = parse_line(line)
+                    if (
+                        isinstance(event, OtherLine)
+                        and event.object is not None
+                        and event.message.startswith("Skipped copy as --dry-run")
+                    ):
+                        would_write.append(event.object)
+
+                process = execute.StreamingProcess(
+                    argv, remote.child_env(), on_line, grace=self.runner.grace
+                )
+                await process.start()
+                await process.wait()
+            for path in would_write:
+                if (step.target / path).exists():
+                    count += 1
+                    if len(first) < DIFFER_NAMED:
+                        first.append(str(Path(step.target, path)))
+        return count, first
+
+    async def _copy(
+        self,
+        remote: CryptRemote,
+        step: CopyStep,
+        request: RestoreRequest,
+        totals: _Totals,
+        job: RestoreJob | None,
+        destination: str,
+        skipped: list[str],
+    ) -> str | None:
+        with tempfile.TemporaryDirectory(prefix="photos-sync-restore-") as tmp:
+            files_from = _files_from(step, Path(tmp))
+            argv = copy_argv(
+                remote.binary,
+                step.source,
+                str(step.target),
+                stats_interval=self.runner.live_interval or 1.0,
+                overwrite=request.overwrite,
+                files_from=files_from,
+                excludes=step.excludes,
+                dry_run=request.dry_run,
+                bwlimit=self.runner.settings.bwlimit,
+            )
+            base_bytes, base_files = totals.bytes, totals.files
+            errors: list[str] = []
+
+            def on_line(line: str) -> None:
+                event = parse_line(line)
+                if isinstance(event, FileCopied):
+                    totals.bytes += event.size
+                    totals.files += 1
+                elif isinstance(event, StatsLine):
+                    totals.bytes_total = max(
+                        totals.bytes_total, base_bytes + event.progress.total_bytes
+                    )
+                    totals.files_total = max(
+                        totals.files_total, base_files + event.progress.total_transfers
+                    )
+                    if request.dry_run:
+                        totals.bytes = base_bytes + event.progress.total_bytes
+                        totals.files = base_files + event.progress.total_transfers
+                elif isinstance(event, ErrorLine):
+                    errors.append(redact(event.message, remote.secrets))
+                    return
+                elif isinstance(event, SkippedName):
+                    base = _below_root(step.source) if step.files is None else ""
+                    skipped.append(f"{base}/{event.path}" if base else event.path)
+                    return
+                else:
+                    return
+                self.sink(
+                    RunEvent(
+                        "job_progress",
+                        destination,
+                        {
+                            "job_id": job.id if job else 0,
+                            "folder": display_path(request.path) or "everything",
+                            "label": display_path(request.path) or "everything",
+                            "bytes_done": totals.bytes,
+                            "bytes_total": max(totals.bytes_total, totals.bytes),
+                            "files_done": totals.files,
+                            "files_total": max(totals.files_total, totals.files),
+                            "speed": event.progress.speed if isinstance(event, StatsLine) else 0.0,
+                            "eta": event.progress.eta if isinstance(event, StatsLine) else None,
+                        },
+                    )
+                )
+
+            process = execute.StreamingProcess(
+                argv, remote.child_env(), on_line, grace=self.runner.grace
+            )
+            await process.start()
+            code = await process.wait()
+            if job is not None:
+                await self.store.update_restore(
+                    job.id, bytes_transferred=totals.bytes, files_transferred=totals.files
+                )
+            if classify_exit(code) is Outcome.SUCCESS:
+                return None
+            return errors[-1] if errors else f"rclone copy exited with status {code}"
+
+
+def _size(raw: object) -> int:
+    return raw if isinstance(raw, int) else 0
+
+
+def _below_root(source: str) -> str:
+    """The plain path of a copy's source below the backup's root ("" for the root)."""
+    return source.partition(":")[2].strip("/")
+
+
+@dataclass
+class _Totals:
+    bytes: int = 0
+    files: int = 0
+    bytes_total: int = 0
+    files_total: int = 0
+
+
+async def archive_listing(runner: Runner, name: str | None, path: str) -> list[dict[str, Any]]:
+    """What the archive holds under `path`: [{path, run, archived_at, size}], newest first."""
+    destination = await runner.resolve_destination(name)
+    remote = await runner.open_remote(destination)
+    await runner.check_destination(destination, remote)
+    prefix = normalise_path(path)
+    rows = []
+    for item in _wanted(parse_archive_listing(await list_archive(remote)), prefix):
+        when = parse_stamp(item.stamp)
+        rows.append(
+            {
+                "path": display_path(item.path),
+                "utf8": is_utf8(item.path),
+                "run": item.stamp,
+                "archived_at": when.isoformat() if when else None,
+                "size": item.size,
+            }
+        )
+    rows.sort(key=lambda r: (r["path"], r["run"]), reverse=False)
+    return rows

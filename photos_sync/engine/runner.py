@@ -1,0 +1,1354 @@
+"""The backup runner: plans a run, then drives one `rclone sync` per Immich folder.
+
+The same runner serves the foreground CLI and the daemon. It talks to the outside world via
+the store (job state), photos_sync.system.execute (rclone) and a ProgressSink (whoever is watching).
+
+Contract of `Runner.run`:
+- refuses (RunRefused) before touching the destination when the source looks unmounted, the
+  destination is unreachable, or another process is running a backup to the same destination;
+- otherwise resumes the latest run's unfinished jobs, or creates one PENDING job per folder,
+  and runs them one after another in priority order;
+- writes progress at most once per stats tick per job, retries retryable failures with
+  exponential backoff up to BACKUP_MAX_RETRIES, and leaves every job COMPLETED, FAILED or
+  (when cancelled) INTERRUPTED — never RUNNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from photos_sync.core.archive import expired_stamps, parse_stamp
+from photos_sync.core.config import Settings
+from photos_sync.core.destinations import (
+    ENCRYPTION_PASSWORD,
+    ENCRYPTION_SALT,
+    DestinationError,
+    build_remotes,
+    destination_type,
+    missing_secret_fields,
+    unknown_destination_message,
+)
+from photos_sync.core.guards import FolderPreview, PreviewCollector, max_delete_refusal
+from photos_sync.core.names import (
+    DISK_NAME_LIMIT,
+    NameProblem,
+    display_path,
+    summary_note,
+    with_skipped,
+)
+from photos_sync.core.planning import (
+    IMMICH_MARKER,
+    FolderFacts,
+    ImmichFolder,
+    JobView,
+    SourceRefused,
+    check_not_emptied,
+    check_sources,
+    plan_run,
+    selected_folders,
+)
+from photos_sync.core.rclone_args import (
+    ARCHIVE_FOLDER,
+    DESTINATION_MARKER,
+    RcServer,
+    SyncOptions,
+    archive_path,
+    crypt_path,
+    remote_env,
+    sync_argv,
+)
+from photos_sync.core.rclone_log import (
+    DESTINATION_GONE,
+    ErrorLine,
+    FileCopied,
+    Outcome,
+    Progress,
+    SkippedName,
+    StatsLine,
+    activity_marker,
+    classify_exit,
+    classify_failure,
+    ends_the_run,
+    explain_failure,
+    is_credentials_error,
+    parse_line,
+)
+from photos_sync.core.redact import redact
+from photos_sync.core.skips import (
+    ADVICE,
+    KEPT_BY_NAME,
+    SkipLog,
+    SkipReason,
+    classify,
+    is_consequence,
+    summary,
+)
+from photos_sync.core.states import JobStatus, Refusal, Staleness, stale_threshold
+from photos_sync.core.units import human_bytes, plural
+from photos_sync.credentials.loader import load_secrets
+from photos_sync.rclone import rc as rclone_rc
+from photos_sync.rclone.remote import CryptRemote
+from photos_sync.storage.datadir import open_private
+from photos_sync.storage.store import Destination, Job, Store, utcnow
+from photos_sync.system import execute, procinfo
+from photos_sync.system.logs import get_logger
+from photos_sync.system.source_names import scan_names
+from photos_sync.system.source_scan import find_symlink_loops
+
+if TYPE_CHECKING:
+    from photos_sync.engine.restore import RestoreRequest
+    from photos_sync.immich.server import SharedDump
+
+log = get_logger("photos_sync.engine.runner")
+
+#: Longest pause between two attempts of a failing job.
+MAX_BACKOFF = 900.0
+#: Exit status recorded for an rclone stopped by the stall watchdog: rclone's own "temporary
+#: error" (retryable), since the storage may well come back.
+STALLED_EXIT = 5
+#: Exit status recorded when the destination vanished: rclone's "fatal error" (no retry helps
+#: until the disk is back; the next run resumes).
+DESTINATION_GONE_EXIT = 7
+
+
+def _signal_name(returncode: int) -> str:
+    number = -returncode if returncode < 0 else returncode - 128
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class RunRefused(RuntimeError):
+    """The run did not start; the message is one line saying what is wrong and what to do."""
+
+
+class UsageProblem(RunRefused):
+    """The request itself was wrong (unknown or ambiguous destination): exit code 2."""
+
+
+# -- events for whoever watches a run -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    job_id: int
+    folder: str
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+    speed: float
+    eta: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    kind: str  # run_started | job_started | job_progress | job_finished | message | run_finished
+    destination: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ProgressSink(Protocol):
+    def __call__(self, event: RunEvent) -> None: ...
+
+
+def _ignore(event: RunEvent) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    destination: str | None = None
+    dry_run: bool = False
+    force: bool = False
+    #: Set when the daemon's queue carries a restore instead of a backup.
+    restore: RestoreRequest | None = None
+    #: One Immich dump for the runs of a backup to several destinations: the first run that
+    #: backs up backups/ asks Immich, the others reuse that dump (see immich.SharedDump).
+    dump: SharedDump | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunFolder:
+    folder: str
+    files: int
+    bytes: int
+    archived: int
+    error: str | None
+    #: the guard's refusal a real run would meet (BACKUP_MAX_DELETE), if any
+    refused: str | None = None
+
+
+@dataclass
+class RunResult:
+    destination: str
+    run_id: str
+    dry_run: bool
+    jobs: list[Job] = field(default_factory=list)
+    dry_run_folders: list[DryRunFolder] = field(default_factory=list)
+    resumed: bool = False
+    #: archive folders (run stamps) removed, or that would be with a dry run
+    pruned: list[str] = field(default_factory=list)
+    #: the fresh Immich DB dump's outcome (photos_sync.immich.server.DumpOutcome.as_dict), if asked
+    immich: dict[str, Any] | None = None
+    #: file names that need attention (Unicode twins, undecodable bytes, files rclone skipped)
+    file_names: list[NameProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        if self.dry_run:
+            return all(f.error is None and f.refused is None for f in self.dry_run_folders)
+        if self.immich is not None and self.immich.get("error"):
+            return False  # a missing or refused Immich API key: the files went, fix the key
+        if any(not p.backed_up for p in self.file_names) or self.files_skipped:
+            return False  # a file was not backed up: the backup is not whole
+        return all(j.status is JobStatus.COMPLETED for j in self.jobs)
+
+    @property
+    def files_skipped(self) -> int:
+        """Files this run's jobs went past (unreadable, symlinks, names too long)."""
+        return sum(j.files_skipped for j in self.jobs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "resumed": self.resumed,
+            "ok": self.ok,
+            "files_skipped": self.files_skipped,
+            "pruned": self.pruned,
+            "immich": self.immich,
+            "file_names": [p.as_dict() for p in self.file_names],
+            "jobs": [j.as_dict() for j in self.jobs],
+            "dry_run_folders": [
+                {
+                    "folder": f.folder,
+                    "files": f.files,
+                    "bytes": f.bytes,
+                    "archived": f.archived,
+                    "error": f.error,
+                    "refused": f.refused,
+                }
+                for f in self.dry_run_folders
+            ],
+        }
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _run_stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _next_run_id(latest: str | None, now: datetime) -> str:
+    """A new run's id: its start time to the second, later than the latest run's.
+
+    Two runs started within one second (a quick rerun) must not share an id: jobs are
+    grouped by it, and so is the archive folder `.deleted/<run id>/`.
+    """
+    candidate = now.replace(microsecond=0)
+    previous = parse_stamp(latest) if latest else None
+    if previous is not None and candidate <= previous:
+        candidate = previous + timedelta(seconds=1)
+    return _run_stamp(candidate)
+
+
+def _has_files(folder: Path) -> bool:
+    """True if `folder` holds any file besides Immich's marker, at any depth (stops early)."""
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.name != IMMICH_MARKER:
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+def gather_facts(immich_path: Path, folders: tuple[ImmichFolder, ...]) -> dict[str, FolderFacts]:
+    facts = {}
+    for folder in folders:
+        path = immich_path / folder.name
+        exists = path.is_dir()
+        facts[folder.name] = FolderFacts(
+            name=folder.name,
+            exists=exists,
+            has_marker=exists and (path / IMMICH_MARKER).exists(),
+            has_files=exists and _has_files(path),
+        )
+    return facts
+
+
+@contextlib.contextmanager
+def _destination_lock(data_dir: Path, destination_id: int) -> Any:
+    """Hold an exclusive flock for runs of one destination; yields False if someone else has it.
+
+    The kernel drops the lock when its holder dies, so a crash never leaves it behind.
+    """
+    lock_dir = data_dir / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = open_private(lock_dir / f"destination-{destination_id}.lock", os.O_RDWR | os.O_CREAT)
+    handle: TextIO = os.fdopen(fd, "a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+class DestinationPresence:
+    """Is the destination still the one this run checked at its start?
+
+    At the start the run found the destination marker (encrypted with this destination's
+    keys), so it was the right disk or bucket. A NAS or USB disk can still be unmounted
+    while the run goes on (`umount -l`): rclone then writes into the empty mount point on
+    the root file system and reports success. So the marker is looked for again after each
+    folder, and for a local destination the file system (device id) of its folder is
+    watched during every sync as well.
+    """
+
+    #: Seconds between two looks at a local destination's device id during a sync.
+    WATCH_INTERVAL = 1.0
+
+    def __init__(self, destination: Destination, remote: CryptRemote, device: int | None):
+        self.destination = destination
+        self.remote = remote
+        self.device = device
+
+    @classmethod
+    def take(cls, destination: Destination, remote: CryptRemote) -> DestinationPresence:
+        """Record the device id of a local destination's folder, as the run sees it now."""
+        device = None
+        if destination.type == "local":
+            with contextlib.suppress(OSError):
+                device = os.stat(destination.remote_path or "").st_dev
+        return cls(destination, remote, device)
+
+    def _moved(self) -> str | None:
+        if self.device is None:
+            return None
+        path = self.destination.remote_path or ""
+        try:
+            device = os.stat(path).st_dev
+        except OSError:
+            return f"{DESTINATION_GONE}: {path} is no longer there (disk unmounted?)"
+        if device != self.device:
+            return (
+                f"{DESTINATION_GONE}: {path} is no longer on the file system it was on when "
+                "the run began (disk unmounted?); files written after that are not in the "
+                "backup and may lie on the empty mount point: mount the disk and run again"
+            )
+        return None
+
+    async def problem(self) -> str | None:
+        """None while the destination is there; else a one-line explanation."""
+        moved = self._moved()
+        if moved is not None:
+            return moved
+        try:
+            present = await self.remote.has_marker()
+        except DestinationError as exc:
+            return f"{DESTINATION_GONE}: {exc}"
+        if not present:
+            return (
+                f"{DESTINATION_GONE}: the photos-sync marker is no longer at "
+                f"{destination_type(self.destination.type).describe(self.destination)} "
+                "(unmounted, or the bucket was emptied); check it and run again"
+            )
+        return None
+
+    async def watch(self, process: execute.StreamingProcess, tracker: _JobTracker) -> None:
+        """Stop rclone as soon as a local destination's folder changes file system."""
+        if self.device is None:
+            return
+        while True:
+            await asyncio.sleep(self.WATCH_INTERVAL)
+            moved = self._moved()
+            if moved is not None:
+                tracker.vanished = moved
+                log.error("destination_gone", folder=tracker.folder, problem=moved)
+                await process.terminate()
+                return
+
+
+class _JobTracker:
+    """Follows rclone's log lines for one attempt and keeps the latest figures in memory."""
+
+    def __init__(self, job: Job, secrets: tuple[str, ...], on_change: Callable[[], None]) -> None:
+        self.folder = job.folder
+        self.base_bytes = job.bytes_confirmed
+        self.base_files = job.files_transferred
+        self.confirmed_bytes = job.bytes_confirmed
+        self.confirmed_files = job.files_transferred
+        self.progress = Progress()
+        self.last_error: str | None = None
+        #: The first error that says the storage refused our credentials (later lines such as
+        #: "not deleting files as there were IO errors" must not hide it).
+        self.auth_error: str | None = None
+        #: When rclone last got something done (monotonic), for the stall watchdog.
+        self.active_at = time.monotonic()
+        self.stalled = False
+        #: Set (to the message) when the destination went away during the sync.
+        self.vanished: str | None = None
+        #: The largest total rclone announced in this attempt: its last stats after a failed
+        #: transfer drop that file from the total, which would show a failed job as 100 %.
+        self.peak_total_bytes = 0
+        self.peak_total_files = 0
+        #: Files rclone went past (unreadable, symlinks, names too long): named, not retried.
+        self.skips = SkipLog(job.folder)
+        #: Error lines that are neither a skip nor a consequence of one: only when there are
+        #: none does a failing exit status mean "completed, with skips".
+        self.other_errors = 0
+        self._marker = activity_marker(Progress())
+        self._secrets = secrets
+        self._on_change = on_change
+        self.dirty = False
+        #: source paths (relative to the folder) rclone said it ignored, and if each is a folder
+        self.skipped: dict[str, bool] = {}
+
+    def _note_error(self, message: str) -> None:
+        self.last_error = redact(message, self._secrets)
+        if self.auth_error is None and is_credentials_error(self.last_error):
+            self.auth_error = self.last_error
+
+    def on_line(self, line: str) -> None:
+        event = parse_line(line)
+        if isinstance(event, StatsLine):
+            self.progress = event.progress
+            self.peak_total_bytes = max(self.peak_total_bytes, event.progress.total_bytes)
+            self.peak_total_files = max(self.peak_total_files, event.progress.total_transfers)
+            marker = activity_marker(event.progress)
+            if marker != self._marker:
+                self._marker = marker
+                self.active_at = time.monotonic()
+            if event.progress.last_error:
+                self._note_error(event.progress.last_error)
+        elif isinstance(event, FileCopied):
+            # Counted only: watchers hear about it with the next stats tick. One event per
+            # file cost ~70 µs each on 100,000-file trees (docs/BENCHMARKS.md).
+            self.confirmed_bytes += event.size
+            self.confirmed_files += 1
+            self.active_at = time.monotonic()
+            self.dirty = True
+            return
+        elif isinstance(event, ErrorLine):
+            reason = classify(event.level, event.message, event.object)
+            if reason is not None and event.object is not None:
+                self.skip(event.object, reason)
+            elif not is_consequence(event.message):
+                self.other_errors += 1
+            self._note_error(event.message)
+            log.warning("rclone_error", message=self.last_error)
+            return
+        elif isinstance(event, SkippedName):
+            self.skipped[event.path] = event.is_directory
+        elif event.object is not None and event.level == "notice":
+            reason = classify(event.level, event.message, event.object)
+            if reason is not None:
+                self.skip(event.object, reason)
+            return
+        else:
+            return
+        self.dirty = True
+        self._on_change()
+
+    def skip(self, path: str, reason: SkipReason) -> None:
+        if self.skips.add(path, reason):
+            log.warning("file_skipped", path=f"{self.folder}/{path}", reason=str(reason))
+            self.dirty = True
+
+    @property
+    def only_skips(self) -> bool:
+        """True when every error of this attempt was a file skipped at the source."""
+        return self.skips.count > 0 and self.other_errors == 0
+
+    def fields(self) -> dict[str, Any]:
+        p = self.progress
+        return {
+            "files_skipped": self.skips.count,
+            "skipped_detail": self.skips.detail_json(),
+            "bytes_transferred": max(self.base_bytes + p.bytes, self.confirmed_bytes),
+            "bytes_total": max(self.base_bytes + self.peak_total_bytes, self.confirmed_bytes),
+            "bytes_confirmed": self.confirmed_bytes,
+            "files_transferred": self.confirmed_files,
+            "files_total": max(self.base_files + self.peak_total_files, self.confirmed_files),
+            "files_archived": p.deletes + p.renames,
+            "transfer_speed": p.speed,
+            "eta_seconds": p.eta,
+        }
+
+
+# -- the runner ------------------------------------------------------------------------------
+
+
+class Runner:
+    """Runs backups for the destinations in `store`. One instance per process is enough."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        sink: ProgressSink = _ignore,
+        live_interval: float | None = None,
+        grace: float = execute.DEFAULT_GRACE,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sink = sink
+        self.live_interval = live_interval
+        self.grace = grace
+        self._archive_present = True
+        #: pid of the rclone process working right now, if any (for status and tests).
+        self.rclone_pid: int | None = None
+        #: When set (by the daemon), syncs serve rclone's remote control API there, so their
+        #: bandwidth limit can be changed while they run.
+        self.rc: RcServer | None = None
+        #: job id -> what rclone skipped in its attempts (read by the run once the job ends)
+        self._skipped: dict[int, dict[str, bool]] = {}
+
+    # destinations
+
+    async def resolve_destination(self, name: str | None) -> Destination:
+        """The destination called `name`, or the only one when `name` is None."""
+        destinations = await self.store.list_destinations()
+        if not destinations:
+            raise UsageProblem(
+                "no destination is set up yet: run `photos-sync backup --setup local --name NAME "
+                "--path DIR` first"
+            )
+        if name is None:
+            if len(destinations) == 1:
+                return destinations[0]
+            names = ", ".join(d.name for d in destinations)
+            # Backups and verify go to each in turn; a restore must name its source.
+            raise UsageProblem(
+                f"several destinations exist ({names}): name one (`photos-sync restore --from "
+                "NAME`)"
+            )
+        for destination in destinations:
+            if destination.name == name:
+                return destination
+        raise UsageProblem(unknown_destination_message(name, [d.name for d in destinations]))
+
+    async def open_remote(self, destination: Destination) -> CryptRemote:
+        """The destination's crypt remote, with secrets loaded and obscured in memory."""
+        binary = execute.find_rclone(self.settings.rclone_binary)
+        secrets = await load_secrets(destination)
+        missing = missing_secret_fields(destination.type, secrets)
+        if missing:
+            raise DestinationError(
+                f"destination {destination.name!r}: its secrets lack {', '.join(missing)}; "
+                "add them where the secrets are kept"
+            )
+        salt_plain = secrets.get(ENCRYPTION_SALT)
+        # Both at once: each `rclone obscure` is a process start (~50 ms).
+        if salt_plain:
+            password, salt = await asyncio.gather(
+                execute.obscure(binary, secrets[ENCRYPTION_PASSWORD]),
+                execute.obscure(binary, salt_plain),
+            )
+        else:
+            password, salt = await execute.obscure(binary, secrets[ENCRYPTION_PASSWORD]), None
+        remotes = build_remotes(destination, secrets, password, salt)
+        secret_values = (*secrets.values(), password, *([salt] if salt else []))
+        return CryptRemote(binary, remote_env(remotes), tuple(secret_values), destination.name)
+
+    async def check_destination(self, destination: Destination, remote: CryptRemote) -> set[str]:
+        """Raise RunRefused unless the destination is there and is ours; return its folders."""
+        if destination.type == "local":
+            path = Path(destination.remote_path or "")
+            if not path.is_dir():
+                raise RunRefused(
+                    f"destination {destination.name!r}: {path} does not exist; is the disk "
+                    "mounted? (photos-sync never creates it outside --setup)"
+                )
+        try:
+            root = await remote.list_root()
+        except DestinationError as exc:
+            raise RunRefused(str(exc)) from None
+        if DESTINATION_MARKER not in root:
+            kind = destination_type(destination.type)
+            raise RunRefused(
+                f"destination {destination.name!r}: no photos-sync backup found at "
+                f"{kind.describe(destination)} (wrong or unmounted volume, or a different "
+                "encryption password); check the mount, or run --setup again for a new folder"
+            )
+        return {name for name, is_dir in root.items() if is_dir}
+
+    # the run
+
+    async def run(self, request: RunRequest) -> RunResult:
+        destination = await self.resolve_destination(request.destination)
+        immich_path = self.settings.require_immich_path()
+        if not immich_path.is_dir():
+            raise RunRefused(
+                f"BACKUP_IMMICH_PATH={immich_path} does not exist or is not a folder: is the "
+                "Immich volume mounted?"
+            )
+        folders = selected_folders(self.settings.include_generated)
+        facts = gather_facts(immich_path, folders)
+        try:
+            check_sources(str(immich_path), facts, folders)
+        except SourceRefused as exc:
+            raise RunRefused(str(exc)) from None
+
+        with _destination_lock(self.settings.data_dir, destination.id) as locked:
+            if not locked or await self.store.active_job(destination.id):
+                await self._take_over_running_jobs(destination, locked, request.force)
+            remote = await self.open_remote(destination)
+            backed_up = await self.check_destination(destination, remote)
+            # Nothing in the archive before this run means nothing there can have expired:
+            # spare the listing (one rclone start, and a list call on cloud storage).
+            self._archive_present = ARCHIVE_FOLDER in backed_up
+            for folder in folders:
+                if not facts[folder.name].has_files and folder.name in backed_up:
+                    try:
+                        check_not_emptied(
+                            folder.name, False, await remote.folder_has_files(folder.name)
+                        )
+                    except SourceRefused as exc:
+                        if not request.force:
+                            raise RunRefused(str(exc)) from None
+            if request.dry_run:
+                result = await self._dry_run(destination, remote, immich_path, folders)
+                result.pruned = await self.prune_archive(destination, remote, dry_run=True)
+                return result
+            presence = DestinationPresence.take(destination, remote)
+            return await self._real_run(
+                destination, remote, immich_path, folders, request, backed_up, presence
+            )
+
+    async def _take_over_running_jobs(
+        self, destination: Destination, locked: bool, force: bool
+    ) -> None:
+        """Settle RUNNING jobs left in the DB before a new run starts.
+
+        If we hold the destination lock, their owner is gone (the kernel released its
+        lock): mark them INTERRUPTED. Otherwise another process is running: refuse, unless it
+        has been silent past the stale threshold and the user passed --force.
+        """
+        threshold = stale_threshold(self.settings.stats_interval)
+        for job in await self.store.jobs_with_status(JobStatus.RUNNING, destination.id):
+            verdict, silence = procinfo.job_staleness(job, threshold)
+            if locked or verdict is Staleness.ORPHANED:
+                await self.store.mark_interrupted(job.id, "the process running it stopped")
+                log.info("job_orphaned", job_id=job.id, folder=job.folder, pid=job.owner_pid)
+                continue
+            if verdict is Staleness.STALE:
+                if not force:
+                    raise RunRefused(
+                        f"a backup to {destination.name!r} (pid {job.owner_pid} on "
+                        f"{job.owner_host}) has not reported for {int(silence)} s and may be "
+                        "hung: stop it, or rerun with --force to take over"
+                    )
+                await self.store.mark_interrupted(job.id, "taken over with --force")
+                log.warning("job_taken_over", job_id=job.id, pid=job.owner_pid)
+                continue
+            raise RunRefused(
+                f"a backup to {destination.name!r} is already running (pid {job.owner_pid} on "
+                f"{job.owner_host}); see `photos-sync backup --status`"
+            )
+        if not locked and not force:
+            raise RunRefused(
+                f"a backup to {destination.name!r} is already starting in another process; "
+                "see `photos-sync backup --status`"
+            )
+
+    async def prune_archive(
+        self, destination: Destination, remote: CryptRemote, *, dry_run: bool
+    ) -> list[str]:
+        """Remove archive folders older than BACKUP_KEEP_DELETED_DAYS (0 keeps them forever).
+
+        Called after a run in which every job completed, so a failing backup never eats
+        into the history it might be needed to restore. Returns the stamps removed (or, for a
+        dry run, that would be).
+        """
+        if self.settings.keep_deleted_days <= 0 or not self._archive_present:
+            return []
+        try:
+            stamps = await remote.list_archive_runs()
+        except DestinationError as exc:
+            log.warning("archive_listing_failed", error=str(exc))
+            return []
+        expired = expired_stamps(stamps, self.settings.keep_deleted_days, utcnow())
+        for stamp in expired:
+            verb = "would remove" if dry_run else "removing"
+            self.sink(
+                RunEvent(
+                    "message",
+                    destination.name,
+                    {
+                        "text": f"archive: {verb} files deleted by the run of {stamp} "
+                        f"(older than {self.settings.keep_deleted_days} days)",
+                    },
+                )
+            )
+            if not dry_run:
+                await remote.purge(crypt_path(ARCHIVE_FOLDER, stamp))
+                log.info("archive_pruned", destination=destination.name, run=stamp)
+        return expired
+
+    def _sync_options(self, dry_run: bool, force: bool) -> SyncOptions:
+        interval: float = self.settings.stats_interval
+        if self.live_interval is not None:
+            interval = min(interval, self.live_interval)
+        return SyncOptions(
+            stats_interval=interval,
+            dry_run=dry_run,
+            bwlimit=self.settings.bwlimit,
+            transfers=self.settings.transfers,
+            checkers=self.settings.checkers,
+            max_delete=None if force else self.settings.max_delete,
+            copy_links=self.settings.follow_symlinks,
+            rc_addr=self.rc.addr if self.rc is not None and not dry_run else None,
+        )
+
+    async def _preview(
+        self,
+        remote: CryptRemote,
+        source: str,
+        folder: str,
+        run_id: str,
+        options: SyncOptions,
+    ) -> FolderPreview:
+        """What a sync of `folder` from `source` would send and archive (an rclone dry run
+        with the run's own flags): nothing is written to the backup."""
+        options = await self._with_loop_guard(options, source)
+        argv = sync_argv(
+            remote.binary,
+            source,
+            crypt_path(folder),
+            archive_path(run_id, folder),
+            # No --max-delete: rclone would stop counting at the limit; the guard wants it all.
+            replace(options, dry_run=True, rc_addr=None, max_delete=None),
+        )
+        collector = PreviewCollector()
+        process = execute.StreamingProcess(
+            argv, remote.child_env(), collector.on_line, grace=self.grace
+        )
+        await process.start()
+        code = await process.wait()
+        preview = collector.preview(0 if classify_exit(code) is Outcome.SUCCESS else code)
+        if preview.error:
+            preview = replace(preview, error=redact(preview.error, remote.secrets))
+        return preview
+
+    async def _dry_run(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        immich_path: Path,
+        folders: tuple[ImmichFolder, ...],
+    ) -> RunResult:
+        run_id = _run_stamp(utcnow())
+        result = RunResult(destination.name, run_id, dry_run=True)
+        options = destination_type(destination.type).tune(self._sync_options(True, False))
+        log.info("dry_run_started", destination=destination.name, source=str(immich_path))
+        for folder in folders:
+            hazards = await asyncio.to_thread(
+                scan_names, immich_path / folder.name, folder.name, _name_limit(destination)
+            )
+            self._tell_names(destination.name, hazards)
+            result.file_names += hazards
+            preview = await self._preview(
+                remote, str(immich_path / folder.name), folder.name, run_id, options
+            )
+            refusal = max_delete_refusal(folder.name, preview, self.settings.max_delete)
+            entry = DryRunFolder(
+                folder.name,
+                preview.files_to_send,
+                preview.bytes_to_send,
+                preview.deletes + preview.replaced,
+                explain_failure(preview.exit_code, preview.error) if preview.exit_code else None,
+                refusal,
+            )
+            result.dry_run_folders.append(entry)
+            self.sink(
+                RunEvent(
+                    "message",
+                    destination.name,
+                    {
+                        "text": f"{folder.name}/: would send {plural(entry.files, 'file')} "
+                        f"({human_bytes(entry.bytes)}), archive {plural(entry.archived, 'file')}"
+                        + (f"; error: {entry.error}" if entry.error else "")
+                        + (f"; a real run would be {refusal}" if refusal else ""),
+                    },
+                )
+            )
+            log.info(
+                "dry_run_folder",
+                folder=folder.name,
+                files=entry.files,
+                bytes=entry.bytes,
+                archived=entry.archived,
+                error=entry.error,
+                refused=refusal,
+            )
+        return result
+
+    async def _real_run(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        immich_path: Path,
+        folders: tuple[ImmichFolder, ...],
+        request: RunRequest,
+        backed_up: set[str],
+        presence: DestinationPresence,
+    ) -> RunResult:
+        latest = await self.store.latest_run_jobs(destination.id)
+        plan = plan_run(
+            [
+                JobView(j.id, j.run_id, j.folder, j.status, j.retry_count, j.priority, j.refused)
+                for j in latest
+            ],
+            folders,
+            self.settings.max_retries,
+            _next_run_id(latest[0].run_id if latest else None, utcnow()),
+        )
+        if plan.is_resume:
+            jobs = await self._point_at_current_source(
+                destination, [j for j in latest if j.id in plan.resume_job_ids], immich_path
+            )
+        else:
+            jobs = await self.store.create_jobs(
+                destination.id,
+                plan.run_id,
+                [(f.name, str(immich_path / f.name), f.priority) for f in plan.new_folders],
+            )
+        result = RunResult(destination.name, plan.run_id, dry_run=False, resumed=plan.is_resume)
+        log.info(
+            "run_started",
+            destination=destination.name,
+            run_id=plan.run_id,
+            resumed=plan.is_resume,
+            source=str(immich_path),
+            folders=[j.folder for j in jobs],
+        )
+        self.sink(
+            RunEvent(
+                "run_started",
+                destination.name,
+                {
+                    "run_id": plan.run_id,
+                    "resumed": plan.is_resume,
+                    "folders": [j.folder for j in jobs],
+                },
+            )
+        )
+        options = destination_type(destination.type).tune(self._sync_options(False, request.force))
+        if any(j.folder == "backups" for j in jobs):  # Immich: a fresh DB dump first (#9)
+            from photos_sync.immich.server import prepare_dump
+
+            take = request.dump.take if request.dump is not None else prepare_dump
+            outcome = await take(
+                self.settings,
+                destination,
+                immich_path / "backups",
+                lambda text: self.sink(RunEvent("message", destination.name, {"text": text})),
+            )
+            result.immich = outcome.as_dict() if outcome is not None else None
+        guarded = {j.folder for j in jobs if j.folder in backed_up}
+        try:
+            for index, job in enumerate(jobs):
+                # the walk sees each name's exact bytes (rclone's notices do not), in a thread
+                hazards = await asyncio.to_thread(
+                    scan_names, Path(job.source_path), job.folder, _name_limit(destination)
+                )
+                gone = await presence.problem() if index else None
+                if gone is not None:
+                    result.jobs += await self._skip_jobs(jobs[index:], gone)
+                    break
+                finished = await self._run_job(
+                    destination,
+                    remote,
+                    job,
+                    plan.run_id,
+                    options,
+                    presence,
+                    guard=job.folder in guarded
+                    and not request.force
+                    and self.settings.max_delete > 0,
+                )
+                hazards = with_skipped(job.folder, hazards, self._skipped.pop(job.id, {}))
+                self._tell_names(destination.name, hazards)
+                result.file_names += hazards
+                finished = await self._record_lost_names(finished, hazards)
+                result.jobs.append(finished)
+                if finished.status is JobStatus.FAILED and ends_the_run(finished.error_message):
+                    # Every other folder would be refused (or time out) the same way: no
+                    # retry storm, and no hours RUNNING against a storage that is down.
+                    result.jobs += await self._skip_jobs(jobs[index + 1 :], finished)
+                    break
+        except asyncio.CancelledError:
+            # Cancelled anywhere (starting rclone, a DB write, a retry's pause): no job of
+            # this run may stay RUNNING under a live owner, or the next run would refuse.
+            await asyncio.shield(self._interrupt_own_jobs(destination.id))
+            raise
+        all_jobs = await self.store.jobs_of_run(destination.id, plan.run_id)
+        if all(j.status is JobStatus.COMPLETED for j in all_jobs):
+            await self.store.mark_backup_completed(destination.id, utcnow())
+            result.pruned = await self.prune_archive(destination, remote, dry_run=False)
+        log.info("run_finished", destination=destination.name, run_id=plan.run_id, ok=result.ok)
+        self.sink(RunEvent("run_finished", destination.name, result.as_dict()))
+        return result
+
+    async def _record_lost_names(self, job: Job, hazards: list[NameProblem]) -> Job:
+        """Add the names that were NOT backed up to the job's skipped files, so that
+        `--status` names them too (a name rclone also failed on is counted once)."""
+        lost = [h for h in hazards if not h.backed_up]
+        if not lost:
+            return job
+        detail = json.loads(job.skipped_detail or "[]")
+        known = {d["path"] for d in detail}
+        added = 0
+        for problem in lost:
+            shown = problem.shown().rstrip("/")
+            if shown in known:
+                continue
+            added += 1
+            if len(detail) < KEPT_BY_NAME:
+                detail.append(
+                    {"path": shown, "reason": SkipReason.NAME.value, "advice": problem.detail}
+                )
+        if not added:
+            return job
+        await self.store.update_job(
+            job.id,
+            files_skipped=job.files_skipped + added,
+            skipped_detail=json.dumps(detail),
+        )
+        return replace(
+            job, files_skipped=job.files_skipped + added, skipped_detail=json.dumps(detail)
+        )
+
+    #: At most this many file-name lines per folder on the console; all go to backup.log and
+    #: to the run's result (--json).
+    NAMES_SHOWN = 20
+
+    def _tell_names(self, destination: str, problems: list[NameProblem]) -> None:
+        for index, problem in enumerate(problems):
+            log.warning(
+                "file_name",
+                kind=problem.hazard.value,
+                path=display_path(problem.path),
+                backed_up=problem.backed_up,
+                detail=problem.detail,
+            )
+            if index < self.NAMES_SHOWN:
+                self.sink(RunEvent("message", destination, {"text": problem.line()}))
+        if len(problems) > self.NAMES_SHOWN:
+            more = len(problems) - self.NAMES_SHOWN
+            text = f"… and {more} more file names (all of them: backup.log, or --json)"
+            self.sink(RunEvent("message", destination, {"text": text}))
+
+    async def _skip_jobs(self, jobs: list[Job], cause: Job | str) -> list[Job]:
+        """Mark jobs not attempted after the storage refused, did not answer, filled up or
+        vanished FAILED (their retries untouched, so the next run resumes them)."""
+        reason = (
+            cause
+            if isinstance(cause, str)
+            else f"{cause.folder}/ failed first with {cause.error_message}"
+        )
+        skipped = []
+        for job in jobs:
+            current = await self.store.get_job(job.id)
+            if current is None:
+                continue
+            if current.status is not JobStatus.FAILED:
+                current = await self.store.set_status(
+                    job.id, JobStatus.FAILED, error_message=f"not attempted: {reason}"
+                )
+            skipped.append(current)
+        return skipped
+
+    async def _point_at_current_source(
+        self, destination: Destination, jobs: list[Job], immich_path: Path
+    ) -> list[Job]:
+        """Resumed jobs sync the folders of the *current* BACKUP_IMMICH_PATH, the one every
+        pre-run check just looked at, never the path stored when the run began."""
+        current = []
+        for job in jobs:
+            source = str(immich_path / job.folder)
+            if job.source_path != source:
+                await self.store.set_source_path(job.id, source)
+                log.warning("job_source_changed", job_id=job.id, old=job.source_path, new=source)
+                self.sink(
+                    RunEvent(
+                        "message",
+                        destination.name,
+                        {
+                            "text": f"{job.folder}/: resuming from the current source {source} "
+                            f"(the interrupted run read {job.source_path})",
+                        },
+                    )
+                )
+                job = replace(job, source_path=source)
+            current.append(job)
+        return current
+
+    async def _interrupt_own_jobs(self, destination_id: int) -> None:
+        """Mark this process's RUNNING jobs of a destination INTERRUPTED (after a cancel)."""
+        pid = os.getpid()
+        for job in await self.store.jobs_with_status(JobStatus.RUNNING, destination_id):
+            if job.owner_pid == pid:
+                await self.store.mark_interrupted(job.id, "stopped before it finished")
+                log.info("job_interrupted", job_id=job.id, folder=job.folder)
+
+    async def _run_job(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        job: Job,
+        run_id: str,
+        options: SyncOptions,
+        presence: DestinationPresence,
+        *,
+        guard: bool,
+    ) -> Job:
+        """Run one job to an end state: COMPLETED, FAILED, or INTERRUPTED if cancelled.
+
+        With `guard`, each attempt first previews the sync and refuses the job, nothing
+        archived, when it would archive more deleted files than BACKUP_MAX_DELETE. A sync
+        counts as COMPLETED only if the destination is still there afterwards.
+        """
+        while True:
+            job = await self.store.set_status(
+                job.id, JobStatus.RUNNING, owner=procinfo.current_owner()
+            )
+            self.sink(RunEvent("job_started", destination.name, job.as_dict()))
+            log.info("job_started", job_id=job.id, folder=job.folder, attempt=job.retry_count + 1)
+            refusal, code, last_error, only_skips = None, 0, None, False
+            if guard:
+                refusal, code, last_error = await self._check_deletions(
+                    remote, job, run_id, options
+                )
+            if refusal is not None:
+                job = await self.store.set_status(
+                    job.id, JobStatus.FAILED, error_message=refusal, refused=Refusal.MAX_DELETE
+                )
+                log.error("job_refused", job_id=job.id, folder=job.folder, reason=refusal)
+                self.sink(RunEvent("job_finished", destination.name, job.as_dict()))
+                return job
+            if code == 0:
+                code, last_error, only_skips = await self._attempt(
+                    destination, remote, job, run_id, options, presence
+                )
+            outcome = classify_failure(code, last_error)
+            if only_skips and outcome is Outcome.RETRYABLE:
+                # Unreadable files, symlinks, names too long: problems at the source that no
+                # retry can fix. The rest of the folder was sent; the skips are named.
+                outcome = Outcome.SUCCESS
+            if outcome is Outcome.SUCCESS:
+                gone = await presence.problem()
+                if gone is not None:
+                    code, last_error, outcome = DESTINATION_GONE_EXIT, gone, Outcome.FATAL
+            if outcome is Outcome.INTERRUPTED:
+                # Our own cancel never gets here (it raises CancelledError): rclone was killed
+                # from outside, typically by the kernel's out-of-memory killer. Try again.
+                outcome = Outcome.RETRYABLE
+                last_error = f"rclone was killed by {_signal_name(code)} (out of memory?)"
+            if outcome is Outcome.SUCCESS:
+                job = await self.store.mark_completed(job.id)
+                if job.files_skipped:
+                    text = f"{job.folder}/: " + summary(
+                        job.files_skipped, job.as_dict()["skipped_detail"]
+                    )
+                    log.warning("job_skipped_files", folder=job.folder, count=job.files_skipped)
+                    self.sink(RunEvent("message", destination.name, {"text": text}))
+            else:
+                message = explain_failure(code, last_error)
+                retry = outcome is Outcome.RETRYABLE and job.retry_count < self.settings.max_retries
+                job = await self.store.set_status(
+                    job.id, JobStatus.FAILED, error_message=message, increment_retry=retry
+                )
+                log.error(
+                    "job_failed",
+                    job_id=job.id,
+                    folder=job.folder,
+                    error=message,
+                    retry=retry,
+                    exit_code=code,
+                )
+                if retry:
+                    delay = min(MAX_BACKOFF, self.settings.retry_delay * 2 ** (job.retry_count - 1))
+                    self.sink(
+                        RunEvent(
+                            "message",
+                            destination.name,
+                            {
+                                "text": f"{job.folder}/ failed ({message}); retry "
+                                f"{job.retry_count}/{self.settings.max_retries} in {delay:.0f} s",
+                            },
+                        )
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+            log.info(
+                "job_finished",
+                job_id=job.id,
+                folder=job.folder,
+                status=job.status.value,
+                bytes=job.bytes_transferred,
+                files=job.files_transferred,
+            )
+            self.sink(RunEvent("job_finished", destination.name, job.as_dict()))
+            return job
+
+    async def _check_deletions(
+        self, remote: CryptRemote, job: Job, run_id: str, options: SyncOptions
+    ) -> tuple[str | None, int, str | None]:
+        """Preview the job's sync: (refusal, 0, None) when it would archive more deleted
+        files than BACKUP_MAX_DELETE; (None, code, error) when the preview itself failed (the
+        attempt fails the same way); (None, 0, None) when the sync may go on."""
+        preview = await self._preview(remote, job.source_path, job.folder, run_id, options)
+        if preview.exit_code:
+            return None, preview.exit_code, preview.error
+        refusal = max_delete_refusal(job.folder, preview, options.max_delete)
+        log.info(
+            "deletions_checked",
+            job_id=job.id,
+            folder=job.folder,
+            deletes=preview.deletes,
+            replaced=preview.replaced,
+            refused=refusal is not None,
+        )
+        return refusal, 0, None
+
+    async def _attempt(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        job: Job,
+        run_id: str,
+        options: SyncOptions,
+        presence: DestinationPresence,
+    ) -> tuple[int, str | None, bool]:
+        """One rclone sync of the job's folder; progress flushed once per stats tick.
+
+        Returns rclone's exit status, its last error, and whether every error was a file
+        skipped at the source (the rest of the folder went through: no retry can help).
+
+        A local destination whose disk goes away mid-sync (its path moves to another file
+        system) stops rclone at once: it would otherwise fill the empty mount point."""
+        tracker = _JobTracker(
+            job, remote.secrets, lambda: self._emit_progress(destination, job, tracker)
+        )
+        options = await self._with_loop_guard(
+            options,
+            job.source_path,
+            lambda text: self.sink(
+                RunEvent("message", destination.name, {"text": f"{job.folder}/{text}"})
+            ),
+        )
+        argv = sync_argv(
+            remote.binary,
+            job.source_path,
+            crypt_path(job.folder),
+            archive_path(run_id, job.folder),
+            options,
+        )
+        env = remote.child_env()
+        if self.rc is not None:
+            env.update(self.rc.env())
+            stale_socket = rclone_rc.socket_file(self.rc)
+            if stale_socket is not None:
+                # An rclone that died (killed, or a CRITICAL at start-up) leaves its rc socket,
+                # and the next one would then fail at once with "address already in use".
+                with contextlib.suppress(OSError):
+                    stale_socket.unlink()
+        process = execute.StreamingProcess(argv, env, tracker.on_line, grace=self.grace)
+        await process.start()
+        self.rclone_pid = process.pid
+        log.info("rclone_started", job_id=job.id, pid=process.pid, folder=job.folder)
+        watchdog = asyncio.create_task(self._watch_stall(job, process, tracker))
+        vanish_watch = asyncio.create_task(presence.watch(process, tracker))
+        async with self._flushing(job, tracker):
+            try:
+                code = await process.wait()
+            except asyncio.CancelledError:
+                await self._flush(job, tracker)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        self.store.mark_interrupted(job.id, "stopped before it finished")
+                    )
+                log.info("job_interrupted", job_id=job.id, folder=job.folder)
+                raise
+            finally:
+                self.rclone_pid = None
+                for task in (watchdog, vanish_watch):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        await self._flush(job, tracker)
+        self._skipped.setdefault(job.id, {}).update(tracker.skipped)
+        if tracker.vanished is not None:
+            return DESTINATION_GONE_EXIT, tracker.vanished, False
+        if tracker.stalled:
+            reason = tracker.auth_error or tracker.last_error
+            return (
+                STALLED_EXIT,
+                f"no progress for {self.settings.stall_timeout:g} s (BACKUP_STALL_TIMEOUT)"
+                + (f"; last error: {reason}" if reason else ""),
+                False,
+            )
+        return code, tracker.auth_error or tracker.last_error, tracker.only_skips
+
+    async def _with_loop_guard(
+        self, options: SyncOptions, source: str, say: Callable[[str], None] | None = None
+    ) -> SyncOptions:
+        """With BACKUP_FOLLOW_SYMLINKS, leave out the links that lead back into their own
+        folder (rclone would follow them until the path is too long) and name them. What they
+        lead to is backed up through its own path, so nothing is lost by leaving them out."""
+        if not options.copy_links:
+            return options
+        loops = await asyncio.to_thread(find_symlink_loops, Path(source))
+        for path in loops:
+            log.warning("symlink_loop_left_out", source=source, path=path)
+            if say is not None:
+                say(f"{path}: {ADVICE[SkipReason.SYMLINK_LOOP]}, left out")
+        return replace(options, exclude_paths=(*options.exclude_paths, *loops))
+
+    async def _watch_stall(
+        self, job: Job, process: execute.StreamingProcess, tracker: _JobTracker
+    ) -> None:
+        """Stop rclone when it has got nothing done for BACKUP_STALL_TIMEOUT seconds.
+
+        rclone retries an unreachable storage on its own for a very long time (every file, low
+        level retries, then whole passes); without this a permanent outage would leave the job
+        RUNNING for hours. The attempt then counts as a retryable failure.
+        """
+        timeout = self.settings.stall_timeout
+        while True:
+            silent = time.monotonic() - tracker.active_at
+            if silent >= timeout:
+                break
+            await asyncio.sleep(min(timeout - silent, 10.0) + 0.01)
+        tracker.stalled = True
+        log.warning("rclone_stalled", job_id=job.id, folder=job.folder, seconds=timeout)
+        await process.terminate()
+
+    def _emit_progress(self, destination: Destination, job: Job, tracker: _JobTracker) -> None:
+        f = tracker.fields()
+        self.sink(
+            RunEvent(
+                "job_progress",
+                destination.name,
+                {
+                    "job_id": job.id,
+                    "folder": job.folder,
+                    "bytes_done": f["bytes_transferred"],
+                    "bytes_total": f["bytes_total"],
+                    "files_done": f["files_transferred"],
+                    "files_total": f["files_total"],
+                    "speed": f["transfer_speed"],
+                    "eta": f["eta_seconds"],
+                },
+            )
+        )
+
+    async def _flush(self, job: Job, tracker: _JobTracker) -> None:
+        fields = tracker.fields()
+        await asyncio.shield(self.store.update_job(job.id, **fields))
+        tracker.dirty = False
+
+    @contextlib.asynccontextmanager
+    async def _flushing(self, job: Job, tracker: _JobTracker) -> AsyncIterator[None]:
+        """Write the tracker's figures (and a heartbeat) to the DB once per stats tick."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.settings.stats_interval)
+                await self._flush(job, tracker)
+                log.info(
+                    "progress",
+                    job_id=job.id,
+                    folder=job.folder,
+                    **{
+                        k: v
+                        for k, v in tracker.fields().items()
+                        if k not in ("eta_seconds", "skipped_detail")
+                    },
+                )
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def summarise(result: RunResult | Mapping[str, Any]) -> str:
+    """One line for the end of a run, from the result or its as_dict() (as the daemon sends
+    it): '4/4 folders backed up to nas: 12 files (3.1 MiB) sent'."""
+    data = result.as_dict() if isinstance(result, RunResult) else result
+    destination = data.get("destination", "")
+    if data.get("dry_run"):
+        folders = data.get("dry_run_folders") or []
+        files = sum(int(f["files"]) for f in folders)
+        size = sum(int(f["bytes"]) for f in folders)
+        return (
+            f"dry run: {plural(files, 'file')} ({human_bytes(size)}) would be sent to {destination}"
+        ) + names_note(data.get("file_names") or [])
+    jobs = data.get("jobs") or []
+    done = sum(1 for j in jobs if j["status"] == JobStatus.COMPLETED.value)
+    files = sum(int(j.get("files_transferred") or 0) for j in jobs)
+    size = sum(int(j.get("bytes_transferred") or 0) for j in jobs)
+    line = (
+        f"{done}/{plural(len(jobs), 'folder')} backed up to {destination}: "
+        f"{plural(files, 'file')} ({human_bytes(size)}) sent"
+    )
+    skipped = sum(int(j.get("files_skipped") or 0) for j in jobs)
+    if skipped:
+        noun = "file was" if skipped == 1 else "files were"
+        line += (
+            f"; WARNING: {skipped} {noun} not backed up (named above and in "
+            "`photos-sync backup --status`)"
+        )
+    return line + names_note(data.get("file_names") or [])
+
+
+def _name_limit(destination: Destination) -> int | None:
+    """The longest encrypted name the destination stores: a local disk's; None for cloud
+    storage, whose limit is on the whole key (1,024 bytes), not on each name."""
+    return DISK_NAME_LIMIT if destination.type == "local" else None
+
+
+def names_note(problems: Sequence[NameProblem | Mapping[str, Any]]) -> str:
+    """The end of the run's summary line about file names ("" when there are none); the
+    problems as objects or as their as_dict() (from the daemon)."""
+    lost = sum(
+        1
+        for p in problems
+        if not (p.backed_up if isinstance(p, NameProblem) else p.get("backed_up"))
+    )
+    return summary_note(len(problems), lost)

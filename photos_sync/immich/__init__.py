@@ -1,0 +1,1 @@
+"""The Immich server: its API and its database dumps."""

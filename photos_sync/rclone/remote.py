@@ -1,0 +1,158 @@
+"""Short operations on a destination's crypt remote: marker, test-write, listings.
+
+All go through photos_sync.system.execute with the remotes defined in rclone's environment only.
+Errors are raised as DestinationError with rclone's message, scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as pysecrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from photos_sync.core.destinations import DestinationError, explain_error
+from photos_sync.core.rclone_args import (
+    ARCHIVE_FOLDER,
+    BASE_REMOTE,
+    DESTINATION_MARKER,
+    crypt_path,
+    simple_argv,
+)
+from photos_sync.core.rclone_log import ErrorLine, parse_line
+from photos_sync.core.redact import redact
+from photos_sync.system import execute
+
+
+def _rclone_error(stderr: bytes, secrets: Iterable[str]) -> str:
+    errors = []
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        event = parse_line(line)
+        if isinstance(event, ErrorLine):
+            errors.append(event.message)
+    text = errors[-1] if errors else stderr.decode("utf-8", "replace").strip()[-300:]
+    return redact(text or "no error text", secrets)
+
+
+_MISSING = ("directory not found", "nosuchbucket", "bucket not found", "bad_bucket_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What listing (or creating) a bucket on the raw remote said."""
+
+    ok: bool
+    missing: bool  # the bucket (or folder) does not exist
+    message: str  # rclone's error, scrubbed of secrets ("" when ok)
+
+
+@dataclass
+class CryptRemote:
+    """The crypt remote of one destination, ready to be used by rclone subcommands."""
+
+    binary: str
+    env: Mapping[str, str]  # RCLONE_CONFIG_* for this destination (secret)
+    secrets: tuple[str, ...]  # values to scrub from any message
+    label: str  # the destination's name, for messages
+
+    def child_env(self) -> dict[str, str]:
+        return execute.child_env(self.env)
+
+    async def _run(
+        self, *args: str, stdin: bytes | None = None, timeout: float = 120
+    ) -> execute.Completed:
+        argv = simple_argv(self.binary, *args)
+        return await execute.run_captured(argv, self.child_env(), stdin=stdin, timeout=timeout)
+
+    def _fail(self, what: str, result: execute.Completed) -> DestinationError:
+        kind = self.env.get(f"RCLONE_CONFIG_{BASE_REMOTE.upper()}_TYPE", "local")
+        reason = explain_error(kind, _rclone_error(result.stderr, self.secrets))
+        return DestinationError(f"destination {self.label!r}: {what} failed: {reason}")
+
+    async def list_root(self) -> dict[str, bool]:
+        """Names at the top of the backup, mapped to whether each is a folder."""
+        result = await self._run("lsjson", crypt_path(), "--max-depth", "1")
+        if result.returncode != 0:
+            raise self._fail("listing the backup", result)
+        entries = json.loads(result.stdout or b"[]")
+        return {str(e["Path"]): bool(e.get("IsDir")) for e in entries}
+
+    async def has_marker(self) -> bool:
+        return DESTINATION_MARKER in await self.list_root()
+
+    async def write_marker(self, content: Mapping[str, str]) -> None:
+        data = json.dumps(dict(content), sort_keys=True).encode()
+        result = await self._run("rcat", crypt_path(DESTINATION_MARKER), stdin=data)
+        if result.returncode != 0:
+            raise self._fail("writing the destination marker", result)
+
+    async def test_write(self) -> None:
+        """Write a small random file through crypt, read it back decrypted, delete it."""
+        name = f".photos-sync-write-test-{pysecrets.token_hex(6)}"
+        payload = pysecrets.token_bytes(4096)
+        path = crypt_path(name)
+        result = await self._run("rcat", path, stdin=payload)
+        if result.returncode != 0:
+            raise self._fail("test-write", result)
+        try:
+            readback = await self._run("cat", path)
+            if readback.returncode != 0:
+                raise self._fail("reading the test file back", readback)
+            if readback.stdout != payload:
+                raise DestinationError(
+                    f"destination {self.label!r}: the test file read back differs from what was "
+                    "written; the storage is not reliable"
+                )
+        finally:
+            await self._run("deletefile", path)
+
+    async def probe(self, path: str, *, create: bool = False) -> Probe:
+        """List (or with `create`, mkdir) `path` on the raw remote, e.g. "psbase:bucket",
+        telling apart a missing bucket from refused credentials or an unreachable service."""
+        quick = ("--low-level-retries", "1", "--contimeout", "15s", "--timeout", "60s")
+        if create:
+            result = await self._run("mkdir", path, *quick)
+        else:
+            result = await self._run("lsf", path, "--max-depth", "1", "--dirs-only", *quick)
+        if result.returncode == 0:
+            return Probe(True, False, "")
+        message = _rclone_error(result.stderr, self.secrets)
+        return Probe(False, any(s in message.lower() for s in _MISSING), message)
+
+    async def list_underlying(self, path: str) -> list[str]:
+        """Names at the top of the raw storage under crypt (encrypted); [] if it is absent."""
+        result = await self._run("lsf", path, "--max-depth", "1")
+        if result.returncode != 0:
+            return []
+        return [
+            line.rstrip("/")
+            for line in result.stdout.decode("utf-8", "replace").splitlines()
+            if line.strip()
+        ]
+
+    async def list_archive_runs(self) -> list[str]:
+        """Names of the run folders in the archive (`.deleted/<stamp>`)."""
+        result = await self._run("lsjson", crypt_path(ARCHIVE_FOLDER), "--dirs-only")
+        if result.returncode != 0:
+            if b"directory not found" in result.stderr:
+                return []
+            raise self._fail("listing the archive", result)
+        return [str(e["Path"]) for e in json.loads(result.stdout or b"[]")]
+
+    async def purge(self, path: str) -> None:
+        """Delete `path` and everything below it."""
+        result = await self._run("purge", path, timeout=3600)
+        if result.returncode != 0:
+            raise self._fail(f"removing {path}", result)
+
+    async def folder_has_files(self, folder: str) -> bool:
+        """True if the backup of `folder` holds at least one file besides Immich's marker."""
+        result = await self._run(
+            "lsf", crypt_path(folder), "--recursive", "--files-only", "--max-depth", "5"
+        )
+        if result.returncode != 0:
+            return False  # the folder does not exist in the backup
+        return any(
+            line and not line.endswith(".immich")
+            for line in result.stdout.decode("utf-8", "replace").splitlines()
+        )

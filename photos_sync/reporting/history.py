@@ -1,0 +1,98 @@
+"""Past runs: backup_jobs grouped by (destination, run_id). `summarise_runs` is pure;
+`load_history` reads the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from photos_sync.storage.store import Store, from_iso
+
+_COLUMNS = (
+    "name",
+    "run_id",
+    "folder",
+    "status",
+    "bytes_transferred",
+    "files_transferred",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "last_update",
+    "retry_count",
+    "error_message",
+)
+
+
+def _result(statuses: set[str]) -> str:
+    if "RUNNING" in statuses:
+        return "running"
+    if statuses == {"COMPLETED"}:
+        return "completed"
+    if "FAILED" in statuses:
+        return "failed"
+    if "INTERRUPTED" in statuses:
+        return "interrupted"
+    return "pending"
+
+
+def summarise_runs(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One dict per run, newest first: destination, run_id, started_at, finished_at,
+    duration_seconds, bytes, files, folders, retries, result, errors."""
+    runs: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        runs.setdefault((str(row["name"]), str(row["run_id"])), []).append(row)
+    summaries = []
+    for (destination, run_id), jobs in runs.items():
+        statuses = {str(j["status"]) for j in jobs}
+        starts = [
+            j["started_at"] or j["created_at"] for j in jobs if j["started_at"] or j["created_at"]
+        ]
+        ends = [j["completed_at"] or j["last_update"] for j in jobs]
+        result = _result(statuses)
+        started = min(starts) if starts else None
+        finished = None
+        if result not in ("running", "pending") and all(ends):
+            finished = max(e for e in ends if e)
+        begin, end = from_iso(started), from_iso(finished)
+        summaries.append(
+            {
+                "destination": destination,
+                "run_id": run_id,
+                "started_at": started,
+                "finished_at": finished,
+                "duration_seconds": round((end - begin).total_seconds(), 1)
+                if begin and end
+                else None,
+                "bytes": sum(int(j["bytes_transferred"] or 0) for j in jobs),
+                "files": sum(int(j["files_transferred"] or 0) for j in jobs),
+                "folders": len(jobs),
+                "retries": sum(int(j["retry_count"] or 0) for j in jobs),
+                "failed_jobs": sum(1 for j in jobs if j["status"] == "FAILED"),
+                "result": result,
+                "errors": [
+                    f"{j['folder']}/: {j['error_message']}"
+                    for j in jobs
+                    if j["error_message"] and j["status"] != "COMPLETED"
+                ],
+            }
+        )
+    summaries.sort(key=lambda s: (s["started_at"] or "", s["run_id"]), reverse=True)
+    return summaries
+
+
+async def load_history(
+    store: Store, destination: str | None = None, limit: int | None = 50
+) -> list[dict[str, Any]]:
+    """The latest `limit` runs (all when None), newest first, of one or every destination."""
+    where = ""
+    params: tuple[str, ...] = ()
+    if destination is not None:
+        where, params = "WHERE d.name = ?", (destination,)
+    cols = ", ".join(("d.name", *(f"j.{c}" for c in _COLUMNS[1:])))
+    tables = "backup_jobs j JOIN backup_destinations d ON d.id = j.destination_id"
+    sql = f"SELECT {cols} FROM {tables} {where} ORDER BY j.id"  # noqa: S608 - constants only
+    async with store._conn.execute(sql, params) as cur:
+        rows = [dict(zip(_COLUMNS, row, strict=True)) for row in await cur.fetchall()]
+    runs = summarise_runs(rows)
+    return runs if limit is None else runs[:limit]

@@ -1,0 +1,1 @@
+"""Local state on disk: the private data dir, the SQLite store, settings files."""
