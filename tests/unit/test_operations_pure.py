@@ -10,9 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from photos_sync.core.bandwidth import is_timetable, rate_at
 from photos_sync.core.config import ConfigError
+from photos_sync.core.metrics_exposition import metrics_addr, render_metrics
 from photos_sync.core.rclone_args import RcServer, SyncOptions, sync_argv
 from photos_sync.reporting.history import summarise_runs
-from photos_sync.reporting.metrics import metrics_addr, render_metrics
 from photos_sync.reporting.notify import finished_notice, notify_config, verify_notice
 
 MONDAY_0930 = datetime(2026, 11, 23, 9, 30)  # a Monday
