@@ -230,81 +230,118 @@ def judge(
     and so are unreadable source folders, which also account for the backup's files below
     them (not "deleted at the source").
     """
-    verdict = Verdict(matched=list(outcome.matched))
-    # a folder deleted while the check ran is not a problem: its backup files were deleted
-    # at the source since the backup, like any other
     problems = [
         p
         for p in dict.fromkeys(source_problems)  # once each, in order
+        # a folder deleted while the check ran is not a problem: its backup files were
+        # deleted at the source since the backup, like any other
         if not (_is_folder(p) and p.reason == VANISHED)
     ]
-    dead_folders = [p.path for p in problems if _is_folder(p)]
-    unreadable_files = {p.path: p.reason for p in problems if p.path not in dead_folders}
-    hidden: dict[str, int] = {folder: 0 for folder in dead_folders}
+    judgement = _Judgement(changed_at, since, problems, Verdict(matched=list(outcome.matched)))
+    judgement.sort_extra(outcome.extra)
+    judgement.sort_mismatches(outcome.missing, judgement.verdict.missing, ADDED, hidden_ok=True)
+    judgement.sort_mismatches(outcome.differ, judgement.verdict.differ, MODIFIED)
+    judgement.sort_unchecked(outcome.unchecked)
+    judgement.report_unreadable()
+    judgement.verdict.newer.sort()
+    return judgement.verdict
 
-    def newer(path: str, change: str) -> None:
-        verdict.newer.append((path, MARKER if _is_marker(path) else change))
 
-    def is_newer(path: str) -> bool:
+class _Judgement:
+    """The state of one `judge` call: what the source could not read, what each file's
+    latest change was, and the verdict being filled in."""
+
+    def __init__(
+        self,
+        changed_at: Mapping[str, float | None],
+        since: float | None,
+        problems: list[SourceProblem],
+        verdict: Verdict,
+    ) -> None:
+        self.changed_at = changed_at
+        self.since = since
+        self.problems = problems
+        self.verdict = verdict
+        self.dead_folders = [p.path for p in problems if _is_folder(p)]
+        self.unreadable_files = {
+            p.path: p.reason for p in problems if p.path not in self.dead_folders
+        }
+        #: backup files below each unreadable source folder, which could not be checked
+        self.hidden: dict[str, int] = {folder: 0 for folder in self.dead_folders}
+
+    def newer(self, path: str, change: str) -> None:
+        self.verdict.newer.append((path, MARKER if _is_marker(path) else change))
+
+    def is_newer(self, path: str) -> bool:
         if _is_marker(path):
             return True
-        if path not in changed_at:
+        if path not in self.changed_at:
             return False  # nothing known about it: not excused
-        moment = changed_at[path]
-        return moment is None or (since is not None and moment >= since)
+        moment = self.changed_at[path]
+        return moment is None or (self.since is not None and moment >= self.since)
 
-    def change(path: str, otherwise: str) -> str:
-        return DELETED if path in changed_at and changed_at[path] is None else otherwise
+    def change(self, path: str, otherwise: str) -> str:
+        gone = path in self.changed_at and self.changed_at[path] is None
+        return DELETED if gone else otherwise
 
-    for path in outcome.extra:
-        folder = _below(path, dead_folders)
-        if folder is not None:
-            hidden[folder] += 1
-        else:
-            verdict.extra.append(path)
-            newer(path, DELETED)
-    for path in outcome.missing:
-        if path in unreadable_files or _below(path, dead_folders) is not None:
-            continue
-        if is_newer(path):
-            newer(path, change(path, ADDED))
-        else:
-            verdict.missing.append(path)
-    for path in outcome.differ:
-        if path in unreadable_files:
-            continue
-        if is_newer(path):
-            newer(path, change(path, MODIFIED))
-        else:
-            verdict.differ.append(path)
-    for path in outcome.unchecked:
-        if path in unreadable_files:
-            continue
-        if _is_marker(path):
-            newer(path, MARKER)
-        else:
-            verdict.unchecked.append(path)
-    for path, reason in sorted(unreadable_files.items()):
-        if reason == VANISHED:
-            newer(path, DELETED)  # deleted while the check ran
-        else:
-            verdict.errors.append(
-                (path, f"the source file cannot be read ({reason}): check its owner and mode")
+    def sort_extra(self, paths: Iterable[str]) -> None:
+        """Only in the backup: deleted at the source, unless below an unreadable folder."""
+        for path in paths:
+            folder = _below(path, self.dead_folders)
+            if folder is not None:
+                self.hidden[folder] += 1
+            else:
+                self.verdict.extra.append(path)
+                self.newer(path, DELETED)
+
+    def sort_mismatches(
+        self, paths: Iterable[str], mismatches: list[str], change: str, *, hidden_ok: bool = False
+    ) -> None:
+        """Missing or differing files: newer than the backup, or true mismatches. With
+        `hidden_ok`, files below an unreadable source folder are left to that folder's error
+        (rclone reports them missing because it could not list the folder)."""
+        for path in paths:
+            if path in self.unreadable_files:
+                continue
+            if hidden_ok and _below(path, self.dead_folders) is not None:
+                continue
+            if self.is_newer(path):
+                self.newer(path, self.change(path, change))
+            else:
+                mismatches.append(path)
+
+    def sort_unchecked(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            if path in self.unreadable_files:
+                continue
+            if _is_marker(path):
+                self.newer(path, MARKER)
+            else:
+                self.verdict.unchecked.append(path)
+
+    def report_unreadable(self) -> None:
+        """Unreadable source files and folders become errors that say what to do."""
+        for path, reason in sorted(self.unreadable_files.items()):
+            if reason == VANISHED:
+                self.newer(path, DELETED)  # deleted while the check ran
+            else:
+                self.verdict.errors.append(
+                    (path, f"the source file cannot be read ({reason}): check its owner and mode")
+                )
+        for problem in self.problems:
+            if problem.path not in self.dead_folders:
+                continue
+            below = self.hidden[problem.path]
+            unchecked = (
+                f"; {below} file{'s' if below != 1 else ''} below it in the backup not checked"
             )
-    for problem in problems:
-        if problem.path not in dead_folders:
-            continue
-        below = hidden[problem.path]
-        unchecked = f"; {below} file{'s' if below != 1 else ''} below it in the backup not checked"
-        verdict.errors.append(
-            (
-                problem.path,
-                f"the source folder cannot be read ({problem.reason}): check its owner and "
-                f"mode{unchecked if below else ''}",
+            self.verdict.errors.append(
+                (
+                    problem.path,
+                    f"the source folder cannot be read ({problem.reason}): check its owner and "
+                    f"mode{unchecked if below else ''}",
+                )
             )
-        )
-    verdict.newer.sort()
-    return verdict
 
 
 def listing_calls(objects: int, *, cloud: bool) -> int:
