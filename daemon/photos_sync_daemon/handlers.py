@@ -110,8 +110,8 @@ class Handlers:
 
     async def remove(self, destination: str | None = None) -> dict[str, Any]:
         """Forget a destination (not its data), unless a run uses it."""
+        from photos_sync.core.events import RunRefused, UsageProblem
         from photos_sync.engine.removal import remove_destination
-        from photos_sync.engine.runner import RunRefused, UsageProblem
 
         if not destination:
             raise rpc.RpcError(rpc.INVALID_PARAMS, "remove: 'destination' is required")
@@ -142,7 +142,7 @@ class Handlers:
         overwrite: bool = False,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        from photos_sync.engine.restore import MODES, RestoreRequest
+        from photos_sync.core.events import MODES, RestoreRequest
 
         if not to:
             raise rpc.RpcError(rpc.INVALID_PARAMS, "restore: 'to' (the target folder) is required")

@@ -18,16 +18,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from photos_sync.core.events import EventKind, RunEvent
 from photos_sync.core.skips import summary as skip_summary
 from photos_sync.core.states import JobStatus, Staleness
 from photos_sync.core.units import duration, from_iso, human_bytes, plural
 
 if TYPE_CHECKING:
-    # Types only: `backup --status` must not pay for the runner, SQLite or rich's progress.
+    # Types only: `backup --status` must not pay for rich's progress.
     from rich.progress import Progress, TaskID
 
-    from photos_sync.engine.runner import RunEvent
-    from photos_sync.storage.store import Destination, Job
+    from photos_sync.core.records import Destination, Job
 
 
 def percent(job: Job) -> float:
@@ -315,13 +315,13 @@ class LiveView:
         data = event.data
         # A backup job is its folder ("library/"); a restore names what it restores.
         label = str(data.get("label") or f"{data.get('folder')}/")
-        if event.kind == "run_started":
+        if event.kind is EventKind.RUN_STARTED:
             verb = "resuming" if data.get("resumed") else "starting"
             self._say(
                 f"{verb} backup to {event.destination}: "
                 + ", ".join(f"{f}/" for f in data.get("folders", []))
             )
-        elif event.kind == "job_started":
+        elif event.kind is EventKind.JOB_STARTED:
             if self._progress is not None and data["id"] not in self._tasks:
                 self._tasks[data["id"]] = self._progress.add_task(
                     label, total=None, files="", rate="", eta=""
@@ -329,7 +329,7 @@ class LiveView:
             elif self._progress is None:
                 self._last_plain[data["id"]] = datetime.now().timestamp()
                 self._say(f"{label}: started")
-        elif event.kind == "job_progress":
+        elif event.kind is EventKind.JOB_PROGRESS:
             task = self._tasks.get(data["job_id"])
             if self._progress is not None and task is not None:
                 eta = data.get("eta")
@@ -350,7 +350,7 @@ class LiveView:
                         f"{human_bytes(data['bytes_total'])}, {data['files_done']}/"
                         f"{plural(data['files_total'], 'file')}, {human_bytes(data['speed'])}/s"
                     )
-        elif event.kind == "job_finished":
+        elif event.kind is EventKind.JOB_FINISHED:
             task = self._tasks.get(data["id"])
             if self._progress is not None and task is not None:
                 total = max(data["bytes_total"], data["bytes_transferred"])
@@ -370,5 +370,5 @@ class LiveView:
             if data.get("error_message") and data["status"] != "COMPLETED":
                 line += f" — {data['error_message']}"
             self._say(line)
-        elif event.kind == "message":
+        elif event.kind is EventKind.MESSAGE:
             self._say(str(data.get("text", "")))

@@ -22,8 +22,7 @@ from rich.text import Text
 
 from photos_sync.cli.render import Column, fit_table, size_pair
 from photos_sync.core.config import Settings
-from photos_sync.core.units import human_bytes, plural
-from photos_sync.storage.store import from_iso
+from photos_sync.core.units import from_iso, human_bytes, plural
 
 #: Seconds between two refreshes of the live view.
 REFRESH = 1.0

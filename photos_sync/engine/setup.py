@@ -58,6 +58,7 @@ from photos_sync.core.destinations import (
     s3_provider,
 )
 from photos_sync.core.rclone_args import remote_env
+from photos_sync.core.records import Destination, to_iso, utcnow
 from photos_sync.core.redact import redact
 from photos_sync.credentials.keyfile import (
     SecretsError,
@@ -66,7 +67,7 @@ from photos_sync.credentials.keyfile import (
     write_key_file,
 )
 from photos_sync.rclone.remote import CryptRemote
-from photos_sync.storage.store import Destination, Store, to_iso, utcnow
+from photos_sync.storage.store import Store
 from photos_sync.system import execute
 from photos_sync.system.logs import get_logger
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from photos_sync.storage.store import Store, from_iso
+from photos_sync.core.units import from_iso
+from photos_sync.storage.store import Store
 
 _COLUMNS = (
     "name",

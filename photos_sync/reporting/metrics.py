@@ -19,7 +19,8 @@ from typing import Any
 
 from photos_sync.core.config import ConfigError, Settings
 from photos_sync.core.states import JobStatus
-from photos_sync.storage.store import Store, from_iso
+from photos_sync.core.units import from_iso
+from photos_sync.storage.store import Store
 from photos_sync.system.logs import get_logger
 
 log = get_logger("photos_sync.reporting.metrics")

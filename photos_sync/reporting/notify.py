@@ -26,9 +26,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from photos_sync.core.config import ConfigError, Settings
+from photos_sync.core.events import EventKind, ProgressSink, RunEvent, RunRequest, UsageProblem
 from photos_sync.core.skips import summary as skip_summary
 from photos_sync.core.units import duration, human_bytes, plural
-from photos_sync.engine.runner import ProgressSink, RunEvent, RunRequest, UsageProblem
 from photos_sync.system.logs import get_logger
 
 log = get_logger("photos_sync.reporting.notify")
@@ -291,10 +291,10 @@ class Notifier:
 
         def notifying(event: RunEvent) -> None:
             sink(event)
-            if event.kind == "run_started":
+            if event.kind is EventKind.RUN_STARTED:
                 started[event.destination] = time.monotonic()
                 self.post(start_notice(event.destination, event.data))
-            elif event.kind == "run_finished" and not event.data.get("dry_run"):
+            elif event.kind is EventKind.RUN_FINISHED and not event.data.get("dry_run"):
                 began = started.pop(event.destination, None)
                 seconds = time.monotonic() - began if began is not None else None
                 self.post(finished_notice(event.destination, event.data, seconds))

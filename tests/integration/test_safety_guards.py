@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from photos_sync.core.config import Settings
+from photos_sync.core.events import RunEvent, RunRequest
 from photos_sync.core.states import JobStatus, Refusal
-from photos_sync.engine.runner import RunEvent, Runner, RunRequest
+from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import key_file_path, setup_local
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from photos_sync.cli.render import dumps, percent, status_document
+from photos_sync.core.records import Destination, Job
 from photos_sync.core.states import JobStatus, Staleness
-from photos_sync.storage.store import Destination, Job
 
 #: Every job field the JSON carries, as documented in the design (plus run/ownership data).
 JOB_FIELDS = {
