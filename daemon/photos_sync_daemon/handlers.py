@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from photos_sync import __version__
 from photos_sync.core import rpc
+from photos_sync.core.states import JobStatus
 from photos_sync.reporting.status import gather_status
 from photos_sync.storage.store import StoreError
 
@@ -68,7 +69,7 @@ class Handlers:
         live = daemon.queue.live
         for job in document["jobs"]:
             figures = live.get(job["id"])
-            if figures is None or job["status"] != "RUNNING":
+            if figures is None or job["status"] != JobStatus.RUNNING:
                 continue
             for source, target in _LIVE_FIELDS.items():
                 if figures.get(source) is not None:

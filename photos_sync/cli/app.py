@@ -27,6 +27,7 @@ from photos_sync.core.config import (
     ConfigError,
     Settings,
 )
+from photos_sync.core.states import JobStatus
 from photos_sync.core.units import plural
 from photos_sync.storage.settings_io import load_settings
 
@@ -441,7 +442,7 @@ def _run(
     _print_immich_outcome(result.immich)
     if not result.ok:
         for job in result.jobs:
-            if job.error_message and job.status.value != "COMPLETED":
+            if job.error_message and job.status is not JobStatus.COMPLETED:
                 message = escape(job.error_message)  # it may name a file holding "[...]"
                 line = f"[red]{job.folder}/:[/red] {message}"
                 stderr.print(line, highlight=False, soft_wrap=True)
@@ -527,7 +528,7 @@ def _report_each(outcomes: list[dict[str, Any]], json_output: bool) -> None:
         if not json_output:
             stdout.print(_result_line(outcome), highlight=False)
         for job in outcome.get("jobs") or []:
-            if job.get("error_message") and job["status"] != "COMPLETED":
+            if job.get("error_message") and job["status"] != JobStatus.COMPLETED:
                 stderr.print(
                     f"[red]{name}: {job['folder']}/:[/red] {job['error_message']}",
                     highlight=False,
@@ -1335,7 +1336,7 @@ def _daemon_run(
                 f"{plural(len(skipped), 'file')} not restored (duplicate names, listed above)"
             )
         for job in (end.get("result") or {}).get("jobs") or []:
-            if job.get("error_message") and job["status"] != "COMPLETED":
+            if job.get("error_message") and job["status"] != JobStatus.COMPLETED:
                 line = f"[red]{job['folder']}/:[/red] {escape(job['error_message'])}"
                 stderr.print(line, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILURE)

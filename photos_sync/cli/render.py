@@ -20,7 +20,7 @@ from rich.text import Text
 
 from photos_sync.core.events import EventKind, RunEvent
 from photos_sync.core.skips import summary as skip_summary
-from photos_sync.core.states import JobStatus, Staleness
+from photos_sync.core.states import JobStatus, Staleness, status_style
 from photos_sync.core.units import duration, from_iso, human_bytes, plural
 
 if TYPE_CHECKING:
@@ -142,15 +142,6 @@ def size_pair(done: float, total: float, *, short: bool = False) -> str:
     return f"{left}/{right}"
 
 
-_STATUS_STYLE = {
-    "COMPLETED": "green",
-    "RUNNING": "cyan",
-    "PENDING": "white",
-    "INTERRUPTED": "yellow",
-    "FAILED": "red",
-}
-
-
 def print_status(console: Console, document: Mapping[str, Any]) -> None:
     """The human `--status` view of a status_document."""
     destinations = document["destinations"]
@@ -179,7 +170,7 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
             continue
         console.print(job_table(jobs, console.width))
         for job in jobs:
-            if job["error_message"] and job["status"] != "COMPLETED":
+            if job["error_message"] and job["status"] != JobStatus.COMPLETED:
                 console.print(
                     f"  [red]{job['folder']}/: {escape(job['error_message'])}[/red] "
                     f"(attempts: {job['retry_count']})"
@@ -209,7 +200,7 @@ def job_table(jobs: Sequence[Mapping[str, Any]], width: int) -> Table:
 
     def state(job: Mapping[str, Any], short: bool) -> Text:
         text = ("STALE" if short else f"{job['status']} (stale)") if job["stale"] else job["status"]
-        return Text(text, style=_STATUS_STYLE.get(job["status"], "white"))
+        return Text(text, style=status_style(job["status"]))
 
     columns = [
         Column("folder", [f"{j['folder']}/" for j in jobs]),
@@ -229,7 +220,7 @@ def job_table(jobs: Sequence[Mapping[str, Any]], width: int) -> Table:
         Column(
             "speed",
             [
-                f"{human_bytes(j['transfer_speed'])}/s" if j["status"] == "RUNNING" else ""
+                f"{human_bytes(j['transfer_speed'])}/s" if j["status"] == JobStatus.RUNNING else ""
                 for j in jobs
             ],
         ),
@@ -262,7 +253,7 @@ def print_immich(console: Console, section: Mapping[str, Any] | None) -> None:
 def print_restores(console: Console, document: Mapping[str, Any]) -> None:
     """Unfinished restores, with what to do about them."""
     for restore in document.get("restores") or []:
-        if restore["status"] == "COMPLETED":
+        if restore["status"] == JobStatus.COMPLETED:
             continue
         console.print(
             f"[yellow]restore from {restore['destination']} into {restore['target_dir']} "
@@ -354,7 +345,7 @@ class LiveView:
             task = self._tasks.get(data["id"])
             if self._progress is not None and task is not None:
                 total = max(data["bytes_total"], data["bytes_transferred"])
-                if data["status"] == "COMPLETED":
+                if data["status"] == JobStatus.COMPLETED:
                     self._progress.update(
                         task,
                         completed=total,
@@ -367,7 +358,7 @@ class LiveView:
                 f"{label}: {data['status']} — {plural(data['files_transferred'], 'file')}, "
                 f"{human_bytes(data['bytes_transferred'])}"
             )
-            if data.get("error_message") and data["status"] != "COMPLETED":
+            if data.get("error_message") and data["status"] != JobStatus.COMPLETED:
                 line += f" — {data['error_message']}"
             self._say(line)
         elif event.kind is EventKind.MESSAGE:

@@ -320,7 +320,7 @@ class Restorer:
                 destination.name,
                 {
                     **job_view,
-                    "status": "FAILED" if error else "COMPLETED",
+                    "status": (JobStatus.FAILED if error else JobStatus.COMPLETED).value,
                     "files_transferred": totals.files,
                     "bytes_transferred": totals.bytes,
                     "bytes_total": max(totals.bytes, totals.bytes_total),

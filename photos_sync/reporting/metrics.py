@@ -146,7 +146,7 @@ def render_metrics(document: Mapping[str, Any], runs: Sequence[Mapping[str, Any]
             ),
         ):
             out.add(metric, "gauge", help_text, float(job.get(field) or 0), **labels)
-        speed = float(job.get("transfer_speed") or 0) if job["status"] == "RUNNING" else 0.0
+        speed = float(job.get("transfer_speed") or 0) if job["status"] == JobStatus.RUNNING else 0.0
         out.add(
             "photos_sync_job_speed_bytes_per_second",
             "gauge",

@@ -671,8 +671,8 @@ class RestoreAndVerifyStore:
         """The latest unfinished restore of the same request, if any (to resume it)."""
         jobs = await self._restores(
             "destination_id = ? AND remote_path = ? AND target_dir = ? AND mode = ? "
-            "AND coalesce(as_of, '') = ? AND status != 'COMPLETED' ORDER BY id DESC LIMIT 1",
-            (destination_id, remote_path, target_dir, mode, as_of or ""),
+            "AND coalesce(as_of, '') = ? AND status != ? ORDER BY id DESC LIMIT 1",
+            (destination_id, remote_path, target_dir, mode, as_of or "", JobStatus.COMPLETED.value),
         )
         return jobs[0] if jobs else None
 
@@ -690,7 +690,7 @@ class RestoreAndVerifyStore:
             INSERT INTO restore_jobs
                 (destination_id, remote_path, target_dir, mode, as_of, overwrite, status,
                  created_at)
-            VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """,
             (
                 destination_id,
@@ -699,6 +699,7 @@ class RestoreAndVerifyStore:
                 mode,
                 as_of,
                 int(overwrite),
+                JobStatus.PENDING.value,
                 to_iso(utcnow()),
             ),
         )
