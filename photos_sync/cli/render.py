@@ -1,7 +1,7 @@
 """Turning state into text for people (rich) and into stable JSON for scripts.
 
-`status_document` is pure (the `--status --json` contract); the Live/print helpers write
-to the console.
+The `--status --json` document itself is built by photos_sync.reporting.status
+(`status_document`); the Live/print helpers here write to the console.
 """
 
 from __future__ import annotations
@@ -20,48 +20,12 @@ from rich.text import Text
 
 from photos_sync.core.events import EventKind, RunEvent
 from photos_sync.core.skips import summary as skip_summary
-from photos_sync.core.states import JobStatus, Staleness, status_style
+from photos_sync.core.states import JobStatus, status_style
 from photos_sync.core.units import duration, from_iso, human_bytes, plural
 
 if TYPE_CHECKING:
     # Types only: `backup --status` must not pay for rich's progress.
     from rich.progress import Progress, TaskID
-
-    from photos_sync.core.records import Destination, Job
-
-
-def percent(job: Job) -> float:
-    if job.status is JobStatus.COMPLETED:
-        return 100.0
-    if job.bytes_total <= 0:
-        return 0.0
-    return round(100.0 * min(job.bytes_transferred, job.bytes_total) / job.bytes_total, 1)
-
-
-def status_document(
-    destinations: Sequence[Destination],
-    jobs_by_destination: Mapping[int, Sequence[Job]],
-    staleness: Mapping[int, Staleness],
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The `--status --json` object: {"destinations": [...], "jobs": [...]}.
-
-    Each job carries every stored job field (status upper case), plus `destination` (its
-    name), `percent`, and `stale` (true when a RUNNING job is silent past the threshold).
-    """
-    names = {d.id: d.name for d in destinations}
-    jobs = []
-    for destination in destinations:
-        for job in jobs_by_destination.get(destination.id, ()):
-            item = job.as_dict()
-            item["destination"] = names[job.destination_id]
-            item["percent"] = percent(job)
-            item["stale"] = staleness.get(job.id) is Staleness.STALE
-            jobs.append(item)
-    document = {"destinations": [d.as_dict() for d in destinations], "jobs": jobs}
-    if extra:
-        document.update(extra)
-    return document
 
 
 def dumps(document: Any) -> str:
@@ -143,7 +107,7 @@ def size_pair(done: float, total: float, *, short: bool = False) -> str:
 
 
 def print_status(console: Console, document: Mapping[str, Any]) -> None:
-    """The human `--status` view of a status_document."""
+    """The human `--status` view of a status document (reporting.status.status_document)."""
     destinations = document["destinations"]
     if not destinations:
         console.print(
