@@ -734,8 +734,10 @@ class TerminalUI:
         self.quiet = quiet
 
     def step(self, number: int, text: str) -> None:
+        from photos_sync.engine.setup import STEPS
+
         if not self.quiet:
-            stdout.print(f"[bold][{number}/8][/bold] {text}", highlight=False, soft_wrap=True)
+            stdout.print(f"[bold][{number}/{STEPS}][/bold] {text}", highlight=False, soft_wrap=True)
 
     def info(self, text: str) -> None:
         if not self.quiet:
@@ -756,9 +758,6 @@ class TerminalUI:
                 hidden=secret,
             )
         )
-
-    def pause(self, text: str) -> None:
-        _answer(lambda: typer.prompt(text, default="", show_default=False))
 
 
 def _run_setup(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

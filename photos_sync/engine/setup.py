@@ -78,6 +78,7 @@ log = get_logger("photos_sync.engine.setup")
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 MIN_PASSWORD_LENGTH = 12
+#: How many numbered steps the wizard announces ("[n/STEPS] ..." at a terminal).
 STEPS = 8
 #: The Immich API key's field (1Password item, key file); PHOTOS_SYNC_IMMICH_API_KEY at setup.
 IMMICH_API_KEY = "immich_api_key"
@@ -127,8 +128,6 @@ class SetupUI(Protocol):
         """The answer as typed ("" for an empty line when there is no default)."""
         ...
 
-    def pause(self, text: str) -> None: ...
-
 
 class StepUI:
     """Non-interactive UI: reports steps through a callback; questions take `assume_yes`
@@ -158,9 +157,6 @@ class StepUI:
 
     def ask(self, question: str, *, secret: bool = False, default: str | None = None) -> str:
         raise SetupError(f"no answer for {question!r} without a terminal")
-
-    def pause(self, text: str) -> None:
-        return None
 
 
 @dataclass
