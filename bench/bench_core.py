@@ -47,8 +47,8 @@ from photos_sync.core.rclone_args import (
     remote_env,
     sync_argv,
 )
+from photos_sync.core.records import utcnow
 from photos_sync.engine.runner import Runner, _run_stamp
-from photos_sync.storage.store import utcnow
 from tests.immich_tree import make_immich_tree
 
 PASSWORD = "bench-password-0123456789abcdefXYZ"

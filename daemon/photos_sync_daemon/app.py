@@ -22,8 +22,9 @@ import time
 from typing import Any
 
 from photos_sync.core.config import DAEMON_SETTINGS, ConfigError, Settings
+from photos_sync.core.events import ProgressSink, RunRequest, RunResult
 from photos_sync.core.states import JobStatus, Staleness, is_resumable, stale_threshold
-from photos_sync.engine.runner import ProgressSink, Runner, RunRequest, RunResult
+from photos_sync.engine.runner import Runner
 from photos_sync.storage.datadir import DataDirError
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store, StoreError

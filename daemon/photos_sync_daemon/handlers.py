@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from photos_sync import __version__
 from photos_sync.core import rpc
+from photos_sync.core.states import JobStatus
 from photos_sync.reporting.status import gather_status
 from photos_sync.storage.store import StoreError
 
@@ -68,7 +69,7 @@ class Handlers:
         live = daemon.queue.live
         for job in document["jobs"]:
             figures = live.get(job["id"])
-            if figures is None or job["status"] != "RUNNING":
+            if figures is None or job["status"] != JobStatus.RUNNING:
                 continue
             for source, target in _LIVE_FIELDS.items():
                 if figures.get(source) is not None:
@@ -110,8 +111,8 @@ class Handlers:
 
     async def remove(self, destination: str | None = None) -> dict[str, Any]:
         """Forget a destination (not its data), unless a run uses it."""
+        from photos_sync.core.events import RunRefused, UsageProblem
         from photos_sync.engine.removal import remove_destination
-        from photos_sync.engine.runner import RunRefused, UsageProblem
 
         if not destination:
             raise rpc.RpcError(rpc.INVALID_PARAMS, "remove: 'destination' is required")
@@ -142,7 +143,7 @@ class Handlers:
         overwrite: bool = False,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        from photos_sync.engine.restore import MODES, RestoreRequest
+        from photos_sync.core.events import MODES, RestoreRequest
 
         if not to:
             raise rpc.RpcError(rpc.INVALID_PARAMS, "restore: 'to' (the target folder) is required")

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from photos_sync.core import bandwidth
 from photos_sync.core.config import ConfigError
-from photos_sync.engine.runner import ProgressSink, Runner, RunRequest, RunResult
+from photos_sync.core.events import ProgressSink, RunRequest, RunResult
+from photos_sync.engine.runner import Runner
 from photos_sync.rclone import rc as rclone_rc
 from photos_sync.reporting import metrics
 from photos_sync.reporting.notify import Notifier, notify_stale

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from photos_sync.core import rpc
 from photos_sync.core.config import ConfigError
 from photos_sync.core.destinations import DestinationError
-from photos_sync.credentials.keyfile import SecretsError
-from photos_sync.engine.runner import (
+from photos_sync.core.events import (
+    EventKind,
     ProgressSink,
     RunEvent,
     RunRefused,
@@ -28,13 +28,15 @@ from photos_sync.engine.runner import (
     RunResult,
     UsageProblem,
 )
+from photos_sync.core.records import to_iso, utcnow
+from photos_sync.credentials.keyfile import SecretsError
 from photos_sync.immich.server import SharedDump
-from photos_sync.storage.store import StoreError, to_iso, utcnow
+from photos_sync.storage.store import StoreError
 from photos_sync.system import execute
 from photos_sync.system.logs import get_logger
 
 if TYPE_CHECKING:
-    from photos_sync.engine.restore import RestoreRequest
+    from photos_sync.core.events import RestoreRequest
 
 log = get_logger("photos_sync.daemon.queue")
 
@@ -454,19 +456,19 @@ class RunQueue:
 
     def _on_event(self, entry: Entry, event: RunEvent) -> None:
         data = dict(event.data)
-        if event.kind == "run_started":
+        if event.kind is EventKind.RUN_STARTED:
             entry.info.run_id = str(data.get("run_id"))
-        if event.kind == "job_progress":
+        if event.kind is EventKind.JOB_PROGRESS:
             self.live[int(data["job_id"])] = data
-        elif event.kind == "job_finished":
+        elif event.kind is EventKind.JOB_FINISHED:
             self.live.pop(int(data["id"]), None)
-        if not entry.started.done() and event.kind in ("run_started", "message"):
+        if not entry.started.done() and event.kind in (EventKind.RUN_STARTED, EventKind.MESSAGE):
             entry.started.set_result(None)
-        item = {"kind": event.kind, "destination": event.destination, "data": data}
-        if event.kind == "job_progress":
+        item = {"kind": event.kind.value, "destination": event.destination, "data": data}
+        if event.kind is EventKind.JOB_PROGRESS:
             entry.last_progress[int(data["job_id"])] = item
         else:
-            if event.kind == "job_finished":
+            if event.kind is EventKind.JOB_FINISHED:
                 entry.last_progress.pop(int(data["id"]), None)
             if len(entry.history) < HISTORY_LIMIT:
                 entry.history.append(item)

@@ -14,8 +14,8 @@ import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from photos_sync.core.records import Destination, to_iso
 from photos_sync.core.schedule import Schedule, group_last_runs, next_run, seconds_until
-from photos_sync.storage.store import Destination, to_iso
 from photos_sync.system.logs import get_logger
 from photos_sync.system.service import last_recorded_run
 

@@ -13,11 +13,13 @@ import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from photos_sync.core.records import Destination
 from photos_sync.core.schedule import Schedule, next_run, seconds_until
+from photos_sync.core.units import from_iso
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.verify import VerifyReport, verify
 from photos_sync.reporting.notify import notify_verify
-from photos_sync.storage.store import Destination, RestoreAndVerifyStore, from_iso
+from photos_sync.storage.store import RestoreAndVerifyStore
 from photos_sync.system.logs import get_logger
 
 from .scheduler import MAX_SLEEP, PeriodicScheduler, _now

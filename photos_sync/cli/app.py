@@ -27,12 +27,14 @@ from photos_sync.core.config import (
     ConfigError,
     Settings,
 )
+from photos_sync.core.states import JobStatus
 from photos_sync.core.units import plural
 from photos_sync.storage.settings_io import load_settings
 
 if TYPE_CHECKING:
     from photos_sync.cli.render import LiveView
-    from photos_sync.engine.runner import Runner, RunRefused, RunRequest, UsageProblem, summarise
+    from photos_sync.core.events import RunRefused, RunRequest, UsageProblem
+    from photos_sync.engine.runner import Runner, summarise
     from photos_sync.storage.store import Store
     from photos_sync.system import execute
     from photos_sync.system.logs import configure_logging
@@ -108,8 +110,8 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 def _known_errors() -> tuple[type[BaseException], ...]:
     """Errors that carry a one-line message for the user (imported only when one happened)."""
     from photos_sync.core.destinations import DestinationError
+    from photos_sync.core.events import RunRefused
     from photos_sync.credentials.keyfile import SecretsError
-    from photos_sync.engine.runner import RunRefused
     from photos_sync.storage.store import StoreError
     from photos_sync.system.execute import RcloneNotFound
 
@@ -133,7 +135,7 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except asyncio.CancelledError:
         fail("interrupted: progress is saved; run the same command again to resume")
     except Exception as exc:
-        from photos_sync.engine.runner import UsageProblem as usage_problem
+        from photos_sync.core.events import UsageProblem as usage_problem
 
         if isinstance(exc, usage_problem):
             fail(str(exc), EXIT_USAGE)
@@ -440,7 +442,7 @@ def _run(
     _print_immich_outcome(result.immich)
     if not result.ok:
         for job in result.jobs:
-            if job.error_message and job.status.value != "COMPLETED":
+            if job.error_message and job.status is not JobStatus.COMPLETED:
                 message = escape(job.error_message)  # it may name a file holding "[...]"
                 line = f"[red]{job.folder}/:[/red] {message}"
                 stderr.print(line, highlight=False, soft_wrap=True)
@@ -471,9 +473,9 @@ def _run_each(
     """No --to, several destinations, no daemon: back up to each in turn here, with one fresh
     Immich dump for all. A destination that is refused or fails does not stop the others."""
     from photos_sync.core.destinations import DestinationError
+    from photos_sync.core.events import RunRefused as refused
+    from photos_sync.core.events import UsageProblem as usage_problem
     from photos_sync.credentials.keyfile import SecretsError
-    from photos_sync.engine.runner import RunRefused as refused
-    from photos_sync.engine.runner import UsageProblem as usage_problem
     from photos_sync.immich.server import SharedDump
 
     async def body(store: Store) -> list[dict[str, Any]]:
@@ -526,7 +528,7 @@ def _report_each(outcomes: list[dict[str, Any]], json_output: bool) -> None:
         if not json_output:
             stdout.print(_result_line(outcome), highlight=False)
         for job in outcome.get("jobs") or []:
-            if job.get("error_message") and job["status"] != "COMPLETED":
+            if job.get("error_message") and job["status"] != JobStatus.COMPLETED:
                 stderr.print(
                     f"[red]{name}: {job['folder']}/:[/red] {job['error_message']}",
                     highlight=False,
@@ -732,8 +734,10 @@ class TerminalUI:
         self.quiet = quiet
 
     def step(self, number: int, text: str) -> None:
+        from photos_sync.engine.setup import STEPS
+
         if not self.quiet:
-            stdout.print(f"[bold][{number}/8][/bold] {text}", highlight=False, soft_wrap=True)
+            stdout.print(f"[bold][{number}/{STEPS}][/bold] {text}", highlight=False, soft_wrap=True)
 
     def info(self, text: str) -> None:
         if not self.quiet:
@@ -755,9 +759,6 @@ class TerminalUI:
             )
         )
 
-    def pause(self, text: str) -> None:
-        _answer(lambda: typer.prompt(text, default="", show_default=False))
-
 
 def _run_setup(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """run_async for the wizard: Ctrl-C at a question or during the checks ends it with
@@ -777,7 +778,7 @@ def _run_setup(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         stderr.print("setup interrupted: nothing was saved", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
-        from photos_sync.engine.runner import UsageProblem as usage_problem
+        from photos_sync.core.events import UsageProblem as usage_problem
 
         if isinstance(exc, usage_problem):
             fail(str(exc), EXIT_USAGE)
@@ -1140,7 +1141,7 @@ def _print_daemon_status(daemon: Any) -> None:
         stdout.print(f"  queued: backup to {queued['destination']}", highlight=False)
     schedule = daemon.get("schedule")
     if schedule:
-        from photos_sync.storage.store import from_iso
+        from photos_sync.core.units import from_iso
 
         stdout.print(f"schedule: {schedule}", highlight=False)
         for name, due in sorted((daemon.get("next_run") or {}).items()):
@@ -1202,7 +1203,7 @@ def _daemon_run(
     """
     from photos_sync.cli.daemon_client import DaemonError, find_daemon
     from photos_sync.cli.render import dumps
-    from photos_sync.engine.runner import RunEvent
+    from photos_sync.core.events import EventKind, RunEvent
 
     view = LiveView(stdout, quiet=json_output)
     params: dict[str, Any] = {"destination": to, "dry_run": dry_run, "force": force}
@@ -1244,7 +1245,9 @@ def _daemon_run(
                     if note["method"] == "run_ended":
                         return "ended", event
                     if note["method"] == "progress":
-                        view(RunEvent(event["kind"], event["destination"], event["data"]))
+                        view(
+                            RunEvent(EventKind(event["kind"]), event["destination"], event["data"])
+                        )
             return "lost", started
         except asyncio.CancelledError:
             return "left", started
@@ -1332,7 +1335,7 @@ def _daemon_run(
                 f"{plural(len(skipped), 'file')} not restored (duplicate names, listed above)"
             )
         for job in (end.get("result") or {}).get("jobs") or []:
-            if job.get("error_message") and job["status"] != "COMPLETED":
+            if job.get("error_message") and job["status"] != JobStatus.COMPLETED:
                 line = f"[red]{job['folder']}/:[/red] {escape(job['error_message'])}"
                 stderr.print(line, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILURE)
@@ -1345,7 +1348,7 @@ async def _follow_each(
     """Follow the daemon's runs of a backup to several destinations, one after the other;
     return their outcomes as `_report_each` takes them."""
     from photos_sync.cli.daemon_client import DaemonError
-    from photos_sync.engine.runner import RunEvent
+    from photos_sync.core.events import EventKind, RunEvent
 
     outcomes: list[dict[str, Any]] = []
     with view:
@@ -1374,7 +1377,9 @@ async def _follow_each(
                         end = event
                         break
                     if note["method"] == "progress":
-                        view(RunEvent(event["kind"], event["destination"], event["data"]))
+                        view(
+                            RunEvent(EventKind(event["kind"]), event["destination"], event["data"])
+                        )
             if end is None:
                 raise DaemonError("the daemon closed the connection before the backup ended")
             result = end.get("result") or {}
@@ -1443,8 +1448,9 @@ def restore(
     """Restore files from a backup, decrypted, into a folder. Never overwrites without
     --overwrite; an interrupted restore continues when run again."""
     from photos_sync.cli.render import dumps
+    from photos_sync.core.events import RestoreRequest
     from photos_sync.core.units import human_bytes
-    from photos_sync.engine.restore import Restorer, RestoreRequest, archive_listing
+    from photos_sync.engine.restore import Restorer, archive_listing
 
     settings = settings_or_exit(() if list_deleted else ("BACKUP_BWLIMIT",), "restore")
     if deleted and as_of_raw:
@@ -1626,9 +1632,9 @@ def _verify_each(
     or could not be verified (a refused one does not stop the others)."""
     from photos_sync.cli.render import dumps
     from photos_sync.core.destinations import DestinationError
+    from photos_sync.core.events import RunRefused as refused
+    from photos_sync.core.events import UsageProblem as usage_problem
     from photos_sync.credentials.keyfile import SecretsError
-    from photos_sync.engine.runner import RunRefused as refused
-    from photos_sync.engine.runner import UsageProblem as usage_problem
     from photos_sync.engine.verify import VerifyReport
     from photos_sync.engine.verify import verify as run_verify
 

@@ -1,7 +1,7 @@
 """Turning state into text for people (rich) and into stable JSON for scripts.
 
-`status_document` is pure (the `--status --json` contract); the Live/print helpers write
-to the console.
+The `--status --json` document itself is built by photos_sync.reporting.status
+(`status_document`); the Live/print helpers here write to the console.
 """
 
 from __future__ import annotations
@@ -18,50 +18,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from photos_sync.core.events import EventKind, RunEvent
 from photos_sync.core.skips import summary as skip_summary
-from photos_sync.core.states import JobStatus, Staleness
+from photos_sync.core.states import JobStatus, status_style
 from photos_sync.core.units import duration, from_iso, human_bytes, plural
 
 if TYPE_CHECKING:
-    # Types only: `backup --status` must not pay for the runner, SQLite or rich's progress.
+    # Types only: `backup --status` must not pay for rich's progress.
     from rich.progress import Progress, TaskID
-
-    from photos_sync.engine.runner import RunEvent
-    from photos_sync.storage.store import Destination, Job
-
-
-def percent(job: Job) -> float:
-    if job.status is JobStatus.COMPLETED:
-        return 100.0
-    if job.bytes_total <= 0:
-        return 0.0
-    return round(100.0 * min(job.bytes_transferred, job.bytes_total) / job.bytes_total, 1)
-
-
-def status_document(
-    destinations: Sequence[Destination],
-    jobs_by_destination: Mapping[int, Sequence[Job]],
-    staleness: Mapping[int, Staleness],
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The `--status --json` object: {"destinations": [...], "jobs": [...]}.
-
-    Each job carries every stored job field (status upper case), plus `destination` (its
-    name), `percent`, and `stale` (true when a RUNNING job is silent past the threshold).
-    """
-    names = {d.id: d.name for d in destinations}
-    jobs = []
-    for destination in destinations:
-        for job in jobs_by_destination.get(destination.id, ()):
-            item = job.as_dict()
-            item["destination"] = names[job.destination_id]
-            item["percent"] = percent(job)
-            item["stale"] = staleness.get(job.id) is Staleness.STALE
-            jobs.append(item)
-    document = {"destinations": [d.as_dict() for d in destinations], "jobs": jobs}
-    if extra:
-        document.update(extra)
-    return document
 
 
 def dumps(document: Any) -> str:
@@ -142,17 +106,8 @@ def size_pair(done: float, total: float, *, short: bool = False) -> str:
     return f"{left}/{right}"
 
 
-_STATUS_STYLE = {
-    "COMPLETED": "green",
-    "RUNNING": "cyan",
-    "PENDING": "white",
-    "INTERRUPTED": "yellow",
-    "FAILED": "red",
-}
-
-
 def print_status(console: Console, document: Mapping[str, Any]) -> None:
-    """The human `--status` view of a status_document."""
+    """The human `--status` view of a status document (reporting.status.status_document)."""
     destinations = document["destinations"]
     if not destinations:
         console.print(
@@ -179,7 +134,7 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
             continue
         console.print(job_table(jobs, console.width))
         for job in jobs:
-            if job["error_message"] and job["status"] != "COMPLETED":
+            if job["error_message"] and job["status"] != JobStatus.COMPLETED:
                 console.print(
                     f"  [red]{job['folder']}/: {escape(job['error_message'])}[/red] "
                     f"(attempts: {job['retry_count']})"
@@ -209,7 +164,7 @@ def job_table(jobs: Sequence[Mapping[str, Any]], width: int) -> Table:
 
     def state(job: Mapping[str, Any], short: bool) -> Text:
         text = ("STALE" if short else f"{job['status']} (stale)") if job["stale"] else job["status"]
-        return Text(text, style=_STATUS_STYLE.get(job["status"], "white"))
+        return Text(text, style=status_style(job["status"]))
 
     columns = [
         Column("folder", [f"{j['folder']}/" for j in jobs]),
@@ -229,7 +184,7 @@ def job_table(jobs: Sequence[Mapping[str, Any]], width: int) -> Table:
         Column(
             "speed",
             [
-                f"{human_bytes(j['transfer_speed'])}/s" if j["status"] == "RUNNING" else ""
+                f"{human_bytes(j['transfer_speed'])}/s" if j["status"] == JobStatus.RUNNING else ""
                 for j in jobs
             ],
         ),
@@ -262,7 +217,7 @@ def print_immich(console: Console, section: Mapping[str, Any] | None) -> None:
 def print_restores(console: Console, document: Mapping[str, Any]) -> None:
     """Unfinished restores, with what to do about them."""
     for restore in document.get("restores") or []:
-        if restore["status"] == "COMPLETED":
+        if restore["status"] == JobStatus.COMPLETED:
             continue
         console.print(
             f"[yellow]restore from {restore['destination']} into {restore['target_dir']} "
@@ -315,13 +270,13 @@ class LiveView:
         data = event.data
         # A backup job is its folder ("library/"); a restore names what it restores.
         label = str(data.get("label") or f"{data.get('folder')}/")
-        if event.kind == "run_started":
+        if event.kind is EventKind.RUN_STARTED:
             verb = "resuming" if data.get("resumed") else "starting"
             self._say(
                 f"{verb} backup to {event.destination}: "
                 + ", ".join(f"{f}/" for f in data.get("folders", []))
             )
-        elif event.kind == "job_started":
+        elif event.kind is EventKind.JOB_STARTED:
             if self._progress is not None and data["id"] not in self._tasks:
                 self._tasks[data["id"]] = self._progress.add_task(
                     label, total=None, files="", rate="", eta=""
@@ -329,7 +284,7 @@ class LiveView:
             elif self._progress is None:
                 self._last_plain[data["id"]] = datetime.now().timestamp()
                 self._say(f"{label}: started")
-        elif event.kind == "job_progress":
+        elif event.kind is EventKind.JOB_PROGRESS:
             task = self._tasks.get(data["job_id"])
             if self._progress is not None and task is not None:
                 eta = data.get("eta")
@@ -350,11 +305,11 @@ class LiveView:
                         f"{human_bytes(data['bytes_total'])}, {data['files_done']}/"
                         f"{plural(data['files_total'], 'file')}, {human_bytes(data['speed'])}/s"
                     )
-        elif event.kind == "job_finished":
+        elif event.kind is EventKind.JOB_FINISHED:
             task = self._tasks.get(data["id"])
             if self._progress is not None and task is not None:
                 total = max(data["bytes_total"], data["bytes_transferred"])
-                if data["status"] == "COMPLETED":
+                if data["status"] == JobStatus.COMPLETED:
                     self._progress.update(
                         task,
                         completed=total,
@@ -367,8 +322,8 @@ class LiveView:
                 f"{label}: {data['status']} — {plural(data['files_transferred'], 'file')}, "
                 f"{human_bytes(data['bytes_transferred'])}"
             )
-            if data.get("error_message") and data["status"] != "COMPLETED":
+            if data.get("error_message") and data["status"] != JobStatus.COMPLETED:
                 line += f" — {data['error_message']}"
             self._say(line)
-        elif event.kind == "message":
+        elif event.kind is EventKind.MESSAGE:
             self._say(str(data.get("text", "")))

@@ -22,23 +22,11 @@ from rich.text import Text
 
 from photos_sync.cli.render import Column, fit_table, size_pair
 from photos_sync.core.config import Settings
-from photos_sync.core.units import human_bytes, plural
-from photos_sync.storage.store import from_iso
+from photos_sync.core.states import JobStatus, status_style
+from photos_sync.core.units import from_iso, human_bytes, plural
 
 #: Seconds between two refreshes of the live view.
 REFRESH = 1.0
-
-_STYLE = {
-    "COMPLETED": "green",
-    "RUNNING": "cyan",
-    "PENDING": "white",
-    "INTERRUPTED": "yellow",
-    "FAILED": "red",
-    "completed": "green",
-    "running": "cyan",
-    "failed": "red",
-    "interrupted": "yellow",
-}
 
 
 def _when(text: str | None, form: str = "%Y-%m-%d %H:%M") -> str:
@@ -62,7 +50,7 @@ def _job_columns(jobs: Sequence[Mapping[str, Any]]) -> list[Column]:
     for job in jobs:
         total = int(job.get("bytes_total") or 0)
         done = int(job.get("bytes_transferred") or 0)
-        complete = job["status"] == "COMPLETED"
+        complete = job["status"] == JobStatus.COMPLETED
         bars.append(
             ProgressBar(
                 total=float(total or 1), completed=float(total or 1 if complete else done), width=20
@@ -70,11 +58,11 @@ def _job_columns(jobs: Sequence[Mapping[str, Any]]) -> list[Column]:
         )
         share = 100.0 if complete else 100.0 * min(done, total) / total if total else 0.0
         percents.append(f"{share:.0f}%")
-        style = _STYLE.get(job["status"], "white")
+        style = status_style(job["status"])
         stale = bool(job.get("stale"))
         states.append(Text(job["status"] + (" (stale)" if stale else ""), style=style))
         short_states.append(Text("STALE" if stale else job["status"], style=style))
-    running = [j["status"] == "RUNNING" for j in jobs]
+    running = [j["status"] == JobStatus.RUNNING for j in jobs]
     sizes = [(int(j.get("bytes_transferred") or 0), int(j.get("bytes_total") or 0)) for j in jobs]
     return [
         Column("folder", [f"{j['folder']}/" for j in jobs]),
@@ -165,7 +153,7 @@ def status_view(
         else:
             parts.append(Text("  no backup has run yet"))
         for job in jobs:
-            if job.get("error_message") and job["status"] != "COMPLETED":
+            if job.get("error_message") and job["status"] != JobStatus.COMPLETED:
                 parts.append(Text(f"  {job['folder']}/: {job['error_message']}", style="red"))
     if live:
         parts.append(Text("\nCtrl-C to leave", style="dim"))
@@ -177,7 +165,7 @@ def _result(run: Mapping[str, Any], short: bool) -> Text:
     text = str(run["result"])
     if retries and not short:
         text += f" ({plural(retries, 'retry', 'retries')})"
-    return Text(text, style=_STYLE.get(str(run["result"]), "white"))
+    return Text(text, style=status_style(str(run["result"])))
 
 
 def history_table(runs: Sequence[Mapping[str, Any]], width: int = 80) -> RenderableType:

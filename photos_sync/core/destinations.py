@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from photos_sync.core.rclone_args import BASE_REMOTE, RemoteSpec, SyncOptions, crypt_remote
-from photos_sync.storage.store import Destination
+from photos_sync.core.records import Destination
 
 ENCRYPTION_PASSWORD = "encryption_password"  # noqa: S105 - a field name, not a secret
 ENCRYPTION_SALT = "encryption_salt"

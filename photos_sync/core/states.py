@@ -12,7 +12,9 @@ A job that COMPLETED is finished for good; the next backup run creates fresh job
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 
 class JobStatus(enum.StrEnum):
@@ -21,6 +23,29 @@ class JobStatus(enum.StrEnum):
     COMPLETED = "COMPLETED"
     INTERRUPTED = "INTERRUPTED"
     FAILED = "FAILED"
+
+
+#: How every renderer colours a job's state (a rich style), the one table for all of them.
+STATUS_STYLE: Mapping[JobStatus, str] = MappingProxyType(
+    {
+        JobStatus.COMPLETED: "green",
+        JobStatus.RUNNING: "cyan",
+        JobStatus.PENDING: "white",
+        JobStatus.INTERRUPTED: "yellow",
+        JobStatus.FAILED: "red",
+    }
+)
+#: The style of a text that names no job state.
+PLAIN_STYLE = "white"
+
+
+def status_style(state: str) -> str:
+    """The rich style of a job state as JSON carries it ("FAILED"), or of a run's result, which
+    is a job state in lower case ("failed", see reporting.history); PLAIN_STYLE otherwise."""
+    try:
+        return STATUS_STYLE[JobStatus(state.upper())]
+    except ValueError:
+        return PLAIN_STYLE
 
 
 #: States in which a job still has work to do.

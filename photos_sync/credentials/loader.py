@@ -9,8 +9,8 @@ from photos_sync.core.destinations import (
     parse_secrets_ref,
     required_secret_fields,
 )
+from photos_sync.core.records import Destination
 from photos_sync.credentials.keyfile import read_key_file
-from photos_sync.storage.store import Destination
 
 
 async def load_secrets(destination: Destination) -> dict[str, str]:

@@ -30,10 +30,11 @@ from photos_sync.core.destinations import (
 )
 from photos_sync.core.planning import SourceRefused, check_sources, selected_folders
 from photos_sync.core.rclone_args import BASE_REMOTE, b2_lifecycle_argv
+from photos_sync.core.records import Destination
 from photos_sync.credentials.keyfile import SecretsError
 from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage import datadir
-from photos_sync.storage.store import Destination, Store
+from photos_sync.storage.store import Store
 from photos_sync.system import execute
 
 #: Oldest rclone photos-sync is tested with (b2/s3 upload concurrency, JSON logs, serve s3).
@@ -333,8 +334,9 @@ async def check_b2_versions(remote: CryptRemote, destination: Destination) -> Ch
 async def check_destination(
     settings: Settings, store: Store, destination: Destination
 ) -> list[Check]:
+    from photos_sync.core.events import RunRefused
     from photos_sync.credentials.loader import load_secrets
-    from photos_sync.engine.runner import Runner, RunRefused
+    from photos_sync.engine.runner import Runner
 
     label = f"destination {destination.name}"
     try:

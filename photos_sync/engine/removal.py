@@ -21,9 +21,11 @@ from photos_sync.core.destinations import (
     parse_secrets_ref,
     unknown_destination_message,
 )
+from photos_sync.core.events import RunRefused, UsageProblem
+from photos_sync.core.records import Destination
 from photos_sync.core.states import JobStatus, Staleness, stale_threshold
-from photos_sync.engine.runner import RunRefused, UsageProblem, _destination_lock
-from photos_sync.storage.store import Destination, RestoreAndVerifyStore, Store
+from photos_sync.engine.runner import _destination_lock
+from photos_sync.storage.store import RestoreAndVerifyStore, Store
 from photos_sync.system import procinfo
 
 

@@ -17,7 +17,6 @@ import asyncio
 import json
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,13 @@ from photos_sync.core.archive import (
     parse_raw_listing,
     parse_stamp,
     under,
+)
+from photos_sync.core.events import (
+    EventKind,
+    ProgressSink,
+    RestoreRequest,
+    RunEvent,
+    RunRefused,
 )
 from photos_sync.core.names import decode_raw, display_path, is_utf8, raw_bytes
 from photos_sync.core.rclone_args import (
@@ -50,25 +56,13 @@ from photos_sync.core.rclone_log import (
     classify_exit,
     parse_line,
 )
+from photos_sync.core.records import RestoreJob
 from photos_sync.core.redact import redact
 from photos_sync.core.states import JobStatus
-from photos_sync.engine.runner import ProgressSink, RunEvent, Runner, RunRefused
+from photos_sync.engine.runner import Runner
 from photos_sync.rclone.remote import CryptRemote
-from photos_sync.storage.store import RestoreAndVerifyStore, RestoreJob
+from photos_sync.storage.store import RestoreAndVerifyStore
 from photos_sync.system import execute
-
-MODES = ("current", "deleted", "as-of")
-
-
-@dataclass(frozen=True, slots=True)
-class RestoreRequest:
-    destination: str | None
-    target: Path
-    path: str = ""
-    mode: str = "current"
-    moment: datetime | None = None
-    overwrite: bool = False
-    dry_run: bool = False
 
 
 def _files_from(step: CopyStep, folder: Path) -> str | None:
@@ -104,7 +98,6 @@ class RestoreResult:
     job: RestoreJob | None
     files: int
     bytes: int
-    planned: list[str] = field(default_factory=list)
     error: str | None = None
     #: plain paths rclone ignored as duplicate names (NOT restored); raw, see names.display_path
     skipped: list[str] = field(default_factory=list)
@@ -293,7 +286,7 @@ class Restorer:
         label = display_path(request.path) or "everything"
         # "label": what the progress lines call it (a backup job is "<folder>/").
         job_view = {"id": job.id if job else 0, "folder": label, "label": label}
-        self.sink(RunEvent("job_started", destination.name, job_view))
+        self.sink(RunEvent(EventKind.JOB_STARTED, destination.name, job_view))
         totals = _Totals()
         skipped: list[str] = []
         error: str | None = None
@@ -323,11 +316,11 @@ class Restorer:
             )
         self.sink(
             RunEvent(
-                "job_finished",
+                EventKind.JOB_FINISHED,
                 destination.name,
                 {
                     **job_view,
-                    "status": "FAILED" if error else "COMPLETED",
+                    "status": (JobStatus.FAILED if error else JobStatus.COMPLETED).value,
                     "files_transferred": totals.files,
                     "bytes_transferred": totals.bytes,
                     "bytes_total": max(totals.bytes, totals.bytes_total),
@@ -338,7 +331,7 @@ class Restorer:
         for path in skipped:
             self.sink(
                 RunEvent(
-                    "message",
+                    EventKind.MESSAGE,
                     destination.name,
                     {
                         "text": f"NOT restored: {display_path(path)} — rclone ignored it as a "
@@ -352,7 +345,7 @@ class Restorer:
             if differ_count:
                 self.sink(
                     RunEvent(
-                        "message",
+                        EventKind.MESSAGE,
                         destination.name,
                         {"text": differ_note(differ_count, differ, str(target))},
                     )
@@ -361,7 +354,6 @@ class Restorer:
             job,
             totals.files,
             totals.bytes,
-            [s.source for s in steps],
             error,
             skipped,
             differ_count,
@@ -461,7 +453,7 @@ class Restorer:
                     return
                 self.sink(
                     RunEvent(
-                        "job_progress",
+                        EventKind.JOB_PROGRESS,
                         destination,
                         {
                             "job_id": job.id if job else 0,

@@ -23,10 +23,10 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import Any, TextIO
 
 from photos_sync.core.archive import expired_stamps, parse_stamp
 from photos_sync.core.config import Settings
@@ -38,6 +38,16 @@ from photos_sync.core.destinations import (
     destination_type,
     missing_secret_fields,
     unknown_destination_message,
+)
+from photos_sync.core.events import (
+    DryRunFolder,
+    EventKind,
+    ProgressSink,
+    RunEvent,
+    RunRefused,
+    RunRequest,
+    RunResult,
+    UsageProblem,
 )
 from photos_sync.core.guards import FolderPreview, PreviewCollector, max_delete_refusal
 from photos_sync.core.names import (
@@ -84,6 +94,7 @@ from photos_sync.core.rclone_log import (
     is_credentials_error,
     parse_line,
 )
+from photos_sync.core.records import Destination, Job, utcnow
 from photos_sync.core.redact import redact
 from photos_sync.core.skips import (
     ADVICE,
@@ -100,15 +111,11 @@ from photos_sync.credentials.loader import load_secrets
 from photos_sync.rclone import rc as rclone_rc
 from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage.datadir import open_private
-from photos_sync.storage.store import Destination, Job, Store, utcnow
+from photos_sync.storage.store import Store
 from photos_sync.system import execute, procinfo
 from photos_sync.system.logs import get_logger
 from photos_sync.system.source_names import scan_names
 from photos_sync.system.source_scan import find_symlink_loops
-
-if TYPE_CHECKING:
-    from photos_sync.engine.restore import RestoreRequest
-    from photos_sync.immich.server import SharedDump
 
 log = get_logger("photos_sync.engine.runner")
 
@@ -130,121 +137,8 @@ def _signal_name(returncode: int) -> str:
         return f"signal {number}"
 
 
-class RunRefused(RuntimeError):
-    """The run did not start; the message is one line saying what is wrong and what to do."""
-
-
-class UsageProblem(RunRefused):
-    """The request itself was wrong (unknown or ambiguous destination): exit code 2."""
-
-
-# -- events for whoever watches a run -------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JobProgress:
-    job_id: int
-    folder: str
-    bytes_done: int
-    bytes_total: int
-    files_done: int
-    files_total: int
-    speed: float
-    eta: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class RunEvent:
-    kind: str  # run_started | job_started | job_progress | job_finished | message | run_finished
-    destination: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-class ProgressSink(Protocol):
-    def __call__(self, event: RunEvent) -> None: ...
-
-
 def _ignore(event: RunEvent) -> None:
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class RunRequest:
-    destination: str | None = None
-    dry_run: bool = False
-    force: bool = False
-    #: Set when the daemon's queue carries a restore instead of a backup.
-    restore: RestoreRequest | None = None
-    #: One Immich dump for the runs of a backup to several destinations: the first run that
-    #: backs up backups/ asks Immich, the others reuse that dump (see immich.SharedDump).
-    dump: SharedDump | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class DryRunFolder:
-    folder: str
-    files: int
-    bytes: int
-    archived: int
-    error: str | None
-    #: the guard's refusal a real run would meet (BACKUP_MAX_DELETE), if any
-    refused: str | None = None
-
-
-@dataclass
-class RunResult:
-    destination: str
-    run_id: str
-    dry_run: bool
-    jobs: list[Job] = field(default_factory=list)
-    dry_run_folders: list[DryRunFolder] = field(default_factory=list)
-    resumed: bool = False
-    #: archive folders (run stamps) removed, or that would be with a dry run
-    pruned: list[str] = field(default_factory=list)
-    #: the fresh Immich DB dump's outcome (photos_sync.immich.server.DumpOutcome.as_dict), if asked
-    immich: dict[str, Any] | None = None
-    #: file names that need attention (Unicode twins, undecodable bytes, files rclone skipped)
-    file_names: list[NameProblem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        if self.dry_run:
-            return all(f.error is None and f.refused is None for f in self.dry_run_folders)
-        if self.immich is not None and self.immich.get("error"):
-            return False  # a missing or refused Immich API key: the files went, fix the key
-        if any(not p.backed_up for p in self.file_names) or self.files_skipped:
-            return False  # a file was not backed up: the backup is not whole
-        return all(j.status is JobStatus.COMPLETED for j in self.jobs)
-
-    @property
-    def files_skipped(self) -> int:
-        """Files this run's jobs went past (unreadable, symlinks, names too long)."""
-        return sum(j.files_skipped for j in self.jobs)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "destination": self.destination,
-            "run_id": self.run_id,
-            "dry_run": self.dry_run,
-            "resumed": self.resumed,
-            "ok": self.ok,
-            "files_skipped": self.files_skipped,
-            "pruned": self.pruned,
-            "immich": self.immich,
-            "file_names": [p.as_dict() for p in self.file_names],
-            "jobs": [j.as_dict() for j in self.jobs],
-            "dry_run_folders": [
-                {
-                    "folder": f.folder,
-                    "files": f.files,
-                    "bytes": f.bytes,
-                    "archived": f.archived,
-                    "error": f.error,
-                    "refused": f.refused,
-                }
-                for f in self.dry_run_folders
-            ],
-        }
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -428,7 +322,6 @@ class _JobTracker:
         self._marker = activity_marker(Progress())
         self._secrets = secrets
         self._on_change = on_change
-        self.dirty = False
         #: source paths (relative to the folder) rclone said it ignored, and if each is a folder
         self.skipped: dict[str, bool] = {}
 
@@ -455,7 +348,6 @@ class _JobTracker:
             self.confirmed_bytes += event.size
             self.confirmed_files += 1
             self.active_at = time.monotonic()
-            self.dirty = True
             return
         elif isinstance(event, ErrorLine):
             reason = classify(event.level, event.message, event.object)
@@ -475,13 +367,11 @@ class _JobTracker:
             return
         else:
             return
-        self.dirty = True
         self._on_change()
 
     def skip(self, path: str, reason: SkipReason) -> None:
         if self.skips.add(path, reason):
             log.warning("file_skipped", path=f"{self.folder}/{path}", reason=str(reason))
-            self.dirty = True
 
     @property
     def only_skips(self) -> bool:
@@ -702,7 +592,7 @@ class Runner:
             verb = "would remove" if dry_run else "removing"
             self.sink(
                 RunEvent(
-                    "message",
+                    EventKind.MESSAGE,
                     destination.name,
                     {
                         "text": f"archive: {verb} files deleted by the run of {stamp} "
@@ -792,7 +682,7 @@ class Runner:
             result.dry_run_folders.append(entry)
             self.sink(
                 RunEvent(
-                    "message",
+                    EventKind.MESSAGE,
                     destination.name,
                     {
                         "text": f"{folder.name}/: would send {plural(entry.files, 'file')} "
@@ -854,7 +744,7 @@ class Runner:
         )
         self.sink(
             RunEvent(
-                "run_started",
+                EventKind.RUN_STARTED,
                 destination.name,
                 {
                     "run_id": plan.run_id,
@@ -872,7 +762,9 @@ class Runner:
                 self.settings,
                 destination,
                 immich_path / "backups",
-                lambda text: self.sink(RunEvent("message", destination.name, {"text": text})),
+                lambda text: self.sink(
+                    RunEvent(EventKind.MESSAGE, destination.name, {"text": text})
+                ),
             )
             result.immich = outcome.as_dict() if outcome is not None else None
         guarded = {j.folder for j in jobs if j.folder in backed_up}
@@ -917,7 +809,7 @@ class Runner:
             await self.store.mark_backup_completed(destination.id, utcnow())
             result.pruned = await self.prune_archive(destination, remote, dry_run=False)
         log.info("run_finished", destination=destination.name, run_id=plan.run_id, ok=result.ok)
-        self.sink(RunEvent("run_finished", destination.name, result.as_dict()))
+        self.sink(RunEvent(EventKind.RUN_FINISHED, destination.name, result.as_dict()))
         return result
 
     async def _record_lost_names(self, job: Job, hazards: list[NameProblem]) -> Job:
@@ -963,11 +855,11 @@ class Runner:
                 detail=problem.detail,
             )
             if index < self.NAMES_SHOWN:
-                self.sink(RunEvent("message", destination, {"text": problem.line()}))
+                self.sink(RunEvent(EventKind.MESSAGE, destination, {"text": problem.line()}))
         if len(problems) > self.NAMES_SHOWN:
             more = len(problems) - self.NAMES_SHOWN
             text = f"… and {more} more file names (all of them: backup.log, or --json)"
-            self.sink(RunEvent("message", destination, {"text": text}))
+            self.sink(RunEvent(EventKind.MESSAGE, destination, {"text": text}))
 
     async def _skip_jobs(self, jobs: list[Job], cause: Job | str) -> list[Job]:
         """Mark jobs not attempted after the storage refused, did not answer, filled up or
@@ -1002,7 +894,7 @@ class Runner:
                 log.warning("job_source_changed", job_id=job.id, old=job.source_path, new=source)
                 self.sink(
                     RunEvent(
-                        "message",
+                        EventKind.MESSAGE,
                         destination.name,
                         {
                             "text": f"{job.folder}/: resuming from the current source {source} "
@@ -1043,7 +935,7 @@ class Runner:
             job = await self.store.set_status(
                 job.id, JobStatus.RUNNING, owner=procinfo.current_owner()
             )
-            self.sink(RunEvent("job_started", destination.name, job.as_dict()))
+            self.sink(RunEvent(EventKind.JOB_STARTED, destination.name, job.as_dict()))
             log.info("job_started", job_id=job.id, folder=job.folder, attempt=job.retry_count + 1)
             refusal, code, last_error, only_skips = None, 0, None, False
             if guard:
@@ -1055,7 +947,7 @@ class Runner:
                     job.id, JobStatus.FAILED, error_message=refusal, refused=Refusal.MAX_DELETE
                 )
                 log.error("job_refused", job_id=job.id, folder=job.folder, reason=refusal)
-                self.sink(RunEvent("job_finished", destination.name, job.as_dict()))
+                self.sink(RunEvent(EventKind.JOB_FINISHED, destination.name, job.as_dict()))
                 return job
             if code == 0:
                 code, last_error, only_skips = await self._attempt(
@@ -1082,7 +974,7 @@ class Runner:
                         job.files_skipped, job.as_dict()["skipped_detail"]
                     )
                     log.warning("job_skipped_files", folder=job.folder, count=job.files_skipped)
-                    self.sink(RunEvent("message", destination.name, {"text": text}))
+                    self.sink(RunEvent(EventKind.MESSAGE, destination.name, {"text": text}))
             else:
                 message = explain_failure(code, last_error)
                 retry = outcome is Outcome.RETRYABLE and job.retry_count < self.settings.max_retries
@@ -1101,7 +993,7 @@ class Runner:
                     delay = min(MAX_BACKOFF, self.settings.retry_delay * 2 ** (job.retry_count - 1))
                     self.sink(
                         RunEvent(
-                            "message",
+                            EventKind.MESSAGE,
                             destination.name,
                             {
                                 "text": f"{job.folder}/ failed ({message}); retry "
@@ -1119,7 +1011,7 @@ class Runner:
                 bytes=job.bytes_transferred,
                 files=job.files_transferred,
             )
-            self.sink(RunEvent("job_finished", destination.name, job.as_dict()))
+            self.sink(RunEvent(EventKind.JOB_FINISHED, destination.name, job.as_dict()))
             return job
 
     async def _check_deletions(
@@ -1165,7 +1057,7 @@ class Runner:
             options,
             job.source_path,
             lambda text: self.sink(
-                RunEvent("message", destination.name, {"text": f"{job.folder}/{text}"})
+                RunEvent(EventKind.MESSAGE, destination.name, {"text": f"{job.folder}/{text}"})
             ),
         )
         argv = sync_argv(
@@ -1259,7 +1151,7 @@ class Runner:
         f = tracker.fields()
         self.sink(
             RunEvent(
-                "job_progress",
+                EventKind.JOB_PROGRESS,
                 destination.name,
                 {
                     "job_id": job.id,
@@ -1277,7 +1169,6 @@ class Runner:
     async def _flush(self, job: Job, tracker: _JobTracker) -> None:
         fields = tracker.fields()
         await asyncio.shield(self.store.update_job(job.id, **fields))
-        tracker.dirty = False
 
     @contextlib.asynccontextmanager
     async def _flushing(self, job: Job, tracker: _JobTracker) -> AsyncIterator[None]:

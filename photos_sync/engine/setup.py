@@ -58,6 +58,7 @@ from photos_sync.core.destinations import (
     s3_provider,
 )
 from photos_sync.core.rclone_args import remote_env
+from photos_sync.core.records import Destination, to_iso, utcnow
 from photos_sync.core.redact import redact
 from photos_sync.credentials.keyfile import (
     SecretsError,
@@ -66,7 +67,7 @@ from photos_sync.credentials.keyfile import (
     write_key_file,
 )
 from photos_sync.rclone.remote import CryptRemote
-from photos_sync.storage.store import Destination, Store, to_iso, utcnow
+from photos_sync.storage.store import Store
 from photos_sync.system import execute
 from photos_sync.system.logs import get_logger
 
@@ -77,6 +78,7 @@ log = get_logger("photos_sync.engine.setup")
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 MIN_PASSWORD_LENGTH = 12
+#: How many numbered steps the wizard announces ("[n/STEPS] ..." at a terminal).
 STEPS = 8
 #: The Immich API key's field (1Password item, key file); PHOTOS_SYNC_IMMICH_API_KEY at setup.
 IMMICH_API_KEY = "immich_api_key"
@@ -126,8 +128,6 @@ class SetupUI(Protocol):
         """The answer as typed ("" for an empty line when there is no default)."""
         ...
 
-    def pause(self, text: str) -> None: ...
-
 
 class StepUI:
     """Non-interactive UI: reports steps through a callback; questions take `assume_yes`
@@ -157,9 +157,6 @@ class StepUI:
 
     def ask(self, question: str, *, secret: bool = False, default: str | None = None) -> str:
         raise SetupError(f"no answer for {question!r} without a terminal")
-
-    def pause(self, text: str) -> None:
-        return None
 
 
 @dataclass

@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from photos_sync.core.destinations import DestinationError
+from photos_sync.core.events import EventKind, RunEvent, RunRefused
 from photos_sync.core.names import decode_raw, display_path, raw_bytes
 from photos_sync.core.planning import IMMICH_MARKER, selected_folders
 from photos_sync.core.rclone_args import BASE_REMOTE, CRYPT_REMOTE, check_argv, crypt_path
+from photos_sync.core.records import utcnow
 from photos_sync.core.redact import redact
 from photos_sync.core.units import from_iso
 from photos_sync.core.verify_plan import (
@@ -47,9 +49,9 @@ from photos_sync.core.verify_plan import (
     run_start,
     unhashed_paths,
 )
-from photos_sync.engine.runner import RunEvent, Runner, RunRefused, _destination_lock
+from photos_sync.engine.runner import Runner, _destination_lock
 from photos_sync.rclone.remote import CryptRemote
-from photos_sync.storage.store import RestoreAndVerifyStore, utcnow
+from photos_sync.storage.store import RestoreAndVerifyStore
 from photos_sync.system import execute
 
 
@@ -327,7 +329,9 @@ async def _verify(
         since = run_start(job.run_id, from_iso(job.created_at)) if job else None
         report.backups[folder.name] = since.isoformat() if since else None
         runner.sink(
-            RunEvent("message", destination.name, {"text": f"{folder.name}/: checking hashes"})
+            RunEvent(
+                EventKind.MESSAGE, destination.name, {"text": f"{folder.name}/: checking hashes"}
+            )
         )
         try:
             checked = await _check_folder(
@@ -441,7 +445,7 @@ async def _check_folder(
         if download:
             runner.sink(
                 RunEvent(
-                    "message",
+                    EventKind.MESSAGE,
                     remote.label,
                     {
                         "text": f"{folder}/: downloading {len(download)} files "

@@ -51,10 +51,10 @@ from photos_sync.core.immich_rules import (
     trigger_calls,
     version_text,
 )
+from photos_sync.core.records import Destination
 from photos_sync.core.redact import redact
 from photos_sync.credentials.keyfile import SecretsError, read_key_file, write_key_file
 from photos_sync.storage import datadir
-from photos_sync.storage.store import Destination
 from photos_sync.system.logs import get_logger
 
 log = get_logger("photos_sync.immich.server")

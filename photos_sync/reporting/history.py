@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from photos_sync.storage.store import Store, from_iso
+from photos_sync.core.states import JobStatus
+from photos_sync.core.units import from_iso
+from photos_sync.storage.store import Store
 
 _COLUMNS = (
     "name",
@@ -25,13 +27,13 @@ _COLUMNS = (
 
 
 def _result(statuses: set[str]) -> str:
-    if "RUNNING" in statuses:
+    if JobStatus.RUNNING in statuses:
         return "running"
-    if statuses == {"COMPLETED"}:
+    if statuses == {JobStatus.COMPLETED}:
         return "completed"
-    if "FAILED" in statuses:
+    if JobStatus.FAILED in statuses:
         return "failed"
-    if "INTERRUPTED" in statuses:
+    if JobStatus.INTERRUPTED in statuses:
         return "interrupted"
     return "pending"
 
@@ -68,12 +70,12 @@ def summarise_runs(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "files": sum(int(j["files_transferred"] or 0) for j in jobs),
                 "folders": len(jobs),
                 "retries": sum(int(j["retry_count"] or 0) for j in jobs),
-                "failed_jobs": sum(1 for j in jobs if j["status"] == "FAILED"),
+                "failed_jobs": sum(1 for j in jobs if j["status"] == JobStatus.FAILED),
                 "result": result,
                 "errors": [
                     f"{j['folder']}/: {j['error_message']}"
                     for j in jobs
-                    if j["error_message"] and j["status"] != "COMPLETED"
+                    if j["error_message"] and j["status"] != JobStatus.COMPLETED
                 ],
             }
         )

@@ -26,9 +26,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from photos_sync.core.config import ConfigError, Settings
+from photos_sync.core.events import EventKind, ProgressSink, RunEvent, RunRequest, UsageProblem
 from photos_sync.core.skips import summary as skip_summary
+from photos_sync.core.states import JobStatus
 from photos_sync.core.units import duration, human_bytes, plural
-from photos_sync.engine.runner import ProgressSink, RunEvent, RunRequest, UsageProblem
 from photos_sync.system.logs import get_logger
 
 log = get_logger("photos_sync.reporting.notify")
@@ -123,7 +124,7 @@ def start_notice(destination: str, data: Mapping[str, Any]) -> Notice:
 def finished_notice(destination: str, result: Mapping[str, Any], seconds: float | None) -> Notice:
     """From a RunResult.as_dict(): success when every job completed, else failure."""
     jobs: Sequence[Mapping[str, Any]] = result.get("jobs") or []
-    done = [j for j in jobs if j.get("status") == "COMPLETED"]
+    done = [j for j in jobs if j.get("status") == JobStatus.COMPLETED]
     files = sum(int(j.get("files_transferred") or 0) for j in jobs)
     size = sum(int(j.get("bytes_transferred") or 0) for j in jobs)
     ok = bool(result.get("ok"))
@@ -134,7 +135,7 @@ def finished_notice(destination: str, result: Mapping[str, Any], seconds: float 
         f"{human_bytes(size)}{took} (run {result.get('run_id', '')})"
     ]
     for job in jobs:
-        if job.get("status") != "COMPLETED":
+        if job.get("status") != JobStatus.COMPLETED:
             error = job.get("error_message") or "not finished"
             lines.append(f"{job.get('folder')}/: {job.get('status')} — {error}")
         elif job.get("files_skipped"):
@@ -291,10 +292,10 @@ class Notifier:
 
         def notifying(event: RunEvent) -> None:
             sink(event)
-            if event.kind == "run_started":
+            if event.kind is EventKind.RUN_STARTED:
                 started[event.destination] = time.monotonic()
                 self.post(start_notice(event.destination, event.data))
-            elif event.kind == "run_finished" and not event.data.get("dry_run"):
+            elif event.kind is EventKind.RUN_FINISHED and not event.data.get("dry_run"):
                 began = started.pop(event.destination, None)
                 seconds = time.monotonic() - began if began is not None else None
                 self.post(finished_notice(event.destination, event.data, seconds))

@@ -1,5 +1,8 @@
 """The SQLite store (aiosqlite, WAL): destinations and jobs.
 
+The records themselves (Destination, Job, RestoreJob) live in photos_sync.core.records;
+this module turns rows into them and keeps them.
+
 Schema changes are a list of migrations keyed by `PRAGMA user_version`. Opening a DB applies
 the missing ones, each in its own transaction, so running them twice is harmless; a DB
 written by a newer photos-sync is refused rather than guessed at.
@@ -12,15 +15,15 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from photos_sync.core.records import Destination, Job, RestoreJob, to_iso, utcnow
 from photos_sync.core.states import JobStatus, check_transition
-from photos_sync.core.units import from_iso as from_iso  # re-exported: callers import it from here
+from photos_sync.core.units import from_iso
 from photos_sync.storage import datadir
 
 
@@ -30,14 +33,6 @@ class StoreError(RuntimeError):
 
 class SchemaTooNew(StoreError):
     pass
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def to_iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
 
 
 _STATUS_CHECK = ", ".join(f"'{s.value}'" for s in JobStatus)
@@ -150,76 +145,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-@dataclass(frozen=True, slots=True)
-class Destination:
-    id: int
-    name: str
-    type: str
-    bucket_name: str | None
-    remote_path: str | None
-    endpoint: str | None
-    region: str | None
-    secrets_ref: str
-    options: Mapping[str, Any]
-    created_at: str
-    last_backup_at: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "type": self.type,
-            "bucket_name": self.bucket_name,
-            "remote_path": self.remote_path,
-            "endpoint": self.endpoint,
-            "region": self.region,
-            "secrets_ref": self.secrets_ref,
-            "created_at": self.created_at,
-            "last_backup_at": self.last_backup_at,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: int
-    destination_id: int
-    run_id: str
-    folder: str
-    source_path: str
-    status: JobStatus
-    bytes_total: int
-    bytes_transferred: int
-    bytes_confirmed: int
-    files_total: int
-    files_transferred: int
-    files_archived: int
-    transfer_speed: float
-    eta_seconds: float | None
-    created_at: str
-    started_at: str | None
-    completed_at: str | None
-    last_update: str | None
-    error_message: str | None
-    retry_count: int
-    priority: int
-    owner_pid: int | None
-    owner_host: str | None
-    owner_token: str | None
-    #: The safety guard that refused this job (a `Refusal` value), or None. A refused job is
-    #: never resumed: the next run plans the folder afresh and checks it again.
-    refused: str | None = None
-    #: Files under the folder that this job could not send (named in `skipped_detail`).
-    files_skipped: int = 0
-    #: JSON list of {"path": plain source path, "reason": why}, the first few only.
-    skipped_detail: str = "[]"
-
-    def as_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["status"] = self.status.value
-        data["skipped_detail"] = json.loads(self.skipped_detail or "[]")
-        return data
 
 
 _JOB_COLUMNS = tuple(Job.__slots__)
@@ -693,33 +618,6 @@ def _explain_db_error(path: Path, exc: sqlite3.DatabaseError) -> str:
 # -- restores and verify results ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RestoreJob:
-    id: int
-    destination_id: int
-    remote_path: str
-    target_dir: str
-    mode: str
-    as_of: str | None
-    overwrite: int
-    status: JobStatus
-    bytes_total: int
-    bytes_transferred: int
-    files_total: int
-    files_transferred: int
-    created_at: str
-    started_at: str | None
-    completed_at: str | None
-    last_update: str | None
-    error_message: str | None
-    owner_pid: int | None
-
-    def as_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["status"] = self.status.value
-        return data
-
-
 _RESTORE_COLUMNS = tuple(RestoreJob.__slots__)
 
 _VERIFY_FIELDS = (
@@ -773,8 +671,8 @@ class RestoreAndVerifyStore:
         """The latest unfinished restore of the same request, if any (to resume it)."""
         jobs = await self._restores(
             "destination_id = ? AND remote_path = ? AND target_dir = ? AND mode = ? "
-            "AND coalesce(as_of, '') = ? AND status != 'COMPLETED' ORDER BY id DESC LIMIT 1",
-            (destination_id, remote_path, target_dir, mode, as_of or ""),
+            "AND coalesce(as_of, '') = ? AND status != ? ORDER BY id DESC LIMIT 1",
+            (destination_id, remote_path, target_dir, mode, as_of or "", JobStatus.COMPLETED.value),
         )
         return jobs[0] if jobs else None
 
@@ -792,7 +690,7 @@ class RestoreAndVerifyStore:
             INSERT INTO restore_jobs
                 (destination_id, remote_path, target_dir, mode, as_of, overwrite, status,
                  created_at)
-            VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """,
             (
                 destination_id,
@@ -801,6 +699,7 @@ class RestoreAndVerifyStore:
                 mode,
                 as_of,
                 int(overwrite),
+                JobStatus.PENDING.value,
                 to_iso(utcnow()),
             ),
         )

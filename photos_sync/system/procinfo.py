@@ -11,8 +11,9 @@ import os
 import socket
 from pathlib import Path
 
+from photos_sync.core.records import Job, utcnow
 from photos_sync.core.states import OwnerView, Staleness, classify_running_job
-from photos_sync.storage.store import Job, from_iso, utcnow
+from photos_sync.core.units import from_iso
 
 
 def _boot_id() -> str | None:

@@ -22,8 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from photos_sync.core.records import Destination
 from photos_sync.core.schedule import Schedule, group_last_runs, next_run
-from photos_sync.storage.store import Destination, Store, from_iso
+from photos_sync.core.units import from_iso
+from photos_sync.storage.store import Store
 from photos_sync.system import execute
 
 UNIT_NAME = "photos-sync.service"

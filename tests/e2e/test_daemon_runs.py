@@ -194,7 +194,7 @@ def test_schedule_fires_with_a_short_interval(
     for end in ends:
         assert end["ok"] is True, end
         assert end["run"]["reason"] == "schedule"
-    from photos_sync.storage.store import from_iso
+    from photos_sync.core.units import from_iso
 
     started = [from_iso(e["run"]["started_at"]) for e in ends]
     assert started[0] is not None and started[1] is not None

@@ -24,8 +24,8 @@ from photos_sync_daemon.lock import AlreadyRunning, DataDirLock
 from photos_sync_daemon.peercred import peer_uid
 
 from photos_sync.cli.daemon_client import connect
+from photos_sync.core.units import from_iso
 from photos_sync.storage.settings_io import load_settings
-from photos_sync.storage.store import from_iso
 from photos_sync.system import execute
 from photos_sync.system.service import account_name
 from tests.immich_tree import TreeStats

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from photos_sync.core.config import Settings
+from photos_sync.core.events import RunEvent, RunRefused, RunRequest
 from photos_sync.core.states import JobStatus
-from photos_sync.engine.runner import RunEvent, Runner, RunRefused, RunRequest
+from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import key_file_path, setup_local
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store
@@ -368,8 +369,8 @@ def _host() -> str:
 
 
 async def test_runs_within_one_second_get_distinct_ids(immich, tmp_path, settings):
+    from photos_sync.core.records import utcnow
     from photos_sync.engine.runner import _next_run_id
-    from photos_sync.storage.store import utcnow
 
     now = utcnow()
     first = _next_run_id(None, now)

@@ -14,9 +14,10 @@ from photos_sync.core.destinations import (
     destination_type,
     plan_tuning,
 )
+from photos_sync.core.events import RunRequest
 from photos_sync.core.rclone_args import SyncOptions, archive_path, crypt_path, sync_argv
 from photos_sync.credentials.keyfile import write_key_file
-from photos_sync.engine.runner import Runner, RunRequest
+from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupError, SetupRequest, setup_destination
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from photos_sync.core.config import Settings
+from photos_sync.core.events import RunRefused, RunRequest
 from photos_sync.core.states import JobStatus
-from photos_sync.engine.runner import Runner, RunRefused, RunRequest
+from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupError, SetupRequest, setup_destination
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store

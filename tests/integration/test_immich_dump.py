@@ -7,8 +7,9 @@ import dataclasses
 from pathlib import Path
 
 from photos_sync.core.config import Settings
+from photos_sync.core.events import RunEvent, RunRequest
 from photos_sync.core.states import JobStatus
-from photos_sync.engine.runner import RunEvent, Runner, RunRequest
+from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import key_file_path, setup_local
 from photos_sync.immich import server as immich_io
 from photos_sync.reporting.status import gather_status

@@ -17,9 +17,10 @@ import pytest
 
 from photos_sync.core.archive import parse_stamp
 from photos_sync.core.config import Settings
+from photos_sync.core.events import RestoreRequest, RunRefused, RunRequest
 from photos_sync.core.states import JobStatus
-from photos_sync.engine.restore import Restorer, RestoreRequest, archive_listing
-from photos_sync.engine.runner import Runner, RunRefused, RunRequest
+from photos_sync.engine.restore import Restorer, archive_listing
+from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupRequest, key_file_path, setup_destination, setup_local
 from photos_sync.engine.verify import verify
 from photos_sync.reporting.status import gather_status

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from photos_sync.core.config import Settings
+from photos_sync.core.events import RunEvent, RunRequest
 from photos_sync.core.states import JobStatus, Refusal
-from photos_sync.engine.runner import RunEvent, Runner, RunRequest
+from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import key_file_path, setup_local
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store
@@ -290,7 +291,7 @@ async def test_disk_full_fails_once_without_retries(tmp_path, monkeypatch, small
 
 
 async def test_status_json_carries_the_refusal(tmp_path, monkeypatch):
-    from photos_sync.cli.render import status_document
+    from photos_sync.reporting.status import status_document
 
     root = tmp_path / "immich"
     make_immich_tree(root, library_files=10, upload_files=2, scale=0.05, seed=9, thumbs=False)

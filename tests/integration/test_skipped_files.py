@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from photos_sync.core.config import Settings
+from photos_sync.core.events import RunEvent, RunRequest
 from photos_sync.core.states import JobStatus
-from photos_sync.engine.runner import RunEvent, Runner, RunRequest, summarise
+from photos_sync.engine.runner import Runner, summarise
 from photos_sync.engine.setup import key_file_path, setup_local
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store

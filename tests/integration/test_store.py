@@ -9,15 +9,9 @@ from datetime import timedelta
 
 import pytest
 
+from photos_sync.core.records import to_iso, utcnow
 from photos_sync.core.states import InvalidTransition, JobStatus
-from photos_sync.storage.store import (
-    SCHEMA_VERSION,
-    SchemaTooNew,
-    Store,
-    StoreError,
-    to_iso,
-    utcnow,
-)
+from photos_sync.storage.store import SCHEMA_VERSION, SchemaTooNew, Store, StoreError
 from tests.support.db_history import damage_middle, grow_history
 
 OWNER = (12345, "host", None)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from photos_sync.core.config import Settings
-from photos_sync.engine.runner import Runner, RunRequest
+from photos_sync.core.events import RunRequest
+from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupRequest, setup_destination
 from photos_sync.engine.verify import verify
 from photos_sync.storage.store import Store

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.storage.store import to_iso, utcnow
+from photos_sync.core.records import to_iso, utcnow
 from photos_sync.system import procinfo
 from tests.immich_tree import TreeStats
 from tests.reliability.harness import integrity_ok, jobs

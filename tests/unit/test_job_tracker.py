@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from photos_sync.core.records import Job
 from photos_sync.core.states import JobStatus
 from photos_sync.engine.runner import _JobTracker
-from photos_sync.storage.store import Job
 
 MIB = 1024 * 1024
 

@@ -11,6 +11,7 @@ from rich.console import Console, RenderableType
 
 from photos_sync.cli.render import Column, fit_table, job_table, size_pair
 from photos_sync.cli.watch import history_table, status_view
+from photos_sync.core.states import STATUS_STYLE, JobStatus, status_style
 from photos_sync.core.units import plural
 
 
@@ -139,3 +140,42 @@ def test_the_status_table_fits_80_columns() -> None:
     assert all(len(line) <= 80 for line in lines)
     assert "…" not in "\n".join(lines)
     assert [line.split()[0] for line in lines[1:]] == ["encoded-video/", "backups/", "library/"]
+
+
+#: The colours `--status`, `--watch` and `--history` have always given each job state, written
+#: out independently of core.states.STATUS_STYLE (which all three now read).
+STATE_COLOURS = {
+    "COMPLETED": "green",
+    "RUNNING": "cyan",
+    "PENDING": "white",
+    "INTERRUPTED": "yellow",
+    "FAILED": "red",
+}
+
+
+def colours(renderable: RenderableType, width: int = 160) -> dict[str, str]:
+    """Each coloured piece of text in the drawing -> its colour's name."""
+    console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system="standard")
+    found: dict[str, str] = {}
+    for line in console.render_lines(renderable, console.options, pad=False):
+        for segment in line:
+            text = segment.text.strip()
+            if text and segment.style is not None and segment.style.color is not None:
+                found[text] = segment.style.color.name
+    return found
+
+
+@pytest.mark.parametrize("state", sorted(STATE_COLOURS))
+def test_every_renderer_colours_a_state_from_one_table(state: str) -> None:
+    assert STATUS_STYLE[JobStatus(state)] == STATE_COLOURS[state]
+    job = _job("library", state)
+    assert colours(job_table([job], 160))[state] == STATE_COLOURS[state]
+    document = {"daemon": None, "destinations": [{"name": "nas"}], "jobs": [job]}
+    assert colours(status_view(document, width=160, live=False))[state] == STATE_COLOURS[state]
+    result = state.lower()  # a run's result is its jobs' state in lower case
+    assert colours(history_table([_run("nas", result)], 160))[result] == STATE_COLOURS[state]
+
+
+def test_a_text_that_is_no_state_is_drawn_plain() -> None:
+    assert status_style("STALE") == status_style("") == "white"
+    assert status_style("failed") == status_style("FAILED") == "red"

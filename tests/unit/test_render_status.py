@@ -1,4 +1,4 @@
-"""photos_sync.cli.render.status_document: the stable `backup --status --json` contract."""
+"""photos_sync.reporting.status.status_document: the stable `backup --status --json` contract."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from photos_sync.cli.render import dumps, percent, status_document
+from photos_sync.cli.render import dumps
+from photos_sync.core.records import Destination, Job
 from photos_sync.core.states import JobStatus, Staleness
-from photos_sync.storage.store import Destination, Job
+from photos_sync.reporting.status import percent, status_document
 
 #: Every job field the JSON carries, as documented in the design (plus run/ownership data).
 JOB_FIELDS = {
