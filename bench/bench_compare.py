@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import sqlite3
@@ -91,9 +92,9 @@ def make_many(root: Path, files: int, seed: int) -> None:
     """`files` small files: thumbs/<user>/<xx>/<yy>/<uuid>-thumbnail.webp (2-10 KiB) and 1 %
     profile/<user>/<uuid>.jpg (10-40 KiB); Immich markers in every top folder."""
     rng = random.Random(seed)
-    for folder in TOP_FOLDERS:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        (root / folder / MARKER).touch()
+    for top in TOP_FOLDERS:
+        (root / top).mkdir(parents=True, exist_ok=True)
+        (root / top / MARKER).touch()
     users = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(2)]
     made: set[Path] = set()
     for n in range(files):
@@ -290,7 +291,7 @@ def run_measured(
     kill_at: int | None = None,
     kill_children: bool = False,
     check: bool = True,
-) -> tuple[int, float, os.struct_rusage if False else object, Watcher]:  # type: ignore[valid-type]
+) -> tuple[int, float, resource.struct_rusage, Watcher]:
     """Run argv (stdout and stderr to `out`), wait4 it: (exit code, wall, rusage, watcher)."""
     with out.open("ab") as log:
         start = time.perf_counter()
@@ -310,8 +311,8 @@ def run_measured(
     return proc.returncode, wall, usage, watcher
 
 
-def cpu_of(usage: object) -> float:
-    return usage.ru_utime + usage.ru_stime  # type: ignore[attr-defined]
+def cpu_of(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def last_rclone_stats(log: Path) -> dict[str, float]:
@@ -788,7 +789,8 @@ def fmt_s(values: list[float]) -> str:
 
 
 def case_table(results: Results, title: str) -> tuple[str, dict[str, dict[str, float]]]:
-    rows, ratios = [], {}
+    rows: list[tuple[str, ...]] = []
+    ratios: dict[str, dict[str, float]] = {}
     for case, by_key in results.items():
         if case == "resume":
             continue
