@@ -19,7 +19,7 @@ from photos_sync.credentials.keyfile import write_key_file
 from photos_sync.engine.runner import Runner, RunRequest
 from photos_sync.engine.setup import SetupError, SetupRequest, setup_destination
 from photos_sync.storage.settings_io import load_settings
-from photos_sync.storage.store import Store
+from photos_sync.storage.store import Destination, Store
 from tests.immich_tree import TreeStats
 
 KEY_ID = "0012a3b4c5d6e7f0000000001"
@@ -27,7 +27,7 @@ APP_KEY = "K001abcdefghijklmnopqrstuvwxyz0123"
 PASSWORD = "an-encryption-password-for-tests"
 
 
-async def _b2_destination(store: Store, keyfile: Path, **kw: str) -> object:
+async def _b2_destination(store: Store, keyfile: Path, **kw: str) -> Destination:
     write_key_file(
         keyfile,
         {
@@ -51,7 +51,7 @@ async def test_b2_remote_env_and_sync_argv() -> None:
     store = await Store.open(settings.db_path)
     try:
         destination = await _b2_destination(store, settings.secrets_dir / "b2.json")
-        remote = await Runner(settings, store).open_remote(destination)  # type: ignore[arg-type]
+        remote = await Runner(settings, store).open_remote(destination)
     finally:
         await store.close()
     env = dict(remote.env)
