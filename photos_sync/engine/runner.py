@@ -161,7 +161,7 @@ class RunEvent:
 
 
 class ProgressSink(Protocol):
-    def __call__(self, event: RunEvent) -> None: ...
+    def __call__(self, event: RunEvent, /) -> None: ...
 
 
 def _ignore(event: RunEvent) -> None:
