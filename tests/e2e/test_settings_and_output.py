@@ -246,13 +246,12 @@ def test_piped_status_keeps_a_long_path_on_one_line(
 
 
 def test_help_shows_no_type_after_flags_and_names_the_required_setting() -> None:
-    import click
     import typer
 
     from photos_sync.cli.app import app
 
     group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
+    assert isinstance(group, typer.core.TyperGroup)
     commands = sorted(group.commands)
     assert {"backup", "restore", "verify", "daemon", "recovery-kit"} <= set(commands)
     for argv in ([], *([name] for name in commands)):
