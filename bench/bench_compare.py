@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import sqlite3
@@ -41,8 +42,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -91,9 +94,9 @@ def make_many(root: Path, files: int, seed: int) -> None:
     """`files` small files: thumbs/<user>/<xx>/<yy>/<uuid>-thumbnail.webp (2-10 KiB) and 1 %
     profile/<user>/<uuid>.jpg (10-40 KiB); Immich markers in every top folder."""
     rng = random.Random(seed)
-    for folder in TOP_FOLDERS:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        (root / folder / MARKER).touch()
+    for top in TOP_FOLDERS:
+        (root / top).mkdir(parents=True, exist_ok=True)
+        (root / top / MARKER).touch()
     users = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(2)]
     made: set[Path] = set()
     for n in range(files):
@@ -290,7 +293,7 @@ def run_measured(
     kill_at: int | None = None,
     kill_children: bool = False,
     check: bool = True,
-) -> tuple[int, float, os.struct_rusage if False else object, Watcher]:  # type: ignore[valid-type]
+) -> tuple[int, float, resource.struct_rusage, Watcher]:
     """Run argv (stdout and stderr to `out`), wait4 it: (exit code, wall, rusage, watcher)."""
     with out.open("ab") as log:
         start = time.perf_counter()
@@ -310,8 +313,8 @@ def run_measured(
     return proc.returncode, wall, usage, watcher
 
 
-def cpu_of(usage: object) -> float:
-    return usage.ru_utime + usage.ru_stime  # type: ignore[attr-defined]
+def cpu_of(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def last_rclone_stats(log: Path) -> dict[str, float]:
@@ -683,7 +686,7 @@ def bench_dataset(
 
 
 @contextlib.contextmanager
-def slow_proxy(target: str, delay_ms: float, rate_mbit: float, log: Path):  # type: ignore[no-untyped-def]
+def slow_proxy(target: str, delay_ms: float, rate_mbit: float, log: Path) -> Iterator[int]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -788,7 +791,8 @@ def fmt_s(values: list[float]) -> str:
 
 
 def case_table(results: Results, title: str) -> tuple[str, dict[str, dict[str, float]]]:
-    rows, ratios = [], {}
+    rows: list[tuple[str, ...]] = []
+    ratios: dict[str, dict[str, float]] = {}
     for case, by_key in results.items():
         if case == "resume":
             continue
@@ -988,8 +992,8 @@ def main() -> None:
         print(f"updated {c.DOC}")
 
 
-def dump(args: argparse.Namespace, rep: dict) -> dict:  # type: ignore[type-arg]
-    def conv(x: object) -> object:
+def dump(args: argparse.Namespace, rep: dict[str, Any]) -> dict[str, Any]:
+    def conv(x: Any) -> Any:
         if isinstance(x, Measure):
             return {"__measure__": asdict(x)}
         if isinstance(x, dict):
@@ -1000,11 +1004,11 @@ def dump(args: argparse.Namespace, rep: dict) -> dict:  # type: ignore[type-arg]
             return str(x)
         return x
 
-    return {"args": {k: conv(v) for k, v in vars(args).items()}, **conv(rep)}  # type: ignore[dict-item]
+    return {"args": {k: conv(v) for k, v in vars(args).items()}, **conv(rep)}
 
 
-def load(saved: dict) -> dict:  # type: ignore[type-arg]
-    def conv(x: object) -> object:
+def load(saved: dict[str, Any]) -> dict[str, Any]:
+    def conv(x: Any) -> Any:
         if isinstance(x, dict):
             if "__measure__" in x:
                 return Measure(**x["__measure__"])
@@ -1013,14 +1017,15 @@ def load(saved: dict) -> dict:  # type: ignore[type-arg]
             return [conv(v) for v in x]
         return x
 
-    return conv(saved)  # type: ignore[return-value]
+    loaded: dict[str, Any] = conv(saved)
+    return loaded
 
 
 def verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
 
-def slow_table(slow: dict, args: argparse.Namespace) -> tuple[str, dict[str, float]]:  # type: ignore[type-arg]
+def slow_table(slow: dict[str, Any], args: argparse.Namespace) -> tuple[str, dict[str, float]]:
     rows, mbits = [], {}
     labels = {"P": "photos-sync s3 defaults", "D": "rclone defaults"}
     for key, ms in slow["results"].items():
@@ -1050,7 +1055,7 @@ def slow_table(slow: dict, args: argparse.Namespace) -> tuple[str, dict[str, flo
     return c.table(headers, rows), mbits
 
 
-def render(args: argparse.Namespace, rep: dict) -> str:  # type: ignore[type-arg]
+def render(args: argparse.Namespace, rep: dict[str, Any]) -> str:
     if not all(k in rep for k in ("media", "many", "slow")):
         return render_partial(args, rep)
     info_m = rep["media"][1] if "media" in rep else {}
@@ -1234,7 +1239,7 @@ fresh prefix; alternated P D P D. Utilisation = payload bits / wall time / link 
 """
 
 
-def render_partial(args: argparse.Namespace, rep: dict) -> str:  # type: ignore[type-arg]
+def render_partial(args: argparse.Namespace, rep: dict[str, Any]) -> str:
     """Tables only, for a run with --skip or --resume-only (not written to the docs)."""
     parts = []
     for name in ("media", "many"):
@@ -1247,11 +1252,11 @@ def render_partial(args: argparse.Namespace, rep: dict) -> str:  # type: ignore[
     return "\n\n".join(parts)
 
 
-def analysis(rep: dict, args: argparse.Namespace) -> str:  # type: ignore[type-arg]
+def analysis(rep: dict[str, Any], args: argparse.Namespace) -> str:
     """Why the figures are what they are (profiled with py-spy and rclone's own stats)."""
     media, many = rep["media"][0], rep["many"][0]
 
-    def med(case: dict, key: str, attr: str) -> float:  # type: ignore[type-arg]
+    def med(case: dict[str, Any], key: str, attr: str) -> float:
         return c.median([getattr(m, attr) for m in case[key]])
 
     for name, res in (("media_ratio", media), ("many_ratio", many)):

@@ -311,20 +311,20 @@ def main() -> None:
 
 
 def report(
-    args,
-    work,
-    files,
-    size,
-    warm,
-    results,
-    sizes,
-    started,
-    load_start,
-    load_end,
-    waited,
+    args: argparse.Namespace,
+    work: Path,
+    files: int,
+    size: int,
+    warm: float,
+    results: dict[str, list[tuple[float, float]]],
+    sizes: dict[str, int],
+    started: str,
+    load_start: str,
+    load_end: str,
+    waited: str,
     b: PlainRclone,
     spans: list[float],
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     def col(name: str, i: int) -> list[float]:
         return [r[i] for r in results[name]]
 

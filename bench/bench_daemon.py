@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -52,7 +53,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(after_comm[11]) + int(after_comm[12])) / CLK_TCK
 
 
-def job_running(document: dict) -> bool:  # type: ignore[type-arg]
+def job_running(document: dict[str, Any]) -> bool:
     return any(j.get("status") == "RUNNING" for j in document.get("jobs", []))
 
 
@@ -87,7 +88,7 @@ def main() -> None:
     report(args, results, started, load_start, waited)
 
 
-def run(args: argparse.Namespace, work: Path) -> dict:  # type: ignore[type-arg]
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     immich, dest, data = work / "immich", work / "dest", work / "data"
     stats = make_immich_tree(
         immich, library_files=80, upload_files=40, scale=0.1, seed=3, thumbs=False
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:  # type: ignore[type-arg]
     )
     if setup.returncode != 0:
         raise SystemExit(f"setup failed: {setup.stdout}{setup.stderr}")
-    out: dict = {"tree_bytes": stats.bytes, "tree_files": stats.files}  # type: ignore[type-arg]
+    out: dict[str, Any] = {"tree_bytes": stats.bytes, "tree_files": stats.files}
     saved_env = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)  # DaemonPool starts the daemon with os.environ + its own
@@ -207,7 +208,9 @@ def timed_cli(args: list[str], env: dict[str, str], cwd: Path) -> float:
     return timed_argv([c.PHOTOS_SYNC, *args], env, cwd)
 
 
-def report(args, r, started, load_start, waited) -> None:  # type: ignore[no-untyped-def]
+def report(
+    args: argparse.Namespace, r: dict[str, Any], started: str, load_start: str, waited: str
+) -> None:
     rpc, fresh = r["rpc"], r["rpc_fresh"]
     cli = [x * 1000 for x in r["cli"]]
     version = [x * 1000 for x in r["version"]]

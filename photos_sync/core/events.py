@@ -50,7 +50,7 @@ class RunEvent:
 
 
 class ProgressSink(Protocol):
-    def __call__(self, event: RunEvent) -> None: ...
+    def __call__(self, event: RunEvent, /) -> None: ...
 
 
 # -- requests --------------------------------------------------------------------------------

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
 from tests.support.cli import photos_sync
 
 
-def _setup(dest: Path, name: str = "nas", **env: str):
+def _setup(dest: Path, name: str = "nas", **env: str) -> subprocess.CompletedProcess[str]:
     result = photos_sync(
         "backup", "--setup", "local", "--name", name, "--path", str(dest), "--yes", env=env
     )
@@ -21,7 +23,7 @@ def _setup(dest: Path, name: str = "nas", **env: str):
     return result
 
 
-def _one_line_error(result, code: int = 1) -> str:
+def _one_line_error(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -30,7 +32,9 @@ def _one_line_error(result, code: int = 1) -> str:
     return lines[0]
 
 
-def test_setup_backup_status_and_json(immich, tmp_path, isolated_env):
+def test_setup_backup_status_and_json(
+    immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
     dest = tmp_path / "dest"
     setup = _setup(dest)
     assert "recovery-kit nas" in setup.stdout
@@ -76,7 +80,9 @@ def test_setup_backup_status_and_json(immich, tmp_path, isolated_env):
     assert "run_started" in log and "run_finished" in log and "job_finished" in log
 
 
-def test_recovery_kit_restores_with_plain_rclone(immich, tmp_path):
+def test_recovery_kit_restores_with_plain_rclone(
+    immich: tuple[Path, TreeStats], tmp_path: Path
+) -> None:
     root, _ = immich
     dest = tmp_path / "dest"
     _setup(dest)
@@ -110,7 +116,9 @@ def test_recovery_kit_restores_with_plain_rclone(immich, tmp_path):
                 assert copy.read_bytes() == source.read_bytes()
 
 
-def test_secrets_never_in_argv_log_or_db(immich, tmp_path, isolated_env):
+def test_secrets_never_in_argv_log_or_db(
+    immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
     argv_log = tmp_path / "argv.log"
     wrapper = tmp_path / "rclone-spy"
     wrapper.write_text(
@@ -142,7 +150,7 @@ def test_secrets_never_in_argv_log_or_db(immich, tmp_path, isolated_env):
     assert all(form not in calls for form in obscured_forms)
 
 
-def test_dry_run_reports_and_writes_nothing(immich, tmp_path):
+def test_dry_run_reports_and_writes_nothing(immich: tuple[Path, TreeStats], tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     _setup(dest)
     before = sorted((p, p.stat().st_mtime_ns) for p in dest.rglob("*"))
@@ -155,7 +163,7 @@ def test_dry_run_reports_and_writes_nothing(immich, tmp_path):
     assert status["jobs"] == []
 
 
-def test_reset_clears_jobs_not_the_backup(immich, tmp_path):
+def test_reset_clears_jobs_not_the_backup(immich: tuple[Path, TreeStats], tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     _setup(dest)
     assert photos_sync("backup").returncode == 0
@@ -169,7 +177,7 @@ def test_reset_clears_jobs_not_the_backup(immich, tmp_path):
     assert sorted(p for p in dest.rglob("*")) == files_before
 
 
-def test_unset_immich_path_is_one_clear_line(tmp_path):
+def test_unset_immich_path_is_one_clear_line(tmp_path: Path) -> None:
     _setup(tmp_path / "dest")
     line = _one_line_error(photos_sync("backup"))
     assert "BACKUP_IMMICH_PATH is not set" in line
@@ -185,18 +193,22 @@ def test_unset_immich_path_is_one_clear_line(tmp_path):
         ("BACKUP_INCLUDE_GENERATED", "maybe", "expected true or false"),
     ],
 )
-def test_invalid_config_names_the_variable(immich, variable, value, expected):
+def test_invalid_config_names_the_variable(
+    immich: tuple[Path, TreeStats], variable: str, value: str, expected: str
+) -> None:
     line = _one_line_error(photos_sync("backup", env={variable: value}), 2)  # a run reads all
     assert expected in line
 
 
-def test_invalid_value_in_dotenv_file(immich, tmp_path):
+def test_invalid_value_in_dotenv_file(immich: tuple[Path, TreeStats], tmp_path: Path) -> None:
     (Path.cwd() / ".env").write_text("BACKUP_STATS_INTERVAL=ten\n")
     line = _one_line_error(photos_sync("backup", "--status"), 2)
     assert "BACKUP_STATS_INTERVAL='ten'" in line
 
 
-def test_unknown_and_ambiguous_destinations_are_usage_errors(immich, tmp_path):
+def test_unknown_and_ambiguous_destinations_are_usage_errors(
+    immich: tuple[Path, TreeStats], tmp_path: Path
+) -> None:
     assert "no destination is set up yet" in _one_line_error(photos_sync("backup"), 2)
     _setup(tmp_path / "a", "first")
     _setup(tmp_path / "b", "second")
@@ -208,7 +220,7 @@ def test_unknown_and_ambiguous_destinations_are_usage_errors(immich, tmp_path):
     assert "unknown destination" in _one_line_error(photos_sync("recovery-kit", "third"), 2)
 
 
-def test_missing_rclone_is_one_clear_line(immich, tmp_path):
+def test_missing_rclone_is_one_clear_line(immich: tuple[Path, TreeStats], tmp_path: Path) -> None:
     line = _one_line_error(
         photos_sync(
             "backup",
@@ -226,7 +238,9 @@ def test_missing_rclone_is_one_clear_line(immich, tmp_path):
     assert not (tmp_path / "data" / "secrets" / "nas.json").exists()
 
 
-def test_unwritable_data_dir_is_one_clear_line(immich, tmp_path):
+def test_unwritable_data_dir_is_one_clear_line(
+    immich: tuple[Path, TreeStats], tmp_path: Path
+) -> None:
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("x")
     line = _one_line_error(
@@ -235,7 +249,9 @@ def test_unwritable_data_dir_is_one_clear_line(immich, tmp_path):
     assert "PHOTOS_SYNC_DATA_DIR" in line
 
 
-def test_vanished_destination_is_one_clear_line(immich, tmp_path):
+def test_vanished_destination_is_one_clear_line(
+    immich: tuple[Path, TreeStats], tmp_path: Path
+) -> None:
     dest = tmp_path / "dest"
     _setup(dest)
     dest.rename(tmp_path / "moved")
@@ -244,7 +260,9 @@ def test_vanished_destination_is_one_clear_line(immich, tmp_path):
     assert not dest.exists()
 
 
-def test_corrupted_db_is_one_clear_line(immich, tmp_path, isolated_env):
+def test_corrupted_db_is_one_clear_line(
+    immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
     data_dir = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"])
     data_dir.mkdir(parents=True)
     (data_dir / "backup.db").write_bytes(os.urandom(8192))
@@ -252,7 +270,9 @@ def test_corrupted_db_is_one_clear_line(immich, tmp_path, isolated_env):
     assert "is damaged" in line and "move it aside" in line
 
 
-def test_newer_db_is_refused(immich, tmp_path, isolated_env):
+def test_newer_db_is_refused(
+    immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
     _setup(tmp_path / "dest")
     db = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "backup.db"
     conn = sqlite3.connect(db)
@@ -263,7 +283,9 @@ def test_newer_db_is_refused(immich, tmp_path, isolated_env):
     assert "newer photos-sync" in line and "upgrade" in line
 
 
-def test_setup_keeps_the_password_of_an_existing_backup(immich, tmp_path, isolated_env):
+def test_setup_keeps_the_password_of_an_existing_backup(
+    immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
     dest = tmp_path / "dest"
     _setup(dest)
     keyfile = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "secrets" / "nas.json"
@@ -285,7 +307,7 @@ def test_setup_keeps_the_password_of_an_existing_backup(immich, tmp_path, isolat
     assert photos_sync("backup").returncode == 0
 
 
-def test_setup_refuses_a_folder_holding_other_files(tmp_path):
+def test_setup_refuses_a_folder_holding_other_files(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "holiday.jpg").write_bytes(b"not ours")
@@ -296,7 +318,7 @@ def test_setup_refuses_a_folder_holding_other_files(tmp_path):
     assert sorted(p.name for p in dest.iterdir()) == ["holiday.jpg"]
 
 
-def test_help_has_examples():
+def test_help_has_examples() -> None:
     result = photos_sync("backup", "--help")
     assert result.returncode == 0
     assert "Examples" in result.stdout and "--dry-run" in result.stdout

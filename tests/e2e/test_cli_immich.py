@@ -7,7 +7,9 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
+from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
 from tests.support.cli import photos_sync
 from tests.support.fake_immich import closed_port_url, serve_immich
@@ -23,13 +25,16 @@ def _setup(dest: Path, **env: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def _status(**env: str) -> dict:
+def _status(**env: str) -> dict[str, Any]:
     result = photos_sync("backup", "--status", "--json", env=env)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    status: dict[str, Any] = json.loads(result.stdout)
+    return status
 
 
-def test_run_refreshes_the_dump_and_the_key_never_leaks(immich, tmp_path, isolated_env):
+def test_run_refreshes_the_dump_and_the_key_never_leaks(
+    immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
     root, _ = immich
     data_dir = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"])
     argv_log = tmp_path / "argv.log"
@@ -92,7 +97,9 @@ def test_run_refreshes_the_dump_and_the_key_never_leaks(immich, tmp_path, isolat
     assert KEY.encode() not in db_bytes
 
 
-def test_wrong_key_is_a_clear_error_and_immich_down_a_warning(immich, tmp_path, isolated_env):
+def test_wrong_key_is_a_clear_error_and_immich_down_a_warning(
+    immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
     root, _ = immich
     data_dir = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"])
     _setup(tmp_path / "dest", PHOTOS_SYNC_IMMICH_API_KEY="wrong-key-abcdefgh")
@@ -121,7 +128,9 @@ def test_wrong_key_is_a_clear_error_and_immich_down_a_warning(immich, tmp_path, 
     assert warning.startswith("last run: Immich at") and "not reachable" in warning
 
 
-def test_dump_age_warnings_at_the_thresholds(immich, tmp_path):
+def test_dump_age_warnings_at_the_thresholds(
+    immich: tuple[Path, TreeStats], tmp_path: Path
+) -> None:
     root, _ = immich
     _setup(tmp_path / "dest")
     dumps = sorted((root / "backups").glob("immich-db-backup-*.sql.gz"))
@@ -153,7 +162,9 @@ def test_dump_age_warnings_at_the_thresholds(immich, tmp_path):
     assert "no Immich database dump" in _status()["immich"]["warning"]
 
 
-def test_setup_immich_tests_and_stores_the_key(immich, tmp_path, isolated_env):
+def test_setup_immich_tests_and_stores_the_key(
+    immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
     root, _ = immich
     keyfile = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "secrets" / "immich.json"
     with serve_immich(root / "backups", KEY) as fake:
@@ -173,7 +184,9 @@ def test_setup_immich_tests_and_stores_the_key(immich, tmp_path, isolated_env):
     assert no_url.returncode == 2 and "BACKUP_IMMICH_URL" in no_url.stderr
 
 
-def test_setup_immich_names_the_permission_the_key_lacks(immich, isolated_env):
+def test_setup_immich_names_the_permission_the_key_lacks(
+    immich: tuple[Path, TreeStats], isolated_env: dict[str, str]
+) -> None:
     """A key with only job.create: --setup-immich asks GET /api/users/me (user.read), and the
     message says user.read is missing instead of blaming job.create."""
     root, _ = immich

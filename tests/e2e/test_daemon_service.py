@@ -13,6 +13,7 @@ import shlex
 import signal
 import socket as socketlib
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -746,8 +747,8 @@ def test_macos_install_writes_and_bootstraps_the_launchd_agent(
     )
     ran: list[tuple[str, ...]] = []
 
-    def launchctl(argv: object) -> execute.Completed:
-        ran.append(tuple(argv))  # type: ignore[arg-type]
+    def launchctl(argv: Sequence[str]) -> execute.Completed:
+        ran.append(tuple(argv))
         return execute.Completed(5 if "bootout" in ran[-1] else 0, b"", b"not loaded")
 
     done = service_files.apply_install(plan, run=launchctl)

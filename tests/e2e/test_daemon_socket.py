@@ -229,7 +229,8 @@ def test_when_every_connection_is_busy_the_newcomer_is_told_so(
             conn = daemon.connect()
             waiting.append(conn)
             conn.send_raw(rpc.request(1, "ping") + rpc.request(2, "subscribe", {"wait": True}))
-            assert conn.read()["id"] == 1  # the daemon serves this connection
+            reply = conn.read()
+            assert reply is not None and reply["id"] == 1  # the daemon serves this connection
         deadline = time.monotonic() + 10
         while True:  # a probe answered means one subscription was not read yet: ask again
             with daemon.connect() as probe:

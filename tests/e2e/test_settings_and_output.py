@@ -250,7 +250,9 @@ def test_help_shows_no_type_after_flags_and_names_the_required_setting() -> None
 
     from photos_sync.cli.app import app
 
-    commands = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    commands = sorted(group.commands)
     assert {"backup", "restore", "verify", "daemon", "recovery-kit"} <= set(commands)
     for argv in ([], *([name] for name in commands)):
         shown = ok(*argv, "--help", env={"COLUMNS": "100"})

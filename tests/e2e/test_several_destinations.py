@@ -41,7 +41,9 @@ def daemons() -> Iterator[DaemonPool]:
 
 
 @pytest.fixture
-def two(tmp_path: Path, immich: tuple[Path, TreeStats], monkeypatch: pytest.MonkeyPatch):
+def two(
+    tmp_path: Path, immich: tuple[Path, TreeStats], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path]:
     """Destinations `nas` and `usb` (local folders, key files), with the Immich API key kept
     in secrets/immich.json."""
     monkeypatch.setenv("PHOTOS_SYNC_IMMICH_API_KEY", KEY)

@@ -18,7 +18,7 @@ from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import key_file_path, setup_local
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store
-from tests.immich_tree import make_immich_tree
+from tests.immich_tree import TreeStats, make_immich_tree
 from tests.support import plain_rclone
 
 DEFAULT_FOLDERS = ("backups", "library", "upload", "profile")
@@ -39,7 +39,9 @@ def _media(root: Path) -> list[Path]:
     return [p for p in _all_files(root) if p.name != ".immich"]
 
 
-async def test_full_backup_is_encrypted_and_verifies_with_plain_rclone(immich, tmp_path, settings):
+async def test_full_backup_is_encrypted_and_verifies_with_plain_rclone(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     dest = tmp_path / "dest"
     store = await _setup(settings, dest)
@@ -70,7 +72,9 @@ async def test_full_backup_is_encrypted_and_verifies_with_plain_rclone(immich, t
     await store.close()
 
 
-async def test_no_plaintext_name_or_content_at_destination(immich, tmp_path, settings):
+async def test_no_plaintext_name_or_content_at_destination(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     dest = tmp_path / "dest"
     store = await _setup(settings, dest)
@@ -85,7 +89,9 @@ async def test_no_plaintext_name_or_content_at_destination(immich, tmp_path, set
     await store.close()
 
 
-async def test_generated_folders_only_when_opted_in(immich, tmp_path, monkeypatch):
+async def test_generated_folders_only_when_opted_in(
+    immich: tuple[Path, TreeStats], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BACKUP_INCLUDE_GENERATED", "true")
     settings = load_settings()
     store = await _setup(settings, tmp_path / "dest")
@@ -94,7 +100,9 @@ async def test_generated_folders_only_when_opted_in(immich, tmp_path, monkeypatc
     await store.close()
 
 
-async def test_rerun_without_changes_moves_nothing(immich, tmp_path, settings):
+async def test_rerun_without_changes_moves_nothing(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     store = await _setup(settings, tmp_path / "dest")
     runner = Runner(settings, store)
     assert (await runner.run(RunRequest())).ok
@@ -104,7 +112,9 @@ async def test_rerun_without_changes_moves_nothing(immich, tmp_path, settings):
     await store.close()
 
 
-async def test_deleted_and_replaced_files_are_kept_in_the_archive(immich, tmp_path, settings):
+async def test_deleted_and_replaced_files_are_kept_in_the_archive(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     dest = tmp_path / "dest"
     store = await _setup(settings, dest)
@@ -145,7 +155,9 @@ async def test_deleted_and_replaced_files_are_kept_in_the_archive(immich, tmp_pa
     await store.close()
 
 
-async def test_dry_run_writes_nothing(immich, tmp_path, settings):
+async def test_dry_run_writes_nothing(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     dest = tmp_path / "dest"
     store = await _setup(settings, dest)
     before = {p: p.stat().st_mtime_ns for p in dest.rglob("*")}
@@ -155,11 +167,15 @@ async def test_dry_run_writes_nothing(immich, tmp_path, settings):
     library = next(f for f in result.dry_run_folders if f.folder == "library")
     assert library.files == len(_all_files(immich[0] / "library"))
     assert library.bytes > 0
-    assert await store.latest_run_jobs((await store.get_destination("nas")).id) == []
+    destination = await store.get_destination("nas")
+    assert destination is not None
+    assert await store.latest_run_jobs(destination.id) == []
     await store.close()
 
 
-async def test_missing_marker_refused_and_destination_untouched(immich, tmp_path, settings):
+async def test_missing_marker_refused_and_destination_untouched(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     dest = tmp_path / "dest"
     store = await _setup(settings, dest)
@@ -172,7 +188,9 @@ async def test_missing_marker_refused_and_destination_untouched(immich, tmp_path
     await store.close()
 
 
-async def test_unmounted_volume_refused(tmp_path, settings, monkeypatch):
+async def test_unmounted_volume_refused(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     empty_mountpoint = tmp_path / "mnt"
     empty_mountpoint.mkdir()
     monkeypatch.setenv("BACKUP_IMMICH_PATH", str(empty_mountpoint))
@@ -183,7 +201,9 @@ async def test_unmounted_volume_refused(tmp_path, settings, monkeypatch):
     await store.close()
 
 
-async def test_emptied_source_folder_refused_unless_forced(immich, tmp_path, settings):
+async def test_emptied_source_folder_refused_unless_forced(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     dest = tmp_path / "dest"
     store = await _setup(settings, dest)
@@ -203,7 +223,9 @@ async def test_emptied_source_folder_refused_unless_forced(immich, tmp_path, set
     await store.close()
 
 
-async def test_max_delete_guard_stops_a_mass_deletion(immich, tmp_path, monkeypatch):
+async def test_max_delete_guard_stops_a_mass_deletion(
+    immich: tuple[Path, TreeStats], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, _ = immich
     monkeypatch.setenv("BACKUP_MAX_DELETE", "2")
     monkeypatch.setenv("BACKUP_MAX_RETRIES", "0")
@@ -219,7 +241,9 @@ async def test_max_delete_guard_stops_a_mass_deletion(immich, tmp_path, monkeypa
     await store.close()
 
 
-async def test_destination_folder_vanished_is_refused(immich, tmp_path, settings):
+async def test_destination_folder_vanished_is_refused(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     dest = tmp_path / "dest"
     store = await _setup(settings, dest)
     dest.rename(tmp_path / "elsewhere")
@@ -229,7 +253,9 @@ async def test_destination_folder_vanished_is_refused(immich, tmp_path, settings
     await store.close()
 
 
-async def test_empty_mountpoint_at_destination_is_refused(immich, tmp_path, settings):
+async def test_empty_mountpoint_at_destination_is_refused(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     dest = tmp_path / "dest"
     store = await _setup(settings, dest)
     dest.rename(tmp_path / "unmounted-disk")
@@ -241,8 +267,8 @@ async def test_empty_mountpoint_at_destination_is_refused(immich, tmp_path, sett
 
 
 async def test_killed_rclone_is_retried_in_the_same_run_and_sends_only_the_remainder(
-    tmp_path, monkeypatch
-):
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """rclone killed from outside (the OOM killer's SIGKILL) is retried at once within the
     run, and the retry sends only what the killed attempt had not finished."""
     root = tmp_path / "immich"
@@ -287,7 +313,9 @@ async def test_killed_rclone_is_retried_in_the_same_run_and_sends_only_the_remai
     await store.close()
 
 
-async def test_retryable_failures_retry_with_backoff_then_fail(immich, tmp_path, monkeypatch):
+async def test_retryable_failures_retry_with_backoff_then_fail(
+    immich: tuple[Path, TreeStats], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = plain_rclone.rclone_binary()
     counter = tmp_path / "attempts"
     wrapper = tmp_path / "flaky-rclone"
@@ -318,7 +346,9 @@ async def test_retryable_failures_retry_with_backoff_then_fail(immich, tmp_path,
     await store.close()
 
 
-async def test_orphaned_running_job_is_interrupted_and_resumed(immich, tmp_path, settings):
+async def test_orphaned_running_job_is_interrupted_and_resumed(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     store = await _setup(settings, tmp_path / "dest")
     destination = await store.get_destination("nas")
     assert destination is not None
@@ -334,7 +364,9 @@ async def test_orphaned_running_job_is_interrupted_and_resumed(immich, tmp_path,
     await store.close()
 
 
-async def test_stale_job_with_live_owner_refused_unless_forced(immich, tmp_path, settings):
+async def test_stale_job_with_live_owner_refused_unless_forced(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     store = await _setup(settings, tmp_path / "dest")
     destination = await store.get_destination("nas")
     assert destination is not None
@@ -368,7 +400,9 @@ def _host() -> str:
     return socket.gethostname()
 
 
-async def test_runs_within_one_second_get_distinct_ids(immich, tmp_path, settings):
+async def test_runs_within_one_second_get_distinct_ids(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     from photos_sync.core.records import utcnow
     from photos_sync.engine.runner import _next_run_id
 

@@ -16,6 +16,7 @@ from photos_sync.core.destinations import (
 )
 from photos_sync.core.events import RunRequest
 from photos_sync.core.rclone_args import SyncOptions, archive_path, crypt_path, sync_argv
+from photos_sync.core.records import Destination
 from photos_sync.credentials.keyfile import write_key_file
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupError, SetupRequest, setup_destination
@@ -28,7 +29,7 @@ APP_KEY = "K001abcdefghijklmnopqrstuvwxyz0123"
 PASSWORD = "an-encryption-password-for-tests"
 
 
-async def _b2_destination(store: Store, keyfile: Path, **kw: str) -> object:
+async def _b2_destination(store: Store, keyfile: Path, **kw: str) -> Destination:
     write_key_file(
         keyfile,
         {
@@ -52,7 +53,7 @@ async def test_b2_remote_env_and_sync_argv() -> None:
     store = await Store.open(settings.db_path)
     try:
         destination = await _b2_destination(store, settings.secrets_dir / "b2.json")
-        remote = await Runner(settings, store).open_remote(destination)  # type: ignore[arg-type]
+        remote = await Runner(settings, store).open_remote(destination)
     finally:
         await store.close()
     env = dict(remote.env)

@@ -8,11 +8,12 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from photos_sync.core.config import Settings
-from photos_sync.core.events import RunRefused, RunRequest
+from photos_sync.core.events import RunRefused, RunRequest, RunResult
 from photos_sync.core.states import JobStatus
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupError, SetupRequest, setup_destination
@@ -44,8 +45,8 @@ def rclone_spy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return log
 
 
-def s3_request(server: S3Server, **kw: object) -> SetupRequest:
-    values: dict[str, object] = {
+def s3_request(server: S3Server, **kw: Any) -> SetupRequest:
+    values: dict[str, Any] = {
         "kind": "s3",
         "name": "cloud",
         "bucket": "immich-backup",
@@ -57,10 +58,10 @@ def s3_request(server: S3Server, **kw: object) -> SetupRequest:
         },
     }
     values.update(kw)
-    return SetupRequest(**values)  # type: ignore[arg-type]
+    return SetupRequest(**values)
 
 
-async def _backup(settings: Settings, request: SetupRequest) -> tuple[Store, object]:
+async def _backup(settings: Settings, request: SetupRequest) -> tuple[Store, RunResult]:
     store = await Store.open(settings.db_path)
     destination = await setup_destination(settings, store, request)
     result = await Runner(settings, store).run(RunRequest(destination.name))
@@ -128,8 +129,8 @@ async def test_backup_to_s3_with_keys_from_1password(
     request = s3_request(s3_server, secrets="op")
     store, result = await _backup(settings, request)
     try:
-        assert result.ok  # type: ignore[attr-defined]
-        jobs = result.jobs  # type: ignore[attr-defined]
+        assert result.ok
+        jobs = result.jobs
         assert [j.folder for j in jobs] == ["backups", "library", "upload", "profile"]
         assert all(j.status is JobStatus.COMPLETED for j in jobs)
         destination = await store.get_destination("cloud")
@@ -169,10 +170,10 @@ async def test_backup_to_s3_with_keys_from_the_key_file(
 
     configure_logging(settings.log_path)
     request = s3_request(s3_server, secrets="file", path=Path("photos/immich"))
-    request.env = {**request.env, "PHOTOS_SYNC_ENCRYPTION_PASSWORD": PASSWORD}  # type: ignore[dict-item]
+    request.env = {**request.env, "PHOTOS_SYNC_ENCRYPTION_PASSWORD": PASSWORD}
     store, result = await _backup(settings, request)
     await store.close()
-    assert result.ok  # type: ignore[attr-defined]
+    assert result.ok
     keyfile = settings.secrets_dir / "cloud.json"
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
     saved = json.loads(keyfile.read_text())
@@ -194,7 +195,7 @@ async def test_setup_creates_a_missing_bucket_and_rerun_keeps_the_password(
         assert (s3_server.root / "immich-backup").is_dir()
         first = op_double.item_fields("Immich Backup S3")["encryption_password"]
         again = s3_request(s3_server, secrets="op")
-        again.env = {**again.env, "PHOTOS_SYNC_ENCRYPTION_PASSWORD": PASSWORD}  # type: ignore[dict-item]
+        again.env = {**again.env, "PHOTOS_SYNC_ENCRYPTION_PASSWORD": PASSWORD}
         await setup_destination(settings, store, again)
         assert op_double.item_fields("Immich Backup S3")["encryption_password"] == first
         assert len(await store.list_destinations()) == 1
@@ -220,7 +221,7 @@ async def _setup_error(settings: Settings, request: SetupRequest) -> str:
 
 async def test_credentials_rejected(s3_server: S3Server) -> None:  # noqa: F811
     request = s3_request(s3_server, secrets="file")
-    request.env = {**request.env, "PHOTOS_SYNC_SECRET_ACCESS_KEY": "not-the-right-secret-key"}  # type: ignore[dict-item]
+    request.env = {**request.env, "PHOTOS_SYNC_SECRET_ACCESS_KEY": "not-the-right-secret-key"}
     message = await _setup_error(load_settings(), request)
     assert "credentials were rejected" in message
     assert "access_key_id and secret_access_key" in message

@@ -5,27 +5,40 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from photos_sync.core.config import Settings
-from photos_sync.core.events import RunEvent, RunRequest
+from photos_sync.core.events import RunEvent, RunRequest, RunResult
 from photos_sync.core.states import JobStatus
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import key_file_path, setup_local
 from photos_sync.immich import server as immich_io
 from photos_sync.reporting.status import gather_status
 from photos_sync.storage.store import Store
+from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
 from tests.support.fake_immich import closed_port_url, serve_immich
 
 KEY = "immich-key-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def _settings(settings: Settings, url: str, **extra: float) -> Settings:
-    values = {"immich_poll_interval": 0.05, "immich_dump_timeout": 10.0, **extra}
-    return dataclasses.replace(settings, immich_url=url, **values)  # type: ignore[arg-type]
+def _settings(
+    settings: Settings,
+    url: str,
+    immich_poll_interval: float = 0.05,
+    immich_dump_timeout: float = 10.0,
+) -> Settings:
+    return dataclasses.replace(
+        settings,
+        immich_url=url,
+        immich_poll_interval=immich_poll_interval,
+        immich_dump_timeout=immich_dump_timeout,
+    )
 
 
-async def _run(settings: Settings, dest: Path, key: str | None = KEY):
+async def _run(
+    settings: Settings, dest: Path, key: str | None = KEY
+) -> tuple[RunResult, dict[str, Any], list[str]]:
     store = await Store.open(settings.db_path)
     await setup_local(settings, store, name="nas", path=dest)
     if key is not None:
@@ -38,7 +51,9 @@ async def _run(settings: Settings, dest: Path, key: str | None = KEY):
     return result, status, texts
 
 
-async def _prepare(settings: Settings, dest: Path, key: str | None = KEY):
+async def _prepare(
+    settings: Settings, dest: Path, key: str | None = KEY
+) -> tuple[immich_io.DumpOutcome, list[str]]:
     """Only the hook (no rclone run): set up, then ask for the dump as a run would."""
     store = await Store.open(settings.db_path)
     destination = await setup_local(settings, store, name="nas", path=dest)
@@ -60,8 +75,8 @@ def _backed_up(settings: Settings, dest: Path) -> list[str]:
 
 
 async def test_run_triggers_waits_for_a_stable_dump_and_uploads_it_first(
-    immich, tmp_path, settings
-):
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     dest = tmp_path / "dest"
     with serve_immich(root / "backups", KEY, dump_delay=0.6, grow_steps=3) as fake:
@@ -89,7 +104,9 @@ async def test_run_triggers_waits_for_a_stable_dump_and_uploads_it_first(
     assert status["immich"]["warning"] is None
 
 
-async def test_older_server_gets_the_queue_command_and_in_place_dump(immich, tmp_path, settings):
+async def test_older_server_gets_the_queue_command_and_in_place_dump(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     with serve_immich(
         root / "backups",
@@ -108,7 +125,9 @@ async def test_older_server_gets_the_queue_command_and_in_place_dump(immich, tmp
     assert [r[0] for r in fake.requests if r[1].startswith("/api/jobs")] == ["PUT"]
 
 
-async def test_falls_back_when_the_first_endpoint_is_unknown(immich, tmp_path, settings):
+async def test_falls_back_when_the_first_endpoint_is_unknown(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     with serve_immich(root / "backups", KEY, version=(1, 130, 0), queue_command=False) as fake:
         outcome, _ = await _prepare(_settings(settings, fake.url), tmp_path / "dest")
@@ -116,7 +135,9 @@ async def test_falls_back_when_the_first_endpoint_is_unknown(immich, tmp_path, s
     assert [r[0] for r in fake.requests if r[1].startswith("/api/jobs")] == ["PUT", "POST"]
 
 
-async def test_immich_down_the_run_goes_on_with_the_old_dump(immich, tmp_path, settings):
+async def test_immich_down_the_run_goes_on_with_the_old_dump(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     newest_before = immich_newest(root)
     dest = tmp_path / "dest"
@@ -133,7 +154,9 @@ async def test_immich_down_the_run_goes_on_with_the_old_dump(immich, tmp_path, s
     assert "not reachable" in result.as_dict()["immich"]["warning"]
 
 
-async def test_hung_dump_times_out_with_a_warning(immich, tmp_path, settings):
+async def test_hung_dump_times_out_with_a_warning(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     with serve_immich(root / "backups", KEY, write_dump=False) as fake:
         live = _settings(settings, fake.url, immich_dump_timeout=0.5)
@@ -144,7 +167,9 @@ async def test_hung_dump_times_out_with_a_warning(immich, tmp_path, settings):
     assert any("going on with the newest existing dump" in t for t in texts)
 
 
-async def test_wrong_key_is_a_clear_error_naming_where_the_key_is(immich, tmp_path, settings):
+async def test_wrong_key_is_a_clear_error_naming_where_the_key_is(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     with serve_immich(root / "backups", KEY) as fake:
         live = _settings(settings, fake.url)
@@ -158,7 +183,9 @@ async def test_wrong_key_is_a_clear_error_naming_where_the_key_is(immich, tmp_pa
     # (a whole run with a wrong key: tests/e2e/test_cli_immich.py)
 
 
-async def test_missing_key_names_the_ways_to_add_one(immich, tmp_path, settings):
+async def test_missing_key_names_the_ways_to_add_one(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     with serve_immich(root / "backups", KEY) as fake:
         outcome, _ = await _prepare(_settings(settings, fake.url), tmp_path / "dest", key=None)
@@ -166,7 +193,9 @@ async def test_missing_key_names_the_ways_to_add_one(immich, tmp_path, settings)
     assert fake.requests == []
 
 
-async def test_non_admin_key_is_refused_with_the_reason(immich, tmp_path, settings):
+async def test_non_admin_key_is_refused_with_the_reason(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     with serve_immich(root / "backups", KEY, is_admin=False) as fake:
         outcome, _ = await _prepare(_settings(settings, fake.url), tmp_path / "dest")
@@ -175,8 +204,8 @@ async def test_non_admin_key_is_refused_with_the_reason(immich, tmp_path, settin
 
 
 async def test_a_key_without_job_create_is_refused_naming_that_permission(
-    immich, tmp_path, settings
-):
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     with serve_immich(root / "backups", KEY, permissions=("user.read",)) as fake:
         outcome, _ = await _prepare(_settings(settings, fake.url), tmp_path / "dest")
@@ -184,7 +213,9 @@ async def test_a_key_without_job_create_is_refused_naming_that_permission(
     assert KEY not in outcome.error and fake.written == []
 
 
-async def test_key_in_the_destination_key_file_wins(immich, tmp_path, settings):
+async def test_key_in_the_destination_key_file_wins(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     dest = tmp_path / "dest"
     store = await Store.open(settings.db_path)
     await setup_local(settings, store, name="nas", path=dest)

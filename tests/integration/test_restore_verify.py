@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from photos_sync.core.archive import parse_stamp
 from photos_sync.core.config import Settings
 from photos_sync.core.events import RestoreRequest, RunRefused, RunRequest
 from photos_sync.core.states import JobStatus
-from photos_sync.engine.restore import Restorer, archive_listing
+from photos_sync.engine.restore import Restorer, RestoreResult, archive_listing
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupRequest, key_file_path, setup_destination, setup_local
 from photos_sync.engine.verify import verify
@@ -87,8 +88,8 @@ def encrypted_path(env: dict[str, str], plain: str) -> str:
     return result.stdout.split("\t")[-1].strip()
 
 
-async def restore(store: Store, settings: Settings, **kw: object) -> object:
-    request = RestoreRequest(**kw)  # type: ignore[arg-type]
+async def restore(store: Store, settings: Settings, **kw: Any) -> RestoreResult:
+    request = RestoreRequest(**kw)
     return await Restorer(Runner(settings, store)).run(request)
 
 
@@ -127,7 +128,9 @@ def s3(tmp_path: Path) -> Iterator[S3Server]:
 # -- restore -----------------------------------------------------------------------------------
 
 
-async def test_backup_delete_source_restore_is_byte_identical_local(immich, tmp_path, settings):
+async def test_backup_delete_source_restore_is_byte_identical_local(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     expected = snapshot(root, tmp_path / "expected")
     store = await local_backup(settings, tmp_path / "dest")
@@ -135,9 +138,10 @@ async def test_backup_delete_source_restore_is_byte_identical_local(immich, tmp_
         shutil.rmtree(root)
         target = tmp_path / "restored"
         result = await restore(store, settings, destination=None, target=target)
-        assert result.ok, result.error  # type: ignore[attr-defined]
+        assert result.ok, result.error
         assert_same_tree(expected, target)  # no archive, no marker, nothing else
-        job = result.job  # type: ignore[attr-defined]
+        job = result.job
+        assert job is not None
         assert job.status is JobStatus.COMPLETED and job.completed_at
         assert job.files_transferred == len(files_of(expected))
         assert job.bytes_transferred == sum(
@@ -147,7 +151,9 @@ async def test_backup_delete_source_restore_is_byte_identical_local(immich, tmp_
         await store.close()
 
 
-async def test_backup_delete_source_restore_is_byte_identical_s3(immich, tmp_path, s3, settings):
+async def test_backup_delete_source_restore_is_byte_identical_s3(
+    immich: tuple[Path, TreeStats], tmp_path: Path, s3: S3Server, settings: Settings
+) -> None:
     root, _ = immich
     expected = snapshot(root, tmp_path / "expected")
     store = await s3_setup(settings, s3)
@@ -156,13 +162,15 @@ async def test_backup_delete_source_restore_is_byte_identical_s3(immich, tmp_pat
         shutil.rmtree(root)
         target = tmp_path / "restored"
         result = await restore(store, settings, destination="cloud", target=target)
-        assert result.ok, result.error  # type: ignore[attr-defined]
+        assert result.ok, result.error
         assert_same_tree(expected, target)
     finally:
         await store.close()
 
 
-async def test_restore_one_file_and_one_folder(immich, tmp_path, settings):
+async def test_restore_one_file_and_one_folder(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     store = await local_backup(settings, tmp_path / "dest")
     try:
@@ -190,7 +198,9 @@ async def test_restore_one_file_and_one_folder(immich, tmp_path, settings):
         await store.close()
 
 
-async def test_restore_never_overwrites_without_the_flag(immich, tmp_path, settings):
+async def test_restore_never_overwrites_without_the_flag(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     store = await local_backup(settings, tmp_path / "dest")
     try:
@@ -213,7 +223,9 @@ async def test_restore_never_overwrites_without_the_flag(immich, tmp_path, setti
         await store.close()
 
 
-async def test_interrupted_restore_resumes_without_rewriting(immich, tmp_path, settings):
+async def test_interrupted_restore_resumes_without_rewriting(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     expected = snapshot(root, tmp_path / "expected")
     store = await local_backup(settings, tmp_path / "dest")
@@ -257,13 +269,15 @@ async def test_interrupted_restore_resumes_without_rewriting(immich, tmp_path, s
         await store.close()
 
 
-async def test_restore_dry_run_writes_nothing_and_records_no_job(immich, tmp_path, settings):
+async def test_restore_dry_run_writes_nothing_and_records_no_job(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     store = await local_backup(settings, tmp_path / "dest")
     try:
         target = tmp_path / "restored"
         result = await restore(store, settings, destination="nas", target=target, dry_run=True)
-        assert result.ok and result.job is None  # type: ignore[attr-defined]
-        assert result.files > 0  # type: ignore[attr-defined]
+        assert result.ok and result.job is None
+        assert result.files > 0
         assert not target.exists()
         assert await RestoreAndVerifyStore(store)._restores("1 = 1", ()) == []
     finally:
@@ -273,7 +287,9 @@ async def test_restore_dry_run_writes_nothing_and_records_no_job(immich, tmp_pat
 # -- the archive -------------------------------------------------------------------------------
 
 
-async def test_deleted_file_comes_back_from_the_archive(immich, tmp_path, settings):
+async def test_deleted_file_comes_back_from_the_archive(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     gone, changed = some_media(root)[:2]
     original_gone = (root / gone).read_bytes()
@@ -371,7 +387,9 @@ def _archive_runs(env: dict[str, str]) -> list[str]:
     return sorted(line.rstrip("/") for line in listed.stdout.split())
 
 
-async def test_retention_prunes_only_runs_older_than_the_limit(immich, tmp_path, monkeypatch):
+async def test_retention_prunes_only_runs_older_than_the_limit(
+    immich: tuple[Path, TreeStats], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BACKUP_KEEP_DELETED_DAYS", "30")
     settings = load_settings()
     dest = tmp_path / "dest"
@@ -380,7 +398,10 @@ async def test_retention_prunes_only_runs_older_than_the_limit(immich, tmp_path,
     try:
         env = crypt_env(settings, dest)
         now = datetime.now(UTC)
-        stamp = lambda days: (now - timedelta(days=days)).strftime("%Y%m%dT%H%M%SZ")  # noqa: E731
+
+        def stamp(days: float) -> str:
+            return (now - timedelta(days=days)).strftime("%Y%m%dT%H%M%SZ")
+
         old, older, recent, edge = stamp(31), stamp(400), stamp(10), stamp(29.9)
         for s in (old, older, recent, edge):
             _plant_archive_run(env, s)
@@ -399,7 +420,9 @@ async def test_retention_prunes_only_runs_older_than_the_limit(immich, tmp_path,
 # -- verify ------------------------------------------------------------------------------------
 
 
-async def test_verify_clean_then_flipped_missing_and_extra(immich, tmp_path, settings):
+async def test_verify_clean_then_flipped_missing_and_extra(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     root, _ = immich
     dest = tmp_path / "dest"
     store = await local_backup(settings, dest)
@@ -441,7 +464,9 @@ async def test_verify_clean_then_flipped_missing_and_extra(immich, tmp_path, set
         await store.close()
 
 
-async def test_verify_is_refused_while_a_backup_runs(immich, tmp_path, settings):
+async def test_verify_is_refused_while_a_backup_runs(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     from photos_sync.engine.runner import _destination_lock
 
     store = await Store.open(settings.db_path)

@@ -25,7 +25,7 @@ from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import key_file_path, setup_local
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store
-from tests.immich_tree import make_immich_tree
+from tests.immich_tree import TreeStats, make_immich_tree
 from tests.support import plain_rclone
 
 
@@ -82,7 +82,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 # -- 1. BACKUP_MAX_DELETE: refused whole, every run, until --force or the source is back --------
 
 
-async def test_max_delete_refusal_archives_nothing_and_holds_across_reruns(tmp_path, monkeypatch):
+async def test_max_delete_refusal_archives_nothing_and_holds_across_reruns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "immich"
     make_immich_tree(root, library_files=24, upload_files=4, scale=0.05, seed=3, thumbs=False)
     monkeypatch.setenv("BACKUP_IMMICH_PATH", str(root))
@@ -132,7 +134,9 @@ async def test_max_delete_refusal_archives_nothing_and_holds_across_reruns(tmp_p
     await store.close()
 
 
-async def test_dry_run_names_the_refusal_a_real_run_would_meet(tmp_path, monkeypatch):
+async def test_dry_run_names_the_refusal_a_real_run_would_meet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "immich"
     make_immich_tree(root, library_files=12, upload_files=2, scale=0.05, seed=5, thumbs=False)
     monkeypatch.setenv("BACKUP_IMMICH_PATH", str(root))
@@ -154,8 +158,8 @@ async def test_dry_run_names_the_refusal_a_real_run_would_meet(tmp_path, monkeyp
 
 
 async def test_destination_replaced_between_folders_fails_the_rest_of_the_run(
-    immich, tmp_path, settings
-):
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
     """The disk goes away after backups/ and an empty folder stands in its place (what an
     unmounted mount point looks like): no later folder may count as backed up."""
     dest = tmp_path / "dest"
@@ -180,8 +184,8 @@ async def test_destination_replaced_between_folders_fails_the_rest_of_the_run(
 
 
 async def test_lazy_unmount_during_a_sync_stops_it_and_is_not_a_success(
-    tmp_path, monkeypatch, mounted
-):
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mounted: Path
+) -> None:
     root = tmp_path / "immich"
     make_immich_tree(root, library_files=30, upload_files=4, scale=0.5, seed=11, thumbs=False)
     monkeypatch.setenv("BACKUP_IMMICH_PATH", str(root))
@@ -224,7 +228,9 @@ async def test_lazy_unmount_during_a_sync_stops_it_and_is_not_a_success(
 # -- 3. a resumed job reads the current source, checked by the same guards ---------------------
 
 
-async def test_resumed_job_syncs_the_current_source_not_the_stored_one(tmp_path, monkeypatch):
+async def test_resumed_job_syncs_the_current_source_not_the_stored_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path_a = tmp_path / "immich-a"
     make_immich_tree(path_a, library_files=6, upload_files=6, scale=0.05, seed=2, thumbs=False)
     monkeypatch.setenv("BACKUP_IMMICH_PATH", str(path_a))
@@ -265,7 +271,9 @@ async def test_resumed_job_syncs_the_current_source_not_the_stored_one(tmp_path,
 # -- 9. a full disk is not retried, and the run stops there ------------------------------------
 
 
-async def test_disk_full_fails_once_without_retries(tmp_path, monkeypatch, small_disk):
+async def test_disk_full_fails_once_without_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_disk: Path
+) -> None:
     root = tmp_path / "immich"
     make_immich_tree(root, library_files=12, upload_files=4, scale=0.3, seed=13, thumbs=False)
     size = sum(p.stat().st_size for p in _media(root / "library"))
@@ -290,7 +298,9 @@ async def test_disk_full_fails_once_without_retries(tmp_path, monkeypatch, small
 # -- the records these write are what --status shows ------------------------------------------
 
 
-async def test_status_json_carries_the_refusal(tmp_path, monkeypatch):
+async def test_status_json_carries_the_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from photos_sync.reporting.status import status_document
 
     root = tmp_path / "immich"

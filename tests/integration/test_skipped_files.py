@@ -25,7 +25,7 @@ from photos_sync.engine.setup import key_file_path, setup_local
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store
 from tests.conftest import rclone_binary
-from tests.immich_tree import make_immich_tree
+from tests.immich_tree import TreeStats, make_immich_tree
 from tests.support import plain_rclone
 
 
@@ -52,7 +52,9 @@ def _skips(job_detail: str) -> dict[str, str]:
     return {d["path"]: d["reason"] for d in json.loads(job_detail)}
 
 
-async def test_symlinks_are_named_not_skipped_in_silence(tmp_path, monkeypatch):
+async def test_symlinks_are_named_not_skipped_in_silence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = _tree(tmp_path, monkeypatch)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -90,8 +92,8 @@ async def test_symlinks_are_named_not_skipped_in_silence(tmp_path, monkeypatch):
 
 
 async def test_follow_symlinks_backs_up_their_targets_and_guards_against_loops(
-    tmp_path, monkeypatch
-):
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = _tree(tmp_path, monkeypatch)
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "2020").mkdir(parents=True)
@@ -139,7 +141,9 @@ def _rclone_without_read_override(tmp_path: Path) -> str:
     return str(wrapper)
 
 
-async def test_unreadable_files_and_folders_are_named_and_not_retried(tmp_path, monkeypatch):
+async def test_unreadable_files_and_folders_are_named_and_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = _tree(tmp_path, monkeypatch)
     monkeypatch.setenv("RCLONE_BINARY", _rclone_without_read_override(tmp_path))
     monkeypatch.setenv("BACKUP_MAX_RETRIES", "3")
@@ -183,7 +187,9 @@ async def test_unreadable_files_and_folders_are_named_and_not_retried(tmp_path, 
     await store.close()
 
 
-async def test_a_name_too_long_for_the_destination_is_named_in_plain(tmp_path, monkeypatch):
+async def test_a_name_too_long_for_the_destination_is_named_in_plain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = _tree(tmp_path, monkeypatch)
     long_name = "IMG_" + "x" * 176 + ".jpg"  # fine here, too long once encrypted (~300)
     (root / "upload" / long_name).write_bytes(os.urandom(1000))
@@ -201,7 +207,9 @@ async def test_a_name_too_long_for_the_destination_is_named_in_plain(tmp_path, m
     await store.close()
 
 
-def test_cli_names_skipped_files_in_output_status_json_and_log(immich, tmp_path, isolated_env):
+def test_cli_names_skipped_files_in_output_status_json_and_log(
+    immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
     """As a person sees it: the run's output, `--status`, `--status --json` and backup.log."""
     from tests.support.cli import photos_sync
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +19,7 @@ from tests.support.db_history import damage_middle, grow_history
 OWNER = (12345, "host", None)
 
 
-async def test_migrations_twice_are_harmless(tmp_path):
+async def test_migrations_twice_are_harmless(tmp_path: Path) -> None:
     path = tmp_path / "backup.db"
     store = await Store.open(path)
     destination = await store.create_destination(
@@ -37,7 +39,7 @@ async def test_migrations_twice_are_harmless(tmp_path):
     conn.close()
 
 
-async def test_newer_schema_refused(tmp_path):
+async def test_newer_schema_refused(tmp_path: Path) -> None:
     path = tmp_path / "backup.db"
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
@@ -47,14 +49,14 @@ async def test_newer_schema_refused(tmp_path):
         await Store.open(path)
 
 
-async def test_garbage_file_is_a_store_error(tmp_path):
+async def test_garbage_file_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "backup.db"
     path.write_bytes(b"\x00garbage" * 1000)
     with pytest.raises(StoreError, match="damaged"):
         await Store.open(path)
 
 
-async def test_state_machine_enforced_and_times_stamped(tmp_path):
+async def test_state_machine_enforced_and_times_stamped(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "backup.db")
     dest = await store.create_destination(name="nas", type="local", secrets_ref="file:/x")
     (job,) = await store.create_jobs(dest.id, "r1", [("library", "/src/library", 2)])
@@ -78,7 +80,7 @@ async def test_state_machine_enforced_and_times_stamped(tmp_path):
     await store.close()
 
 
-async def test_stale_detection_both_directions(tmp_path):
+async def test_stale_detection_both_directions(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "backup.db")
     dest = await store.create_destination(name="nas", type="local", secrets_ref="file:/x")
     jobs = await store.create_jobs(dest.id, "r1", [("a", "/a", 1), ("b", "/b", 2), ("c", "/c", 3)])
@@ -107,7 +109,7 @@ async def test_stale_detection_both_directions(tmp_path):
 
 
 @pytest.fixture
-def open_umask():
+def open_umask() -> Iterator[None]:
     """The most permissive umask: whatever photos-sync makes private, it made so itself."""
     old = os.umask(0)
     try:
@@ -116,11 +118,13 @@ def open_umask():
         os.umask(old)
 
 
-def _mode(path):
+def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-async def test_db_wal_and_shm_are_private_whatever_the_umask(tmp_path, open_umask):
+async def test_db_wal_and_shm_are_private_whatever_the_umask(
+    tmp_path: Path, open_umask: None
+) -> None:
     data_dir = tmp_path / "missing" / "data"
     store = await Store.open(data_dir / "backup.db")
     try:
@@ -133,7 +137,7 @@ async def test_db_wal_and_shm_are_private_whatever_the_umask(tmp_path, open_umas
         await store.close()
 
 
-async def test_files_an_older_version_left_open_are_tightened(tmp_path):
+async def test_files_an_older_version_left_open_are_tightened(tmp_path: Path) -> None:
     path = tmp_path / "backup.db"
     store = await Store.open(path)
     await store.close()
@@ -150,7 +154,7 @@ async def test_files_an_older_version_left_open_are_tightened(tmp_path):
         assert not leftover.exists() or _mode(leftover) == 0o600
 
 
-async def _with_history(tmp_path, runs=3000):
+async def _with_history(tmp_path: Path, runs: int = 3000) -> Path:
     path = tmp_path / "backup.db"
     store = await Store.open(path)
     dest = await store.create_destination(name="nas", type="local", secrets_ref="file:/x")
@@ -161,7 +165,7 @@ async def _with_history(tmp_path, runs=3000):
     return path
 
 
-async def test_damage_in_the_middle_is_refused_at_open(tmp_path):
+async def test_damage_in_the_middle_is_refused_at_open(tmp_path: Path) -> None:
     path = await _with_history(tmp_path)
     store = await Store.open(path)
     assert [j.run_id for j in await store.latest_run_jobs(1)] == ["latest"]
@@ -175,7 +179,7 @@ async def test_damage_in_the_middle_is_refused_at_open(tmp_path):
         await Store.open(path)
 
 
-async def test_sqlite_errors_after_open_are_store_errors(tmp_path):
+async def test_sqlite_errors_after_open_are_store_errors(tmp_path: Path) -> None:
     path = await _with_history(tmp_path)
     store = await Store.open(path)
     try:

@@ -94,7 +94,7 @@ class Client:
         try:
             # a frame without a newline would swallow the ping: end it first
             self.sock.sendall(frame + b"\n" + ping)
-            replies = []
+            replies: list[dict[str, Any]] = []
             while True:
                 message = json.loads(self._line())
                 assert message.get("jsonrpc") == "2.0", message
@@ -170,9 +170,12 @@ def test_hostile_control_socket(daemons: DaemonPool, isolated_env: dict[str, str
     nested = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":' + deep + b"}}"
     with daemon.connect() as conn:
         conn.send_raw(nested + b"\n")
-        assert conn.read()["error"]["code"] in (rpc.INVALID_REQUEST, rpc.INVALID_PARAMS)
+        answer = conn.read()
+        assert answer is not None
+        assert answer["error"]["code"] in (rpc.INVALID_REQUEST, rpc.INVALID_PARAMS)
         conn.send_raw(b"[" * 100_000 + b"]" * 100_000 + b"\n")
-        assert conn.read()["error"]["code"] == rpc.INVALID_REQUEST
+        answer = conn.read()
+        assert answer is not None and answer["error"]["code"] == rpc.INVALID_REQUEST
     _answers_correctly(daemon)
 
     # 3. half-open connections (a partial line, then silence or a half close) while 100

@@ -24,7 +24,7 @@ from typing import Any
 
 from photos_sync.system.control_socket import socket_location
 from tests.support.cli import PHOTOS_SYNC
-from tests.support.procs import children_of
+from tests.support.procs import children_of as children_of  # tests look for rclone children
 
 
 class RpcFailure(RuntimeError):

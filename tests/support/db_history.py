@@ -24,7 +24,7 @@ def grow_history(db: Path, runs: int) -> int:
         # the history is older: it takes the low ids, the runs already there move above it
         conn.execute("UPDATE backup_jobs SET id = id + ?", (count,))
         start = datetime(2016, 1, 1, tzinfo=UTC)
-        rows = []
+        rows: list[tuple[int, int, str, str, str, int]] = []
         for day in range(runs):
             at = (start + timedelta(days=day)).isoformat()
             for priority, folder in enumerate(FOLDERS):

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.conftest import rclone_binary
+from tests.conftest import rclone_binary as rclone_binary  # callers run the same binary
 
 
 def obscure(secret: str) -> str:

@@ -49,7 +49,7 @@ def test_parse_modtime_takes_rclone_nanoseconds_and_offsets() -> None:
 
 
 def test_parse_archive_listing_keeps_only_run_folders() -> None:
-    entries = [
+    entries: list[dict[str, object]] = [
         {"Path": "20261101T030000Z/library/u/a.jpg", "Size": 5, "ModTime": "2026-10-01T00:00:00Z"},
         {"Path": "20261101T030000Z", "Size": 0},  # no path below the stamp
         {"Path": "not-a-stamp/library/b.jpg", "Size": 1},

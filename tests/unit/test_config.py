@@ -292,8 +292,9 @@ def test_every_variable_at_once() -> None:
 def test_the_schedule_defaults_to_daily_at_03_30(raw: str | None) -> None:
     """After Immich's 02:00 database dump; an installed service backs up with no setting."""
     env = {} if raw is None else {"BACKUP_SCHEDULE": raw}
-    assert parse(env).schedule == Daily(3, 30)
-    assert parse(env).schedule.describe() == "daily at 03:30"  # type: ignore[union-attr]
+    schedule = parse(env).schedule
+    assert schedule == Daily(3, 30)
+    assert schedule is not None and schedule.describe() == "daily at 03:30"
 
 
 @pytest.mark.parametrize("raw", ["off", "OFF", " none ", "never"])
@@ -311,7 +312,7 @@ def test_an_explicit_schedule_replaces_the_default() -> None:
 def test_settings_are_immutable() -> None:
     s = parse({})
     with pytest.raises(AttributeError):
-        s.max_retries = 9  # type: ignore[misc]
+        s.max_retries = 9  # type: ignore[misc]  # frozen: assigning is what must fail
 
 
 # --- BACKUP_BWLIMIT ---------------------------------------------------------------------------

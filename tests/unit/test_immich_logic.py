@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from photos_sync.core.config import ConfigError, parse_settings
+from photos_sync.core.config import ConfigError, Settings, parse_settings
 from photos_sync.core.immich_rules import (
     CREATE_JOB,
     QUEUE_COMMAND,
@@ -47,7 +47,7 @@ def dump(name: str, size: int = 1000, age_hours: float = 1.0) -> DumpFile:
         ("  http://[::1]:2283  ", "http://[::1]:2283"),
     ],
 )
-def test_base_url_is_normalised(raw, expected):
+def test_base_url_is_normalised(raw: str, expected: str) -> None:
     assert normalize_base_url(raw) == expected
     assert api_url(expected, "/jobs") == expected + "/api/jobs"
 
@@ -63,16 +63,16 @@ def test_base_url_is_normalised(raw, expected):
         "http://h:99999",
     ],
 )
-def test_bad_urls_are_refused(raw):
+def test_bad_urls_are_refused(raw: str) -> None:
     with pytest.raises(UrlError):
         normalize_base_url(raw)
 
 
-def _parse(env):
+def _parse(env: dict[str, str]) -> Settings:
     return parse_settings(env, default_data_dir=Path("/d"), runtime_dir=None)
 
 
-def test_config_reads_immich_settings():
+def test_config_reads_immich_settings() -> None:
     settings = _parse(
         {
             "BACKUP_IMMICH_URL": "http://nas:2283/api/",
@@ -96,7 +96,7 @@ def test_config_reads_immich_settings():
         ("BACKUP_IMMICH_API_TIMEOUT", "soon"),
     ],
 )
-def test_config_errors_name_the_variable(variable, value):
+def test_config_errors_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         _parse({variable: value}).require([variable])
 
@@ -104,14 +104,14 @@ def test_config_errors_name_the_variable(variable, value):
 # --- versions and endpoints ---------------------------------------------------------------------
 
 
-def test_version_parsing():
+def test_version_parsing() -> None:
     assert parse_version({"major": 1, "minor": 137, "patch": 3}) == (1, 137, 3)
     assert parse_version({"major": "2", "minor": "0", "patch": "1"}) == (2, 0, 1)
     assert parse_version({"res": "pong"}) is None
     assert parse_version([1, 2, 3]) is None
 
 
-def test_newer_servers_get_the_manual_job_first_older_the_queue_command():
+def test_newer_servers_get_the_manual_job_first_older_the_queue_command() -> None:
     assert trigger_calls((2, 3, 1)) == (CREATE_JOB, QUEUE_COMMAND)
     assert trigger_calls((1, 137, 0)) == (CREATE_JOB, QUEUE_COMMAND)
     assert trigger_calls((1, 136, 9)) == (QUEUE_COMMAND, CREATE_JOB)
@@ -123,7 +123,7 @@ def test_newer_servers_get_the_manual_job_first_older_the_queue_command():
     assert not supports_backups((1, 119, 0)) and supports_backups((1, 120, 0))
 
 
-def test_error_messages_and_key_problems_name_where_the_key_is():
+def test_error_messages_and_key_problems_name_where_the_key_is() -> None:
     body = b'{"message":"Invalid API key","error":"Unauthorized","statusCode":401}'
     assert error_message(body) == "Invalid API key"
     assert error_message(b'{"message":["a","b"]}') == "a; b"
@@ -135,7 +135,7 @@ def test_error_messages_and_key_problems_name_where_the_key_is():
     assert key_problem(500, "boom", where) is None
 
 
-def test_a_missing_permission_is_named_as_immich_names_it():
+def test_a_missing_permission_is_named_as_immich_names_it() -> None:
     where = "given to --setup-immich"
     # Immich's AuthService: ForbiddenException(`Missing required permission: ${permission}`)
     assert missing_permission("Missing required permission: user.read") == "user.read"
@@ -153,14 +153,14 @@ def test_a_missing_permission_is_named_as_immich_names_it():
 # --- dump files ---------------------------------------------------------------------------------
 
 
-def test_dump_names():
+def test_dump_names() -> None:
     assert is_dump_name("immich-db-backup-20261120T020000-v2.3.1-pg14.19.sql.gz")
     assert is_dump_name("immich-db-backup-1712345678901.sql.gz")
     assert not is_dump_name("immich-db-backup-20261120T020000-v2.3.1-pg14.19.sql.gz.tmp")
     assert not is_dump_name(".immich")
 
 
-def test_new_dump_and_stability():
+def test_new_dump_and_stability() -> None:
     old = [dump("a", age_hours=20), dump("b", age_hours=2)]
     assert new_dump([d.name for d in old], old) is None
     grown = dump("c", 10, age_hours=0)
@@ -172,14 +172,14 @@ def test_new_dump_and_stability():
     assert not is_stable(empty, empty)
 
 
-def test_health_missing():
+def test_health_missing() -> None:
     health = dump_health([], NOW)
     assert health.newest is None and not health.ok
     assert "no Immich database dump" in health.warnings[0]
 
 
 @pytest.mark.parametrize(("age", "warned"), [(35.9, False), (36.1, True), (100, True)])
-def test_health_age_threshold(age, warned):
+def test_health_age_threshold(age: float, warned: bool) -> None:
     health = dump_health([dump("old", age_hours=age + 24), dump("new", age_hours=age)], NOW)
     assert health.newest is not None and health.newest.name.endswith("new.sql.gz")
     assert (not health.ok) is warned
@@ -188,7 +188,7 @@ def test_health_age_threshold(age, warned):
 
 
 @pytest.mark.parametrize(("size", "warned"), [(5000, False), (4999, True), (10, True)])
-def test_health_tiny_dump_compared_with_previous(size, warned):
+def test_health_tiny_dump_compared_with_previous(size: int, warned: bool) -> None:
     health = dump_health([dump("prev", 10_000, 25), dump("new", size, 1)], NOW)
     assert (not health.ok) is warned
     if warned:

@@ -4,6 +4,7 @@ exposition (parsed with prometheus_client's parser), run history, the rc argv.""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -67,7 +68,7 @@ def test_notify_config() -> None:
 
 
 def test_notices() -> None:
-    result = {
+    result: dict[str, Any] = {
         "ok": False,
         "run_id": "20261125T000000Z",
         "jobs": [

@@ -258,4 +258,4 @@ def test_plan_accepts_any_iterable() -> None:
 def test_folder_records_are_frozen() -> None:
     folder = ImmichFolder("x", 9, False, "why")
     with pytest.raises(AttributeError):
-        folder.priority = 1  # type: ignore[misc]
+        folder.priority = 1  # type: ignore[misc]  # frozen: assigning is what must fail

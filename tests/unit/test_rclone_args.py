@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,8 +57,8 @@ BASE_ARGV = (
 )
 
 
-def argv_for(**options: object) -> tuple[str, ...]:
-    return sync_argv(RCLONE, SRC, DST, ARCHIVE, SyncOptions(**options))  # type: ignore[arg-type]
+def argv_for(**options: Any) -> tuple[str, ...]:
+    return sync_argv(RCLONE, SRC, DST, ARCHIVE, SyncOptions(**options))
 
 
 def flag_value(argv: tuple[str, ...], flag: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -54,17 +55,17 @@ def test_parse_refuses(text: str) -> None:
         parse_schedule(text)
 
 
-def test_settings_carry_the_schedule_and_report_a_bad_one(tmp_path: object) -> None:
+def test_settings_carry_the_schedule_and_report_a_bad_one(tmp_path: Path) -> None:
     settings = parse_settings(
         {"BACKUP_SCHEDULE": "6h"},
         default_data_dir=tmp_path,
-        runtime_dir=None,  # type: ignore[arg-type]
+        runtime_dir=None,
     )
     assert settings.schedule == Interval(21600)
     bad = parse_settings(
         {"BACKUP_SCHEDULE": "sometimes"},
         default_data_dir=tmp_path,
-        runtime_dir=None,  # type: ignore[arg-type]
+        runtime_dir=None,
     )
     with pytest.raises(ConfigError, match="BACKUP_SCHEDULE"):
         bad.schedule  # noqa: B018 - reading it is what raises

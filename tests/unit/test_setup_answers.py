@@ -184,7 +184,9 @@ def test_op_double_lists_vaults_and_deletes_items_like_op(op_double: OpDouble) -
         assert set(vault) == {"id", "name", "content_version", "created_at", "updated_at", "items"}
         assert len(vault["id"]) == 26
     assert parse_vaults(listed)[1].name == "HomeLab"
-    item_id = op_double.item("Immich Backup B2", "HomeLab")["id"]  # type: ignore[index]
+    item = op_double.item("Immich Backup B2", "HomeLab")
+    assert item is not None
+    item_id = item["id"]
     gone = _op("item", "delete", item_id, "--vault", "Personal")
     assert gone.returncode == 1 and 'isn\'t an item in the "Personal" vault' in gone.stderr
     assert _op("item", "delete", item_id, "--vault", "HomeLab").returncode == 0

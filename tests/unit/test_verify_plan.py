@@ -62,13 +62,13 @@ def test_merge_prefixes_paths() -> None:
 
 
 def test_unhashed_paths_joins_plain_and_stored_listings() -> None:
-    plain = [
+    plain: list[dict[str, object]] = [
         {"Path": "u/a.jpg", "EncryptedPath": "e1/e2", "IsDir": False},
         {"Path": "u/b.mp4", "EncryptedPath": "e1/e3", "IsDir": False},
         {"Path": "u/c.mp4", "EncryptedPath": "e1/e4"},
         {"Path": "u", "EncryptedPath": "e1", "IsDir": True},
     ]
-    stored = [
+    stored: list[dict[str, object]] = [
         {"Path": "e1/e2", "Hashes": {"md5": "abc"}},  # has a hash
         {"Path": "e1/e3"},  # no Hashes at all (S3 multipart, B2 large file)
         {"Path": "e1/e4", "Hashes": {"sha1": ""}},  # an empty hash

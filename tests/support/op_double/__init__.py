@@ -27,7 +27,8 @@ class OpDouble:
     bin_dir: Path
 
     def state(self) -> dict[str, Any]:
-        return json.loads(self.state_path.read_text())
+        state: dict[str, Any] = json.loads(self.state_path.read_text())
+        return state
 
     def save(self, state: Mapping[str, Any]) -> None:
         self.state_path.write_text(json.dumps(state, indent=2))
