@@ -27,7 +27,8 @@ log = get_logger("photos_sync.daemon.scheduler")
 MAX_SLEEP = 60.0
 
 
-def _now() -> datetime:
+def local_now() -> datetime:
+    """Now, in the local time zone (schedules are local wall-clock times)."""
     return datetime.now().astimezone()
 
 
@@ -114,7 +115,7 @@ class Scheduler(PeriodicScheduler):
         if schedule is None:
             self._next.clear()
             return None
-        now = _now()
+        now = local_now()
         destinations = await self._store.list_destinations()
         self._next = {}
         soonest: float = MAX_SLEEP

@@ -21,7 +21,7 @@ from photos_sync.reporting.notify import notify_verify
 from photos_sync.storage.store import Destination, RestoreAndVerifyStore, Store, from_iso
 from photos_sync.system.logs import get_logger
 
-from .scheduler import MAX_SLEEP, PeriodicScheduler, _now
+from .scheduler import MAX_SLEEP, PeriodicScheduler, local_now
 
 log = get_logger("photos_sync.daemon.verify")
 
@@ -88,7 +88,7 @@ class VerifyScheduler(PeriodicScheduler):
         if schedule is None:
             self._next.clear()
             return None
-        now = _now()
+        now = local_now()
         soonest: float = MAX_SLEEP
         self._next = {}
         for destination in await self._store.list_destinations():
@@ -99,7 +99,7 @@ class VerifyScheduler(PeriodicScheduler):
                     soonest = min(soonest, BUSY_RETRY)
                     continue
                 await self._verify(destination.name, now)
-                now = _now()
+                now = local_now()
                 due = next_run(schedule, await self._last_verify(destination), now)
             self._next[destination.name] = due
             soonest = min(soonest, seconds_until(due, now))
