@@ -193,12 +193,15 @@ async def _status_loop() -> None:
 
 
 class Daemon:
+    """One daemon process: `serve` runs it until `trigger` fires; `reload` (SIGHUP) reads the
+    settings again through `reload`."""
+
     def __init__(
         self,
         settings: Settings,
         *,
         trigger: ShutdownTrigger | None = None,
-        reload: Any = load_settings,
+        reload: Callable[[], Settings] = load_settings,
     ) -> None:
         self.settings = settings
         #: Where the socket is bound: PHOTOS_SYNC_SOCKET, or a private folder inside it when
