@@ -1,4 +1,9 @@
-"""The JSON-RPC methods (see photos_sync.core.rpc for their params and results)."""
+"""The JSON-RPC methods (see photos_sync.core.rpc for their params and results).
+
+The handlers get the parts they answer from: the store, the run queue, the settings in force,
+and narrow views of the rest (the two schedules, the bandwidth figures, the jobs another
+process runs); the daemon's app wires them.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,20 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from photos_sync import __version__
 from photos_sync.core import rpc
+from photos_sync.core.config import Settings
 from photos_sync.core.states import JobStatus
 from photos_sync.reporting.status import gather_status
-from photos_sync.storage.store import StoreError
+from photos_sync.storage.store import Store, StoreError
 
-from .queue import RunEnd, Subscription
+from .queue import RunEnd, RunQueue, Subscription
 from .server import NO_REPLY, Connection, NoReply
-
-if TYPE_CHECKING:
-    from .app import Daemon
 
 #: Fields of a RUNNING job that the live figures replace in `status`.
 _LIVE_FIELDS = {
@@ -34,9 +38,43 @@ _LIVE_FIELDS = {
 }
 
 
+class ScheduleView(Protocol):
+    """What `status` shows of a schedule, and how `remove` makes it look again."""
+
+    def describe(self) -> str | None: ...
+
+    def next_runs(self) -> dict[str, str]: ...
+
+    def wake(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DaemonViews:
+    """The parts of the daemon's state that `status` reports beside the store and the queue."""
+
+    socket_path: Path
+    #: time.monotonic() when the daemon started (`uptime`).
+    started_monotonic: float
+    backups: ScheduleView
+    verifies: ScheduleView
+    #: The bandwidth part of `status` (Operations.describe).
+    bandwidth: Callable[[], dict[str, Any]]
+    #: RUNNING jobs owned by another live process, as start-up recovery found them.
+    foreign_jobs: Callable[[], list[dict[str, Any]]]
+
+
 class Handlers:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(
+        self,
+        store: Store,
+        queue: RunQueue,
+        settings: Callable[[], Settings],
+        views: DaemonViews,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._settings = settings
+        self._views = views
         self._methods: dict[str, Callable[..., Any]] = {
             "ping": self.ping,
             "status": self.status,
@@ -60,37 +98,27 @@ class Handlers:
         return {
             "version": __version__,
             "pid": os.getpid(),
-            "uptime": round(time.monotonic() - self.daemon.started_monotonic, 3),
+            "uptime": round(time.monotonic() - self._views.started_monotonic, 3),
         }
 
     async def status(self) -> dict[str, Any]:
-        daemon = self.daemon
-        document = await gather_status(daemon.settings, daemon.store)
-        live = daemon.queue.live
-        for job in document["jobs"]:
-            figures = live.get(job["id"])
-            if figures is None or job["status"] != JobStatus.RUNNING:
-                continue
-            for source, target in _LIVE_FIELDS.items():
-                if figures.get(source) is not None:
-                    job[target] = figures[source]
-            total = job["bytes_total"]
-            job["percent"] = (
-                round(100.0 * min(job["bytes_transferred"], total) / total, 1) if total else 0.0
-            )
-            job["live"] = True
+        """The status document (photos_sync.reporting.status), the running jobs' figures
+        replaced by the live ones, and the daemon's own part under "daemon"."""
+        document = await gather_status(self._settings(), self._store)
+        _overlay_live(document["jobs"], self._queue.live)
+        queue, views = self._queue, self._views
         document["daemon"] = {
             **(await self.ping()),
-            "socket": str(daemon.socket_path),
-            "run": _info(daemon.queue.current),
-            "queue": [i.as_dict() for i in daemon.queue.pending()],
-            "last_run": daemon.queue.last_end.as_dict() if daemon.queue.last_end else None,
-            "schedule": daemon.scheduler.describe(),
-            "next_run": daemon.scheduler.next_runs(),
-            "verify_schedule": daemon.verifier.describe(),
-            "next_verify": daemon.verifier.next_runs(),
-            "foreign_jobs": daemon.foreign_jobs,
-            "bandwidth": daemon.ops.describe(),
+            "socket": str(views.socket_path),
+            "run": _info(queue.current),
+            "queue": [i.as_dict() for i in queue.pending()],
+            "last_run": queue.last_end.as_dict() if queue.last_end else None,
+            "schedule": views.backups.describe(),
+            "next_run": views.backups.next_runs(),
+            "verify_schedule": views.verifies.describe(),
+            "next_verify": views.verifies.next_runs(),
+            "foreign_jobs": views.foreign_jobs(),
+            "bandwidth": views.bandwidth(),
         }
         return document
 
@@ -98,13 +126,13 @@ class Handlers:
         self, destination: str | None = None, dry_run: bool = False, force: bool = False
     ) -> dict[str, Any]:
         if destination is None:
-            names = [d.name for d in await self.daemon.store.list_destinations()]
+            names = [d.name for d in await self._store.list_destinations()]
             if len(names) > 1:  # no --to: each destination in turn, one Immich dump for all
-                runs = await self.daemon.queue.submit_each(
+                runs = await self._queue.submit_each(
                     names, dry_run=dry_run, force=force, reason="request"
                 )
                 return {"runs": runs}
-        info, already, queued = await self.daemon.queue.submit(
+        info, already, queued = await self._queue.submit(
             destination, dry_run=dry_run, force=force, reason="request"
         )
         return {"run": info.as_dict(), "already_running": already, "queued": queued}
@@ -116,21 +144,20 @@ class Handlers:
 
         if not destination:
             raise rpc.RpcError(rpc.INVALID_PARAMS, "remove: 'destination' is required")
-        daemon = self.daemon
 
         async def remove() -> int:
-            return await remove_destination(daemon.settings, daemon.store, destination)
+            return await remove_destination(self._settings(), self._store, destination)
 
         try:
-            removed = await daemon.queue.while_idle_for(destination, remove, "remove it")
+            removed = await self._queue.while_idle_for(destination, remove, "remove it")
         except UsageProblem as exc:
             raise rpc.RpcError(rpc.USAGE, str(exc)) from None
         except RunRefused as exc:
             raise rpc.RpcError(rpc.BUSY, str(exc)) from None
         except StoreError as exc:
             raise rpc.RpcError(rpc.INTERNAL_ERROR, str(exc)) from None
-        daemon.scheduler.wake()  # its next run and next verify leave `status`
-        daemon.verifier.wake()
+        self._views.backups.wake()  # its next run and next verify leave `status`
+        self._views.verifies.wake()
         return {"removed_jobs": removed}
 
     async def restore(
@@ -160,25 +187,24 @@ class Handlers:
             if moment.tzinfo is None:
                 moment = moment.astimezone()
         request = RestoreRequest(destination, Path(to), path, mode, moment, overwrite, dry_run)
-        info, already, queued = await self.daemon.queue.submit(
+        info, already, queued = await self._queue.submit(
             destination, dry_run=dry_run, reason="restore", restore=request
         )
         return {"run": info.as_dict(), "already_running": already, "queued": queued}
 
     async def cancel(self) -> dict[str, Any]:
-        info = await self.daemon.queue.cancel()
+        info = await self._queue.cancel()
         return {"cancelled": info is not None, "run": _info(info)}
 
     async def reset(self, destination: str | None = None) -> dict[str, Any]:
-        queue = self.daemon.queue
-        busy = queue.busy_with(destination)
+        busy = self._queue.busy_with(destination)
         if busy is not None:
             raise rpc.RpcError(
                 rpc.BUSY,
                 f"a backup to {busy.destination!r} is running: cancel it (or let it end) "
                 "before --reset",
             )
-        store = self.daemon.store
+        store = self._store
         destination_id = None
         if destination is not None:
             found = await store.get_destination(destination)
@@ -213,25 +239,14 @@ class Handlers:
         closing it ends the wait at once (a vanished watcher must not keep one of the daemon's
         connections busy until the next run), and what the client sends meanwhile is ignored.
         """
-        queue = self.daemon.queue
+        queue = self._queue
         if not queue.would_wait(run, wait):
             found = await queue.subscribe(run, wait)
         else:
-            waiting = asyncio.create_task(queue.subscribe(run, wait))
-            hangup = asyncio.create_task(connection.wait_hangup())
-            try:
-                await asyncio.wait({waiting, hangup}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                hangup.cancel()
-                if not waiting.done():
-                    waiting.cancel()
-                await asyncio.gather(waiting, hangup, return_exceptions=True)
-            if waiting.cancelled():
-                return NO_REPLY  # the client is gone
-            found = waiting.result()
-            if hangup.done() and not hangup.cancelled() and isinstance(found, Subscription):
-                queue.unsubscribe(found)  # gone at the moment the run started
-                return NO_REPLY
+            waited = await self._wait_unless_hangup(connection, run, wait)
+            if isinstance(waited, NoReply):
+                return waited  # the client is gone
+            found = waited
         if not isinstance(found, Subscription):
             ended = found.as_dict() if isinstance(found, RunEnd) else None
             run_info = found.run.as_dict() if isinstance(found, RunEnd) else None
@@ -243,15 +258,60 @@ class Handlers:
                 await connection.send(
                     rpc.response(request.id, {"run": found.entry.info.as_dict(), "ended": None})
                 )
-            while True:
-                item = await found.next()
-                if isinstance(item, RunEnd):
-                    await connection.send(rpc.notification("run_ended", item.as_dict()))
-                    return NO_REPLY
-                with contextlib.suppress(rpc.RpcError):  # an event too big to send is skipped
-                    await connection.send(rpc.notification("progress", item))
+            await _stream(found, connection)
         finally:
             queue.unsubscribe(found)
+        return NO_REPLY
+
+    async def _wait_unless_hangup(
+        self, connection: Connection, run: int | None, wait: bool
+    ) -> Subscription | RunEnd | NoReply | None:
+        """`queue.subscribe(run, wait)`, or NO_REPLY when the client hangs up first (or at the
+        moment the run started: its subscription is dropped)."""
+        queue = self._queue
+        waiting = asyncio.create_task(queue.subscribe(run, wait))
+        hangup = asyncio.create_task(connection.wait_hangup())
+        try:
+            await asyncio.wait({waiting, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hangup.cancel()
+            if not waiting.done():
+                waiting.cancel()
+            await asyncio.gather(waiting, hangup, return_exceptions=True)
+        if waiting.cancelled():
+            return NO_REPLY
+        found = waiting.result()
+        if hangup.done() and not hangup.cancelled() and isinstance(found, Subscription):
+            queue.unsubscribe(found)
+            return NO_REPLY
+        return found
+
+
+async def _stream(subscription: Subscription, connection: Connection) -> None:
+    """Send the run's events as `progress` notifications until its `run_ended`."""
+    while True:
+        item = await subscription.next()
+        if isinstance(item, RunEnd):
+            await connection.send(rpc.notification("run_ended", item.as_dict()))
+            return
+        with contextlib.suppress(rpc.RpcError):  # an event too big to send is skipped
+            await connection.send(rpc.notification("progress", item))
+
+
+def _overlay_live(jobs: list[dict[str, Any]], live: dict[int, dict[str, Any]]) -> None:
+    """Give each RUNNING job of `jobs` the run's latest figures for it (marked "live")."""
+    for job in jobs:
+        figures = live.get(job["id"])
+        if figures is None or job["status"] != JobStatus.RUNNING:
+            continue
+        for source, target in _LIVE_FIELDS.items():
+            if figures.get(source) is not None:
+                job[target] = figures[source]
+        total = job["bytes_total"]
+        job["percent"] = (
+            round(100.0 * min(job["bytes_transferred"], total) / total, 1) if total else 0.0
+        )
+        job["live"] = True
 
 
 def _info(info: Any) -> dict[str, Any] | None:

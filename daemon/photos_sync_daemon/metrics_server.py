@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from photos_sync.core.config import ConfigError, Settings
 from photos_sync.reporting import metrics
+from photos_sync.storage.store import Store
 from photos_sync.system.logs import get_logger
-
-if TYPE_CHECKING:
-    from .app import Daemon
 
 log = get_logger("photos_sync.daemon.metrics")
 
@@ -23,9 +23,43 @@ _HEAD_LIMIT = 16 * 1024
 _READ_TIMEOUT = 5.0
 
 
+#: The daemon's `status` document (Handlers.status), live progress included.
+StatusDocument = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def start_metrics_server(
+    settings: Callable[[], Settings], store: Store, status: StatusDocument
+) -> MetricsServer | None:
+    """The endpoint BACKUP_METRICS_ADDR asks for, listening; None when it is not set, or is
+    invalid or cannot be bound (logged: the daemon runs on without it)."""
+    try:
+        address = metrics.metrics_addr(settings().extra)
+    except ConfigError as exc:
+        log.error("metrics_addr_invalid", error=str(exc))
+        return None
+    if address is None:
+        return None
+    server = MetricsServer(settings, store, status, *address)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("metrics_listen_failed", address=f"{address[0]}:{address[1]}", error=str(exc))
+        return None
+    return server
+
+
 class MetricsServer:
-    def __init__(self, daemon: Daemon, host: str, port: int) -> None:
-        self.daemon = daemon
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        store: Store,
+        status: StatusDocument,
+        host: str,
+        port: int,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._status = status
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -46,10 +80,8 @@ class MetricsServer:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 
     async def _body(self) -> str:
-        from .handlers import Handlers
-
-        document = await Handlers(self.daemon).status()
-        return await metrics.collect(self.daemon.settings, self.daemon.store, document)
+        document = await self._status()
+        return await metrics.collect(self._settings(), self._store, document)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

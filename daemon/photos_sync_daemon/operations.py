@@ -7,7 +7,8 @@
   override it again at its next slot, so the daemon gives rclone the current slot's rate and
   moves it along the BACKUP_BWLIMIT timetable itself (a check each minute), and at once
   after SIGHUP (`reloaded`). A failed rc call is logged; the run goes on.
-- BACKUP_METRICS_ADDR: a small HTTP server answering GET /metrics (daemon/metrics_server.py).
+- BACKUP_METRICS_ADDR: a small HTTP server answering GET /metrics (metrics_server.py; the
+  daemon's app starts it beside these hooks).
 """
 
 from __future__ import annotations
@@ -17,21 +18,18 @@ import contextlib
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from photos_sync.core import bandwidth
-from photos_sync.core.config import ConfigError
+from photos_sync.core.config import Settings
 from photos_sync.core.events import ProgressSink, RunRequest, RunResult
 from photos_sync.engine.runner import Runner
 from photos_sync.rclone import rc as rclone_rc
 from photos_sync.reporting import metrics
 from photos_sync.reporting.notify import Notifier, notify_stale
+from photos_sync.storage.store import Store
 from photos_sync.system.logs import get_logger
-
-from .metrics_server import MetricsServer
-
-if TYPE_CHECKING:
-    from .app import Daemon
 
 log = get_logger("photos_sync.daemon.operations")
 
@@ -45,46 +43,32 @@ def _now() -> datetime:
 
 
 class Operations:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    """`settings` gives the settings in force (they change on SIGHUP); rclone's remote-control
+    socket is made in `rc_dir` (the daemon's socket folder)."""
+
+    def __init__(self, settings: Callable[[], Settings], store: Store, rc_dir: Path) -> None:
+        self._settings = settings
+        self._store = store
         self.runner: Runner | None = None
-        rc_dir = daemon.socket_path.parent
         self.rc = rclone_rc.new_server(rc_dir / "rclone-rc.sock")
         #: The rate last given to rclone, and rclone's own answer to core/bwlimit.
         self.applied_rate: str | None = None
         self.rclone_bwlimit: dict[str, Any] | None = None
-        self.metrics_server: MetricsServer | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- life cycle --------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the metrics endpoint (if configured) and the bandwidth timetable ticker."""
-        try:
-            address = metrics.metrics_addr(self.daemon.settings.extra)
-        except ConfigError as exc:
-            log.error("metrics_addr_invalid", error=str(exc))
-            address = None
-        if address is not None:
-            server = MetricsServer(self.daemon, *address)
-            try:
-                await server.start()
-            except OSError as exc:
-                log.error(
-                    "metrics_listen_failed", address=f"{address[0]}:{address[1]}", error=str(exc)
-                )
-            else:
-                self.metrics_server = server
+    def start(self) -> None:
+        """Start the bandwidth timetable ticker."""
         self._ticker = asyncio.create_task(self._tick(), name="bwlimit-timetable")
 
     async def stop(self) -> None:
+        """Stop the ticker; give notifications still being sent up to 5 s."""
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        if self.metrics_server is not None:
-            await self.metrics_server.close()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
 
@@ -96,7 +80,7 @@ class Operations:
         sink: ProgressSink,
         make_runner: Callable[[ProgressSink], Runner],
     ) -> RunResult:
-        settings = self.daemon.settings
+        settings = self._settings()
         notifier = Notifier.from_settings(settings)
         socket_file = rclone_rc.socket_file(self.rc)
         if socket_file is not None:
@@ -117,12 +101,12 @@ class Operations:
         finally:
             self.runner = None
             if not request.dry_run:
-                await metrics.write_textfile(settings, self.daemon.store)
+                await metrics.write_textfile(settings, self._store)
 
     def stale_job(self, destination: str, folder: str, pid: int | None, silent: float) -> None:
         """Tell the notifiers about a RUNNING job whose owner has gone silent."""
         task = asyncio.get_running_loop().create_task(
-            notify_stale(self.daemon.settings, destination, folder, pid, silent)
+            notify_stale(self._settings(), destination, folder, pid, silent)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -140,7 +124,7 @@ class Operations:
         runner = self.runner
         if runner is None:
             return
-        rate = bandwidth.rate_at(self.daemon.settings.bwlimit, _now())
+        rate = bandwidth.rate_at(self._settings().bwlimit, _now())
         # The next job of this run starts its rclone with the new rate.
         runner.settings = dataclasses.replace(
             runner.settings, bwlimit=None if rate == bandwidth.UNLIMITED else rate
@@ -166,13 +150,13 @@ class Operations:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(bandwidth.seconds_to_next_minute(_now()))
-            if bandwidth.is_timetable(self.daemon.settings.bwlimit):
+            if bandwidth.is_timetable(self._settings().bwlimit):
                 await self.apply_bwlimit()
 
     def describe(self) -> dict[str, Any]:
         """The bandwidth part of the daemon's status."""
         return {
-            "configured": self.daemon.settings.bwlimit,
+            "configured": self._settings().bwlimit,
             "applied": self.applied_rate if self.runner is not None else None,
             "rclone": self.rclone_bwlimit,
         }

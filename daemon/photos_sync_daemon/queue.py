@@ -237,23 +237,11 @@ class RunQueue:
                 raise rpc.RpcError(rpc.USAGE, str(exc)) from None
             except _REFUSALS as exc:
                 raise rpc.RpcError(rpc.RUN_REFUSED, str(exc)) from None
+            if restore is None:  # every restore request is its own run
+                existing = self._same_backup(name, dry_run)
+                if existing is not None:
+                    return existing
             current = self._current
-            if restore is not None:
-                pass  # every restore request is its own run
-            elif current is not None and current.info.destination == name and current.end is None:
-                if dry_run and not current.info.dry_run:
-                    raise rpc.RpcError(
-                        rpc.RUN_REFUSED,
-                        f"a backup to {name!r} is running: try the dry run after it ends",
-                    )
-                return current.info, True, False
-            for queued in self._pending if restore is None else ():
-                if (
-                    queued.info.destination == name
-                    and queued.info.dry_run == dry_run
-                    and queued.request.restore is None
-                ):
-                    return queued.info, True, True
             entry = Entry(
                 RunInfo(next(self._ids), name, dry_run, force, reason),
                 RunRequest(name, dry_run, force, restore, dump=dump),
@@ -271,6 +259,26 @@ class RunQueue:
         if end is not None and end.error is not None:
             raise rpc.RpcError(end.error_code or rpc.RUN_REFUSED, end.error, data=end.as_dict())
         return entry.info, False, False
+
+    def _same_backup(self, name: str, dry_run: bool) -> tuple[RunInfo, bool, bool] | None:
+        """The backup to `name` running or queued that a new request gets instead, as `submit`
+        returns it; RpcError for a dry run while a real backup to `name` runs."""
+        current = self._current
+        if current is not None and current.info.destination == name and current.end is None:
+            if dry_run and not current.info.dry_run:
+                raise rpc.RpcError(
+                    rpc.RUN_REFUSED,
+                    f"a backup to {name!r} is running: try the dry run after it ends",
+                )
+            return current.info, True, False
+        for queued in self._pending:
+            if (
+                queued.info.destination == name
+                and queued.info.dry_run == dry_run
+                and queued.request.restore is None
+            ):
+                return queued.info, True, True
+        return None
 
     async def submit_each(
         self,

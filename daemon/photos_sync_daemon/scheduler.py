@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from photos_sync.core.config import Settings
 from photos_sync.core.records import Destination, to_iso
 from photos_sync.core.schedule import Schedule, group_last_runs, next_run, seconds_until
+from photos_sync.storage.store import Store
 from photos_sync.system.logs import get_logger
 from photos_sync.system.service import last_recorded_run
-
-if TYPE_CHECKING:
-    from .app import Daemon
 
 log = get_logger("photos_sync.daemon.scheduler")
 
@@ -28,17 +28,27 @@ log = get_logger("photos_sync.daemon.scheduler")
 MAX_SLEEP = 60.0
 
 
-def _now() -> datetime:
+def local_now() -> datetime:
+    """Now, in the local time zone (schedules are local wall-clock times)."""
     return datetime.now().astimezone()
+
+
+class RunSubmitter(Protocol):
+    """What the scheduler needs of the run queue (RunQueue.submit_each)."""
+
+    async def submit_each(
+        self, destinations: Sequence[str], *, reason: str = ...
+    ) -> list[dict[str, Any]]: ...
 
 
 class PeriodicScheduler:
     """The loop shared by the backup and verify schedules: each `_tick` does what is due and
     says how long to sleep; `wake` makes it look again at once (config reloaded, a run
-    ended)."""
+    ended). `settings` gives the settings in force (they change on SIGHUP)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, settings: Callable[[], Settings], store: Store) -> None:
+        self._settings = settings
+        self._store = store
         self._wake = asyncio.Event()
         self._next: dict[str, datetime] = {}
         #: Set by `prime`: the first tick is done, `run` sleeps this long before the next.
@@ -83,17 +93,18 @@ class PeriodicScheduler:
 
 
 class Scheduler(PeriodicScheduler):
-    def __init__(self, daemon: Daemon) -> None:
-        super().__init__(daemon)
+    def __init__(self, settings: Callable[[], Settings], store: Store, queue: RunSubmitter) -> None:
+        super().__init__(settings, store)
+        self._queue = queue
         self._queued_at: dict[str, datetime] = {}
 
     @property
     def schedule(self) -> Schedule | None:
-        return self.daemon.settings.schedule
+        return self._settings().schedule
 
     async def _last_run(self, destination: Destination) -> datetime | None:
         # The DB's part is shared with `--install` and `--check`, which announce the next run.
-        recorded = await last_recorded_run(self.daemon.store, destination)
+        recorded = await last_recorded_run(self._store, destination)
         moments = [recorded] if recorded is not None else []
         if destination.name in self._queued_at:
             moments.append(self._queued_at[destination.name])
@@ -101,12 +112,12 @@ class Scheduler(PeriodicScheduler):
 
     async def _tick(self) -> float | None:
         """Queue what is due; return how long to sleep (None: until woken)."""
-        schedule = self.daemon.settings.schedule
+        schedule = self.schedule
         if schedule is None:
             self._next.clear()
             return None
-        now = _now()
-        destinations = await self.daemon.store.list_destinations()
+        now = local_now()
+        destinations = await self._store.list_destinations()
         self._next = {}
         soonest: float = MAX_SLEEP
         lasts = group_last_runs(schedule, {d.name: await self._last_run(d) for d in destinations})
@@ -120,21 +131,22 @@ class Scheduler(PeriodicScheduler):
             self._next[destination.name] = due
             soonest = min(soonest, seconds_until(due, now))
         if due_now:
-            # Destinations due together are queued together: one run each, in turn, and one
-            # fresh Immich dump for all of them.
-            for entry in await self.daemon.queue.submit_each(due_now, reason="schedule"):
-                if "error" in entry:
-                    log.warning(
-                        "scheduled_run_refused",
-                        destination=entry["destination"],
-                        error=entry["error"],
-                    )
-                else:
-                    run = entry["run"]
-                    log.info(
-                        "scheduled_run",
-                        destination=run["destination"],
-                        run=run["id"],
-                        already=entry["already_running"],
-                    )
+            await self._queue_due(due_now)
         return max(0.05, soonest)
+
+    async def _queue_due(self, names: list[str]) -> None:
+        """Destinations due together are queued together: one run each, in turn, and one
+        fresh Immich dump for all of them."""
+        for entry in await self._queue.submit_each(names, reason="schedule"):
+            if "error" in entry:
+                log.warning(
+                    "scheduled_run_refused", destination=entry["destination"], error=entry["error"]
+                )
+            else:
+                run = entry["run"]
+                log.info(
+                    "scheduled_run",
+                    destination=run["destination"],
+                    run=run["id"],
+                    already=entry["already_running"],
+                )

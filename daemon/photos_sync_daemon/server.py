@@ -315,33 +315,36 @@ class RpcServer:
                 return
             finally:
                 self._idle_since.pop(task, None)
-            try:
-                request = rpc.decode_request(line)
-            except rpc.RpcError as error:
+            await self._answer(connection, line)
+
+    async def _answer(self, connection: Connection, line: bytes) -> None:
+        """Decode one request, dispatch it, send its reply (or its error) unless it is a
+        notification or the handler replied itself (NoReply)."""
+        try:
+            request = rpc.decode_request(line)
+        except rpc.RpcError as error:
+            await connection.send(rpc.error_response(error))
+            return
+        try:
+            result = await self._dispatch(request, connection)
+        except rpc.RpcError as error:
+            error.id = request.id
+            if not request.is_notification:
                 await connection.send(rpc.error_response(error))
-                continue
-            try:
-                result = await self._dispatch(request, connection)
-            except rpc.RpcError as error:
-                error.id = request.id
-                if not request.is_notification:
-                    await connection.send(rpc.error_response(error))
-                continue
-            except (ConnectionError, TimeoutError, asyncio.CancelledError):
-                raise
-            except Exception as exc:
-                log.exception("handler_failed", method=request.method)
-                if not request.is_notification:
-                    internal = rpc.RpcError(
-                        rpc.INTERNAL_ERROR, f"internal error: {exc}", id=request.id
-                    )
-                    await connection.send(rpc.error_response(internal))
-                continue
-            if isinstance(result, NoReply) or request.is_notification:
-                continue
-            try:
-                reply = rpc.response(request.id, result)
-            except rpc.RpcError as error:
-                error.id = request.id
-                reply = rpc.error_response(error)
-            await connection.send(reply)
+            return
+        except (ConnectionError, TimeoutError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("handler_failed", method=request.method)
+            if not request.is_notification:
+                internal = rpc.RpcError(rpc.INTERNAL_ERROR, f"internal error: {exc}", id=request.id)
+                await connection.send(rpc.error_response(internal))
+            return
+        if isinstance(result, NoReply) or request.is_notification:
+            return
+        try:
+            reply = rpc.response(request.id, result)
+        except rpc.RpcError as error:
+            error.id = request.id
+            reply = rpc.error_response(error)
+        await connection.send(reply)

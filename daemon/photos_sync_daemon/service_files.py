@@ -215,17 +215,7 @@ def render_unit(
     specifiers such as %h (escape literal paths with `escape_specifiers`); `environment`
     values are literal.
     """
-    env_lines = f"Environment={_quote_systemd(f'{DATA_DIR_ENV}={data_dir}')}\n"
-    for key, value in sorted((environment or {}).items()):
-        if key == DATA_DIR_ENV:
-            continue
-        env_lines += f"Environment={_quote_systemd(f'{key}={escape_specifiers(value)}')}\n"
-    if environment_file:
-        env_lines += (
-            "# OP_SERVICE_ACCOUNT_TOKEN for 1Password (0600; `photos-sync daemon --install` "
-            "writes it)\n"
-            f"EnvironmentFile={environment_file}\n"
-        )
+    env_lines = _environment_lines(data_dir, environment or {}, environment_file)
     if system:
         unit_section = "After=network-online.target\nWants=network-online.target\n"
         extra = "RuntimeDirectory=photos-sync\nRuntimeDirectoryMode=0700\n"
@@ -260,6 +250,24 @@ UMask=0077
 [Install]
 WantedBy={wanted_by}
 """
+
+
+def _environment_lines(
+    data_dir: str, environment: Mapping[str, str], environment_file: str | None
+) -> str:
+    """The unit's Environment= lines (the data dir first) and its EnvironmentFile=."""
+    lines = f"Environment={_quote_systemd(f'{DATA_DIR_ENV}={data_dir}')}\n"
+    for key, value in sorted(environment.items()):
+        if key == DATA_DIR_ENV:
+            continue
+        lines += f"Environment={_quote_systemd(f'{key}={escape_specifiers(value)}')}\n"
+    if environment_file:
+        lines += (
+            "# OP_SERVICE_ACCOUNT_TOKEN for 1Password (0600; `photos-sync daemon --install` "
+            "writes it)\n"
+            f"EnvironmentFile={environment_file}\n"
+        )
+    return lines
 
 
 def render_plist(
@@ -394,10 +402,37 @@ def plan_install(
             "`photos-sync daemon --install` again"
         )
     scope = service_scope(environ, platform, euid)
-    executable = executable or default_executable()
     data_dir = settings.data_dir.expanduser().absolute()
     dotenv_path = data_dir / ".env"
+    wanted = _service_dotenv(settings, scope)
+    current = _dotenv_values(dotenv_path)
+    changes = {k: v for k, v in sorted(wanted.items()) if current.get(k) != v}
+    for name, value in changes.items():
+        dotenv_line(name, value)  # refuses what a .env file cannot hold, before anything
+    token = _service_account_token(environ)
+    env_file = service_env_path(data_dir)
+    service_env = env_file if token is not None or env_file.is_file() else None
+    definition = _service_definition(
+        scope, executable or default_executable(), data_dir, service_env, environ, euid
+    )
+    return InstallPlan(
+        scope=scope,
+        path=definition.path,
+        content=definition.content,
+        data_dir=data_dir,
+        dotenv_path=dotenv_path,
+        dotenv_changes=changes,
+        service_env=service_env,
+        token=token,
+        commands=definition.commands,
+        linger_user=definition.linger_user,
+        log_hint=log_hint(scope, environ),
+    )
 
+
+def _service_dotenv(settings: Settings, scope: str) -> dict[str, str]:
+    """The settings the service needs in <data dir>/.env (`settings.immich_path` is set)."""
+    assert settings.immich_path is not None
     wanted = service_settings(settings.extra)
     if settings.rclone_binary:
         wanted["RCLONE_BINARY"] = settings.rclone_binary
@@ -407,11 +442,12 @@ def plan_install(
     explicit = bool(settings.extra.get(SOCKET_ENV, "").strip())
     socket = SYSTEM_SOCKET if scope == SYSTEM and not explicit else settings.socket_path
     wanted[SOCKET_ENV] = str(socket.expanduser().absolute())
-    current = _dotenv_values(dotenv_path)
-    changes = {k: v for k, v in sorted(wanted.items()) if current.get(k) != v}
-    for name, value in changes.items():
-        dotenv_line(name, value)  # refuses what a .env file cannot hold, before anything
+    return wanted
 
+
+def _service_account_token(environ: Mapping[str, str]) -> str | None:
+    """OP_SERVICE_ACCOUNT_TOKEN of the installing shell, if set; ServiceError if it cannot be
+    a token (it goes into an EnvironmentFile= line as it is)."""
     token = environ.get(SERVICE_ACCOUNT_ENV, "").strip() or None
     if token is not None and not _TOKEN_CHARS.fullmatch(token):
         raise ServiceError(
@@ -419,18 +455,34 @@ def plan_install(
             "has (a space or a quote?): copy the token again and run `photos-sync daemon "
             "--install` again"
         )
-    env_file = service_env_path(data_dir)
-    service_env = env_file if token is not None or env_file.is_file() else None
+    return token
 
+
+@dataclass(frozen=True)
+class _ServiceDefinition:
+    path: Path  # the unit or the plist
+    content: bytes
+    commands: tuple[tuple[str, ...], ...]  # what loads and (re)starts it
+    linger_user: str | None
+
+
+def _service_definition(
+    scope: str,
+    executable: str,
+    data_dir: Path,
+    service_env: Path | None,
+    environ: Mapping[str, str],
+    euid: int | None,
+) -> _ServiceDefinition:
+    """The launchd plist or the systemd unit for `scope`, and the commands that start it."""
     unit_env: dict[str, str] = {}
     op_binary = _op_binary(environ)
     if op_binary:
         unit_env[OP_BINARY_ENV] = op_binary
     path = service_path(scope, environ)
-    linger_user = None
     if scope == LAUNCHD:
         unit_env["PATH"] = LAUNCHD_PATH
-        content = render_plist(
+        plist = render_plist(
             executable,
             str(launchd_log_dir(environ)),
             str(data_dir),
@@ -438,41 +490,27 @@ def plan_install(
             str(service_env) if service_env else None,
         )
         domain = f"gui/{os.getuid()}"
-        commands: tuple[tuple[str, ...], ...] = (
+        load = (
             ("launchctl", "bootout", f"{domain}/{AGENT_LABEL}"),
             ("launchctl", "bootstrap", domain, str(path)),
         )
-    else:
-        if scope == SYSTEM:
-            unit_env["HOME"] = pwd.getpwuid(os.geteuid() if euid is None else euid).pw_dir
-        content = render_unit(
-            escape_specifiers(executable).replace("$", "$$"),  # ExecStart= expands $VAR
-            escape_specifiers(str(data_dir)),
-            system=scope == SYSTEM,
-            environment=unit_env,
-            environment_file=escape_specifiers(str(service_env)) if service_env else None,
-        ).encode()
-        # restart, not `enable --now`: a running daemon must pick up the new settings.
-        commands = (
-            systemctl(scope, "daemon-reload"),
-            systemctl(scope, "enable", UNIT_NAME),
-            systemctl(scope, "restart", UNIT_NAME),
-        )
-        if scope == USER:
-            linger_user = account_name()
-    return InstallPlan(
-        scope=scope,
-        path=path,
-        content=content,
-        data_dir=data_dir,
-        dotenv_path=dotenv_path,
-        dotenv_changes=changes,
-        service_env=service_env,
-        token=token,
-        commands=commands,
-        linger_user=linger_user,
-        log_hint=log_hint(scope, environ),
+        return _ServiceDefinition(path, plist, load, None)
+    if scope == SYSTEM:
+        unit_env["HOME"] = pwd.getpwuid(os.geteuid() if euid is None else euid).pw_dir
+    unit = render_unit(
+        escape_specifiers(executable).replace("$", "$$"),  # ExecStart= expands $VAR
+        escape_specifiers(str(data_dir)),
+        system=scope == SYSTEM,
+        environment=unit_env,
+        environment_file=escape_specifiers(str(service_env)) if service_env else None,
+    ).encode()
+    # restart, not `enable --now`: a running daemon must pick up the new settings.
+    start = (
+        systemctl(scope, "daemon-reload"),
+        systemctl(scope, "enable", UNIT_NAME),
+        systemctl(scope, "restart", UNIT_NAME),
     )
+    return _ServiceDefinition(path, unit, start, account_name() if scope == USER else None)
 
 
 def _dotenv_values(path: Path) -> dict[str, str]:

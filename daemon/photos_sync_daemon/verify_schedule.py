@@ -10,22 +10,20 @@ stopped; the verify is due again once the queue is idle).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from photos_sync.core.config import Settings
 from photos_sync.core.records import Destination
 from photos_sync.core.schedule import Schedule, next_run, seconds_until
 from photos_sync.core.units import from_iso
-from photos_sync.engine.runner import Runner
-from photos_sync.engine.verify import VerifyReport, verify
+from photos_sync.engine.verify import VerifyReport
 from photos_sync.reporting.notify import notify_verify
-from photos_sync.storage.store import RestoreAndVerifyStore
+from photos_sync.storage.store import RestoreAndVerifyStore, Store
 from photos_sync.system.logs import get_logger
 
-from .scheduler import MAX_SLEEP, PeriodicScheduler, _now
-
-if TYPE_CHECKING:
-    from .app import Daemon
+from .scheduler import MAX_SLEEP, PeriodicScheduler, local_now
 
 log = get_logger("photos_sync.daemon.verify")
 
@@ -33,15 +31,36 @@ log = get_logger("photos_sync.daemon.verify")
 BUSY_RETRY = 5.0
 
 
+class QueueActivity(Protocol):
+    """What the verify scheduler needs to know of the run queue: is a run going or waiting."""
+
+    @property
+    def current(self) -> Any: ...
+
+    def pending(self) -> list[Any]: ...
+
+
+#: Verifies one destination by name (EngineCalls.verify).
+VerifyFunction = Callable[[str], Coroutine[Any, Any, VerifyReport]]
+
+
 class VerifyScheduler(PeriodicScheduler):
-    def __init__(self, daemon: Daemon) -> None:
-        super().__init__(daemon)
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        store: Store,
+        queue: QueueActivity,
+        verify: VerifyFunction,
+    ) -> None:
+        super().__init__(settings, store)
+        self._queue = queue
+        self._run_verify = verify
         self._started_at: dict[str, datetime] = {}
         self._current: asyncio.Task[VerifyReport] | None = None
 
     @property
     def schedule(self) -> Schedule | None:
-        return self.daemon.settings.verify_schedule
+        return self._settings().verify_schedule
 
     async def yield_to_backup(self) -> None:
         """Cancel the verify in progress (if any) so a backup can take the destination."""
@@ -51,12 +70,12 @@ class VerifyScheduler(PeriodicScheduler):
             await asyncio.wait([task])
 
     def _queue_busy(self) -> bool:
-        queue = self.daemon.queue
+        queue = self._queue
         return queue.current is not None or bool(queue.pending())
 
     async def _last_verify(self, destination: Destination) -> datetime | None:
         moments = []
-        last = await RestoreAndVerifyStore(self.daemon.store).last_verify(destination.id)
+        last = await RestoreAndVerifyStore(self._store).last_verify(destination.id)
         if last is not None:
             started = from_iso(last["started_at"])
             if started is not None:
@@ -67,14 +86,14 @@ class VerifyScheduler(PeriodicScheduler):
 
     async def _tick(self) -> float | None:
         """Run what is due (one destination after another); return how long to sleep."""
-        schedule = self.daemon.settings.verify_schedule
+        schedule = self.schedule
         if schedule is None:
             self._next.clear()
             return None
-        now = _now()
+        now = local_now()
         soonest: float = MAX_SLEEP
         self._next = {}
-        for destination in await self.daemon.store.list_destinations():
+        for destination in await self._store.list_destinations():
             due = next_run(schedule, await self._last_verify(destination), now)
             if due <= now:
                 if self._queue_busy():
@@ -82,7 +101,7 @@ class VerifyScheduler(PeriodicScheduler):
                     soonest = min(soonest, BUSY_RETRY)
                     continue
                 await self._verify(destination.name, now)
-                now = _now()
+                now = local_now()
                 due = next_run(schedule, await self._last_verify(destination), now)
             self._next[destination.name] = due
             soonest = min(soonest, seconds_until(due, now))
@@ -90,8 +109,9 @@ class VerifyScheduler(PeriodicScheduler):
 
     async def _verify(self, name: str, now: datetime) -> None:
         self._started_at[name] = now
-        runner = Runner(self.daemon.settings, self.daemon.store)
-        task: asyncio.Task[VerifyReport] = asyncio.create_task(verify(runner, name), name="verify")
+        task: asyncio.Task[VerifyReport] = asyncio.create_task(
+            self._run_verify(name), name="verify"
+        )
         self._current = task
         log.info("scheduled_verify_started", destination=name)
         try:
@@ -112,4 +132,4 @@ class VerifyScheduler(PeriodicScheduler):
             return
         report = task.result()
         log.info("scheduled_verify_finished", destination=name, **report.figures())
-        await notify_verify(self.daemon.settings, report.as_dict())
+        await notify_verify(self._settings(), report.as_dict())
