@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from photos_sync.core import bandwidth
 from photos_sync.core.config import ConfigError
+from photos_sync.engine.reported_run import reported_run
 from photos_sync.engine.runner import ProgressSink, Runner, RunRequest, RunResult
 from photos_sync.rclone import rc as rclone_rc
 from photos_sync.reporting import metrics
-from photos_sync.reporting.notify import Notifier, notify_stale
+from photos_sync.reporting.notify import notify_stale
 from photos_sync.system.logs import get_logger
 
 from .metrics_server import MetricsServer
@@ -96,13 +97,12 @@ class Operations:
         make_runner: Callable[[ProgressSink], Runner],
     ) -> RunResult:
         settings = self.daemon.settings
-        notifier = Notifier.from_settings(settings)
         socket_file = rclone_rc.socket_file(self.rc)
         if socket_file is not None:
             with contextlib.suppress(OSError):
                 socket_file.unlink()  # left by an rclone that was killed
         try:
-            async with notifier.watching(request, sink) as watched:
+            async with reported_run(settings, self.daemon.store, request, sink) as watched:
                 runner = make_runner(watched)
                 runner.rc = self.rc
                 rate = bandwidth.rate_at(settings.bwlimit, _now())
@@ -115,8 +115,6 @@ class Operations:
                 return await runner.run(request)
         finally:
             self.runner = None
-            if not request.dry_run:
-                await metrics.write_textfile(settings, self.daemon.store)
 
     def stale_job(self, destination: str, folder: str, pid: int | None, silent: float) -> None:
         """Tell the notifiers about a RUNNING job whose owner has gone silent."""
