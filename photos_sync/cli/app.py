@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from photos_sync import __version__
 from photos_sync.cli.console import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, stderr, stdout
 from photos_sync.cli.runtime import require_destination, settings_or_exit
-from photos_sync.core.config import DAEMON_SETTINGS, RUN_SETTINGS, STATUS_SETTINGS
+from photos_sync.core.config import DAEMON_SETTINGS, RUN_SETTINGS, STATUS_SETTINGS, Settings
 
 
 class _FlagsWithoutType:
@@ -213,19 +213,9 @@ def backup(
     from photos_sync.cli import backup_cmd, destination_cmd
 
     if status and (watch or once):
-        from photos_sync.cli.watch import watch_status
-
-        if json_output:
-            fail("--watch is for people: use --status --json for scripts", EXIT_USAGE)
-        if to is not None:
-            require_destination(settings, to)
-        raise typer.Exit(watch_status(settings, stdout, once=once, destination=to))
+        _watch(settings, to, once=once, json_output=json_output)
     if history:
-        from photos_sync.cli.watch import print_history
-
-        if to is not None:
-            require_destination(settings, to)
-        raise typer.Exit(print_history(settings, stdout, to, json_output))
+        _history(settings, to, json_output)
     if status:
         backup_cmd.show_status(settings, json_output, to)
     elif remove is not None:
@@ -257,6 +247,26 @@ def backup(
         )
     else:
         backup_cmd.run_backup(settings, to, dry_run, force, json_output, detach)
+
+
+def _watch(settings: Settings, to: str | None, *, once: bool, json_output: bool) -> NoReturn:
+    """`--status --watch` (or `--once`): the live view, for people only."""
+    from photos_sync.cli.watch import watch_status
+
+    if json_output:
+        fail("--watch is for people: use --status --json for scripts", EXIT_USAGE)
+    if to is not None:
+        require_destination(settings, to)
+    raise typer.Exit(watch_status(settings, stdout, once=once, destination=to))
+
+
+def _history(settings: Settings, to: str | None, json_output: bool) -> NoReturn:
+    """`--history`: past runs (of destination `to`, or all)."""
+    from photos_sync.cli.watch import print_history
+
+    if to is not None:
+        require_destination(settings, to)
+    raise typer.Exit(print_history(settings, stdout, to, json_output))
 
 
 def _only_mode(**modes: bool) -> str | None:
