@@ -204,24 +204,15 @@ class Handlers:
                 f"a backup to {busy.destination!r} is running: cancel it (or let it end) "
                 "before --reset",
             )
-        store = self._store
-        destination_id = None
-        if destination is not None:
-            found = await store.get_destination(destination)
-            if found is None:
-                from photos_sync.core.destinations import unknown_destination_message
+        from photos_sync.core.events import RunRefused, UsageProblem
+        from photos_sync.engine.maintenance import reset_jobs
 
-                known = [d.name for d in await store.list_destinations()]
-                raise rpc.RpcError(rpc.USAGE, unknown_destination_message(destination, known))
-            destination_id = found.id
-        running = await store.active_job(destination_id)
-        if running is not None:
-            raise rpc.RpcError(
-                rpc.BUSY,
-                f"a job is RUNNING (pid {running.owner_pid}); stop that backup before --reset",
-            )
         try:
-            removed = await store.reset(destination_id)
+            removed = await reset_jobs(self._store, destination)
+        except UsageProblem as exc:
+            raise rpc.RpcError(rpc.USAGE, str(exc)) from None
+        except RunRefused as exc:
+            raise rpc.RpcError(rpc.BUSY, str(exc)) from None
         except StoreError as exc:
             raise rpc.RpcError(rpc.INTERNAL_ERROR, str(exc)) from None
         return {"removed": removed}

@@ -24,10 +24,10 @@ from typing import Any
 from photos_sync.core import bandwidth
 from photos_sync.core.config import Settings
 from photos_sync.core.events import ProgressSink, RunRequest, RunResult
+from photos_sync.engine.reported_run import reported_run
 from photos_sync.engine.runner import Runner
 from photos_sync.rclone import rc as rclone_rc
-from photos_sync.reporting import metrics
-from photos_sync.reporting.notify import Notifier, notify_stale
+from photos_sync.reporting.notify import notify_stale
 from photos_sync.storage.store import Store
 from photos_sync.system.logs import get_logger
 
@@ -81,13 +81,12 @@ class Operations:
         make_runner: Callable[[ProgressSink], Runner],
     ) -> RunResult:
         settings = self._settings()
-        notifier = Notifier.from_settings(settings)
         socket_file = rclone_rc.socket_file(self.rc)
         if socket_file is not None:
             with contextlib.suppress(OSError):
                 socket_file.unlink()  # left by an rclone that was killed
         try:
-            async with notifier.watching(request, sink) as watched:
+            async with reported_run(settings, self._store, request, sink) as watched:
                 runner = make_runner(watched)
                 runner.rc = self.rc
                 rate = bandwidth.rate_at(settings.bwlimit, _now())
@@ -100,8 +99,6 @@ class Operations:
                 return await runner.run(request)
         finally:
             self.runner = None
-            if not request.dry_run:
-                await metrics.write_textfile(settings, self._store)
 
     def stale_job(self, destination: str, folder: str, pid: int | None, silent: float) -> None:
         """Tell the notifiers about a RUNNING job whose owner has gone silent."""
