@@ -23,6 +23,7 @@ from typing import Any
 
 from photos_sync.core.config import DAEMON_SETTINGS, ConfigError, Settings
 from photos_sync.core.states import JobStatus, Staleness, is_resumable, stale_threshold
+from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.runner import ProgressSink, Runner, RunRequest, RunResult
 from photos_sync.storage.datadir import DataDirError
 from photos_sync.storage.settings_io import load_settings
@@ -109,7 +110,7 @@ class Daemon:
         return Runner(self.settings, self.store, sink=sink, live_interval=LIVE_INTERVAL)
 
     async def _resolve(self, name: str | None) -> str:
-        return (await self._runner().resolve_destination(name)).name
+        return (await DestinationContext(self.settings, self.store).resolve(name)).name
 
     async def _run_one(self, request: RunRequest, sink: ProgressSink) -> RunResult | Any:
         if request.restore is not None:
@@ -117,7 +118,9 @@ class Daemon:
 
             notify.status(f"restoring from {request.destination}")
             try:
-                return await Restorer(self._runner(sink)).run(request.restore)
+                destinations = DestinationContext(self.settings, self.store)
+                restorer = Restorer(destinations, sink, live_interval=LIVE_INTERVAL)
+                return await restorer.run(request.restore)
             finally:
                 notify.status("idle")
         notify.status(f"backing up to {request.destination}")

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from photos_sync.core.schedule import Schedule, next_run, seconds_until
-from photos_sync.engine.runner import Runner
+from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.verify import VerifyReport, verify
 from photos_sync.reporting.notify import notify_verify
 from photos_sync.storage.store import Destination, RestoreAndVerifyStore, from_iso
@@ -88,8 +88,10 @@ class VerifyScheduler(PeriodicScheduler):
 
     async def _verify(self, name: str, now: datetime) -> None:
         self._started_at[name] = now
-        runner = Runner(self.daemon.settings, self.daemon.store)
-        task: asyncio.Task[VerifyReport] = asyncio.create_task(verify(runner, name), name="verify")
+        destinations = DestinationContext(self.daemon.settings, self.daemon.store)
+        task: asyncio.Task[VerifyReport] = asyncio.create_task(
+            verify(destinations, name), name="verify"
+        )
         self._current = task
         log.info("scheduled_verify_started", destination=name)
         try:

@@ -928,13 +928,8 @@ def recovery_kit_command(
 
     The output is SECRET: it holds the encryption password.
     """
-    from photos_sync.core.destinations import (
-        ENCRYPTION_PASSWORD,
-        ENCRYPTION_SALT,
-        build_remotes,
-        destination_type,
-    )
-    from photos_sync.credentials.loader import load_secrets
+    from photos_sync.core.destinations import destination_type
+    from photos_sync.engine.destination import DestinationContext
     from photos_sync.reporting.recovery_kit import recovery_kit
 
     settings = settings_or_exit((), "recovery-kit")
@@ -944,22 +939,13 @@ def recovery_kit_command(
         if destination is None:
             names = ", ".join(d.name for d in await store.list_destinations()) or "none"
             raise UsageProblem(f"unknown destination {name!r}: known destinations are {names}")
-        secrets = await load_secrets(destination)
-        binary = execute.find_rclone(settings.rclone_binary)
-        password = secrets[ENCRYPTION_PASSWORD]
-        salt = secrets.get(ENCRYPTION_SALT)
-        remotes = build_remotes(
-            destination,
-            secrets,
-            await execute.obscure(binary, password),
-            await execute.obscure(binary, salt) if salt else None,
-        )
+        secrets = await DestinationContext(settings, store).rclone_secrets(destination)
         return recovery_kit(
             destination.name,
             destination_type(destination.type).describe(destination),
-            remotes,
-            password,
-            salt,
+            secrets.remotes(destination),
+            secrets.password,
+            secrets.salt,
         )
 
     text = run_async(lambda: with_store(settings, body))
@@ -1444,6 +1430,7 @@ def restore(
     --overwrite; an interrupted restore continues when run again."""
     from photos_sync.cli.render import dumps
     from photos_sync.core.units import human_bytes
+    from photos_sync.engine.destination import DestinationContext
     from photos_sync.engine.restore import Restorer, RestoreRequest, archive_listing
 
     settings = settings_or_exit(() if list_deleted else ("BACKUP_BWLIMIT",), "restore")
@@ -1452,7 +1439,7 @@ def restore(
     if list_deleted:
         rows = run_async(
             lambda: with_store(
-                settings, lambda s: archive_listing(Runner(settings, s), source, path)
+                settings, lambda s: archive_listing(DestinationContext(settings, s), source, path)
             )
         )
         if json_output:
@@ -1490,9 +1477,10 @@ def restore(
     view = LiveView(stdout, quiet=json_output)
 
     async def body(store: Store) -> Any:
-        runner = Runner(settings, store, sink=view, live_interval=1.0 if view.interactive else None)
+        live = 1.0 if view.interactive else None
+        restorer = Restorer(DestinationContext(settings, store), view, live_interval=live)
         with view:
-            return await Restorer(runner).run(
+            return await restorer.run(
                 RestoreRequest(source, to, path, mode, moment, overwrite, dry_run)
             )
 
@@ -1549,6 +1537,7 @@ def verify(
     deleted at the source since that backup are listed as newer than it; exit 1 only on files
     missing or differing in the backup, unreadable objects, or unreadable source files."""
     from photos_sync.cli.render import dumps
+    from photos_sync.engine.destination import DestinationContext
     from photos_sync.engine.verify import VerifyReport, failed_report
     from photos_sync.engine.verify import verify as run_verify
 
@@ -1576,7 +1565,7 @@ def verify(
         from photos_sync.reporting.notify import notify_verify
 
         found = await run_verify(
-            Runner(settings, store, sink=view), to, full=full, sample_percent=sample
+            DestinationContext(settings, store), to, sink=view, full=full, sample_percent=sample
         )
         await notify_verify(settings, found.as_dict())
         from photos_sync.reporting.metrics import write_textfile
@@ -1627,6 +1616,7 @@ def _verify_each(
     from photos_sync.cli.render import dumps
     from photos_sync.core.destinations import DestinationError
     from photos_sync.credentials.keyfile import SecretsError
+    from photos_sync.engine.destination import DestinationContext
     from photos_sync.engine.runner import RunRefused as refused
     from photos_sync.engine.runner import UsageProblem as usage_problem
     from photos_sync.engine.verify import VerifyReport
@@ -1640,7 +1630,11 @@ def _verify_each(
         for name in names:
             try:
                 report = await run_verify(
-                    Runner(settings, store, sink=view), name, full=full, sample_percent=sample
+                    DestinationContext(settings, store),
+                    name,
+                    sink=view,
+                    full=full,
+                    sample_percent=sample,
                 )
             except usage_problem:
                 raise
