@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from photos_sync.core.events import ProgressSink
+from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.verify import VerifyReport, verify
 
@@ -37,15 +38,20 @@ class EngineCalls:
             return Runner(self._settings(), self._store)
         return Runner(self._settings(), self._store, sink=sink, live_interval=LIVE_INTERVAL)
 
+    def destinations(self) -> DestinationContext:
+        """Resolves, opens, locks and checks destinations with the current settings."""
+        return DestinationContext(self._settings(), self._store)
+
     async def resolve(self, name: str | None) -> str:
         """The name of the destination `name` means (None: the only one); raises like the
         runner when there is none or it is unknown."""
-        return (await self.runner().resolve_destination(name)).name
+        return (await self.destinations().resolve(name)).name
 
     async def restore(self, request: RestoreRequest, sink: ProgressSink) -> RestoreResult:
         from photos_sync.engine.restore import Restorer
 
-        return await Restorer(self.runner(sink)).run(request)
+        restorer = Restorer(self.destinations(), sink, live_interval=LIVE_INTERVAL)
+        return await restorer.run(request)
 
     async def verify(self, destination: str) -> VerifyReport:
-        return await verify(self.runner(), destination)
+        return await verify(self.destinations(), destination)

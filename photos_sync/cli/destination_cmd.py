@@ -37,6 +37,7 @@ from photos_sync.cli.runtime import (
 
 if TYPE_CHECKING:
     from photos_sync.core.config import Settings
+    from photos_sync.core.records import Destination
     from photos_sync.engine.setup import SetupOutcome, SetupRequest
     from photos_sync.storage.store import Store
 
@@ -216,37 +217,22 @@ def recovery_kit(name: str) -> None:
         if destination is None:
             names = ", ".join(d.name for d in await store.list_destinations()) or "none"
             raise UsageProblem(f"unknown destination {name!r}: known destinations are {names}")
-        return await _kit_text(settings, destination)
+        return await _kit_text(settings, store, destination)
 
     print_secret_kit(run_async(lambda: with_store(settings, body)))
 
 
-async def _kit_text(settings: Settings, destination: Any) -> str:
+async def _kit_text(settings: Settings, store: Store, destination: Destination) -> str:
     """The kit of `destination`: its secrets loaded, rclone's obscured forms, the text."""
-    from photos_sync.core.destinations import (
-        ENCRYPTION_PASSWORD,
-        ENCRYPTION_SALT,
-        build_remotes,
-        destination_type,
-    )
-    from photos_sync.credentials.loader import load_secrets
+    from photos_sync.core.destinations import destination_type
+    from photos_sync.engine.destination import DestinationContext
     from photos_sync.reporting.recovery_kit import recovery_kit as kit_text
-    from photos_sync.system import execute
 
-    secrets = await load_secrets(destination)
-    binary = execute.find_rclone(settings.rclone_binary)
-    password = secrets[ENCRYPTION_PASSWORD]
-    salt = secrets.get(ENCRYPTION_SALT)
-    remotes = build_remotes(
-        destination,
-        secrets,
-        await execute.obscure(binary, password),
-        await execute.obscure(binary, salt) if salt else None,
-    )
+    secrets = await DestinationContext(settings, store).rclone_secrets(destination)
     return kit_text(
         destination.name,
         destination_type(destination.type).describe(destination),
-        remotes,
-        password,
-        salt,
+        secrets.remotes(destination),
+        secrets.password,
+        secrets.salt,
     )

@@ -63,26 +63,29 @@ def restore(
 def _restore_here(settings: Settings, request: RestoreRequest, json_output: bool) -> RestoreResult:
     """Run the restore in this process, its progress on the terminal."""
     from photos_sync.cli.render import LiveView
+    from photos_sync.engine.destination import DestinationContext
     from photos_sync.engine.restore import Restorer
-    from photos_sync.engine.runner import Runner
 
     view = LiveView(stdout, quiet=json_output)
 
     async def body(store: Store) -> RestoreResult:
-        runner = Runner(settings, store, sink=view, live_interval=1.0 if view.interactive else None)
+        live = 1.0 if view.interactive else None
+        restorer = Restorer(DestinationContext(settings, store), view, live_interval=live)
         with view:
-            return await Restorer(runner).run(request)
+            return await restorer.run(request)
 
     return run_async(lambda: with_store(settings, body))
 
 
 def _list_archive(settings: Settings, source: str | None, path: str, json_output: bool) -> None:
     """`--list-deleted`: the archived copies under `path`."""
+    from photos_sync.engine.destination import DestinationContext
     from photos_sync.engine.restore import archive_listing
-    from photos_sync.engine.runner import Runner
 
     rows = run_async(
-        lambda: with_store(settings, lambda s: archive_listing(Runner(settings, s), source, path))
+        lambda: with_store(
+            settings, lambda s: archive_listing(DestinationContext(settings, s), source, path)
+        )
     )
     print_archive_listing(rows, path, json_output)
 

@@ -93,12 +93,12 @@ async def _verify_one(
     settings: Settings, store: Store, view: LiveView, name: str | None, *, full: bool, sample: float
 ) -> VerifyReport:
     """Verify one destination here, and tell the notifiers how it went."""
-    from photos_sync.engine.runner import Runner
+    from photos_sync.engine.destination import DestinationContext
     from photos_sync.engine.verify import verify as run_verify
     from photos_sync.reporting.notify import notify_verify
 
     found = await run_verify(
-        Runner(settings, store, sink=view), name, full=full, sample_percent=sample
+        DestinationContext(settings, store), name, sink=view, full=full, sample_percent=sample
     )
     await notify_verify(settings, found.as_dict())
     return found

@@ -323,7 +323,7 @@ async def check_b2_versions(remote: CryptRemote, destination: Destination) -> Ch
         rules = []  # rclone prints `null` for a bucket that never had rules
     if not isinstance(rules, list):
         why = (
-            str(remote._fail("reading the lifecycle rules", result))
+            str(remote.failure("reading the lifecycle rules", result))
             if result.returncode
             else "rclone's answer was not a list of rules"
         )
@@ -336,7 +336,7 @@ async def check_destination(
 ) -> list[Check]:
     from photos_sync.core.events import RunRefused
     from photos_sync.credentials.loader import load_secrets
-    from photos_sync.engine.runner import Runner
+    from photos_sync.engine.destination import DestinationContext
 
     label = f"destination {destination.name}"
     try:
@@ -353,17 +353,16 @@ async def check_destination(
             Check(f"{label} secrets", FAIL, "not readable", str(exc)),
             Check(f"{label} remote", SKIP, "not tried (no secrets)", required=False),
         ]
-    del secrets
     where_secrets = "1Password" if store_kind == "op" else "key file"
     checks = [Check(f"{label} secrets", OK, f"readable ({where_secrets})")]
     try:
-        runner = Runner(settings, store)
-        remote = await runner.open_remote(destination)
+        context = DestinationContext(settings, store)
+        remote = await context.open_remote(destination, secrets)
         if destination.bucket_name:
             probe = await remote.probe(f"{BASE_REMOTE}:{destination.bucket_name}")
             if not probe.ok:
                 raise DestinationError(explain_error(destination.type, probe.message))
-        await runner.check_destination(destination, remote)
+        await context.check(destination, remote)
     except (RunRefused, DestinationError, SecretsError, execute.RcloneNotFound) as exc:
         checks.append(Check(f"{label} remote", FAIL, f"{where} not reachable", str(exc)))
     else:

@@ -24,7 +24,7 @@ from photos_sync.core.destinations import (
 from photos_sync.core.events import RunRefused, UsageProblem
 from photos_sync.core.records import Destination
 from photos_sync.core.states import JobStatus, Staleness, stale_threshold
-from photos_sync.engine.runner import _destination_lock
+from photos_sync.engine.destination import destination_lock
 from photos_sync.storage.store import RestoreAndVerifyStore, Store
 from photos_sync.system import procinfo
 
@@ -71,7 +71,7 @@ async def plan_removal(store: Store, name: str) -> RemovalPlan:
 def busy_message(settings: Settings, plan: RemovalPlan) -> str | None:
     """Why the destination cannot be removed right now (a run holds its lock), else None: a
     first look, before any question; `remove_destination` looks again while removing."""
-    with _destination_lock(settings.data_dir, plan.destination_id) as locked:
+    with destination_lock(settings.data_dir, plan.destination_id) as locked:
         return None if locked else _busy(plan.name)
 
 
@@ -113,7 +113,7 @@ async def remove_destination(settings: Settings, store: Store, name: str) -> int
     if destination is None:
         known = [d.name for d in await store.list_destinations()]
         raise UsageProblem(unknown_destination_message(name, known))
-    with _destination_lock(settings.data_dir, destination.id) as locked:
+    with destination_lock(settings.data_dir, destination.id) as locked:
         if not locked:
             raise RunRefused(_busy(name))
         await _refuse_if_in_use(settings, store, destination)

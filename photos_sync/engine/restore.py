@@ -14,21 +14,18 @@ already written are skipped).
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from photos_sync.core.archive import (
-    RAW_LISTING_FLAGS,
     ArchivedFile,
     LiveFile,
     as_of,
     newest_archived,
     parse_archive_listing,
     parse_modtime,
-    parse_raw_listing,
     parse_stamp,
     under,
 )
@@ -39,7 +36,7 @@ from photos_sync.core.events import (
     RunEvent,
     RunRefused,
 )
-from photos_sync.core.names import decode_raw, display_path, is_utf8, raw_bytes
+from photos_sync.core.names import display_path, is_utf8, raw_bytes
 from photos_sync.core.rclone_args import (
     ARCHIVE_FOLDER,
     DESTINATION_MARKER,
@@ -59,7 +56,7 @@ from photos_sync.core.rclone_log import (
 from photos_sync.core.records import RestoreJob
 from photos_sync.core.redact import redact
 from photos_sync.core.states import JobStatus
-from photos_sync.engine.runner import Runner
+from photos_sync.engine.destination import DestinationContext
 from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage.store import RestoreAndVerifyStore
 from photos_sync.system import execute
@@ -133,32 +130,15 @@ def normalise_path(raw: str) -> str:
     return "/".join(parts)
 
 
-async def _list_files(remote: CryptRemote, path: str) -> list[dict[str, object]]:
-    """Every file below `path` with its exact name (lsjson would garble names that are not
-    UTF-8); [] when there is no such folder."""
-    result = await remote._run("lsf", crypt_path(path), *RAW_LISTING_FLAGS, timeout=3600)
-    if result.returncode != 0:
-        return []
-    return parse_raw_listing(decode_raw(result.stdout))
-
-
 async def list_archive(remote: CryptRemote) -> list[dict[str, object]]:
     """Every file in the archive, as lsjson-like entries {Path, Size, ModTime}."""
-    return await _list_files(remote, ARCHIVE_FOLDER)
+    return await remote.list_files(ARCHIVE_FOLDER)
 
 
 def _wanted(files: list[ArchivedFile], prefix: str) -> list[ArchivedFile]:
     """Archived files under `prefix`, which may name a file by its shown form (`bad\\xff.jpg`,
     as --list-deleted prints a name that is not UTF-8) as well as by its exact bytes."""
     return [f for f in files if under(f.path, prefix) or under(display_path(f.path), prefix)]
-
-
-async def _stat(remote: CryptRemote, path: str) -> dict[str, Any] | None:
-    result = await remote._run("lsjson", crypt_path(path), "--stat")
-    if result.returncode != 0:
-        return None
-    entry = json.loads(result.stdout or b"null")
-    return entry if isinstance(entry, dict) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +152,23 @@ class CopyStep:
 
 
 class Restorer:
-    """Plans and runs restores for one store. Uses the Runner's remote set-up."""
+    """Plans and runs restores from the destinations of `destinations`; tells `sink` how
+    they go (every `live_interval` seconds while rclone copies, when set)."""
 
-    def __init__(self, runner: Runner, sink: ProgressSink | None = None) -> None:
-        self.runner = runner
-        self.store = RestoreAndVerifyStore(runner.store)
-        self.sink = sink or runner.sink
+    def __init__(
+        self,
+        destinations: DestinationContext,
+        sink: ProgressSink | None = None,
+        *,
+        live_interval: float | None = None,
+        grace: float = execute.DEFAULT_GRACE,
+    ) -> None:
+        self.destinations = destinations
+        self.settings = destinations.settings
+        self.store = RestoreAndVerifyStore(destinations.store)
+        self.sink: ProgressSink = sink or (lambda _event: None)
+        self.live_interval = live_interval
+        self.grace = grace
 
     async def plan(self, remote: CryptRemote, request: RestoreRequest) -> list[CopyStep]:
         """The copies that carry out `request` (RunRefused if there is nothing to restore)."""
@@ -187,7 +178,7 @@ class Restorer:
             if not path:
                 excludes = (f"/{ARCHIVE_FOLDER}/**", f"/{DESTINATION_MARKER}")
                 return [CopyStep(crypt_path(), target, excludes=excludes)]
-            entry = await _stat(remote, path)
+            entry = await remote.stat(path)
             if entry is None:
                 raise RunRefused(f"{display_path(path)} is not in the backup of {remote.label!r}")
             if entry.get("IsDir"):
@@ -210,16 +201,16 @@ class Restorer:
                 for stamp, paths in sorted(by_stamp.items())
             ]
         assert request.mode == "as-of" and request.moment is not None
-        live_entries = await _list_files(remote, path) if path else []
+        live_entries = await remote.list_files(path) if path else []
         if not path:
             for folder, is_dir in (await remote.list_root()).items():
                 if is_dir and folder != ARCHIVE_FOLDER:
                     live_entries += [
                         {**e, "Path": f"{folder}/{e['Path']}"}
-                        for e in await _list_files(remote, folder)
+                        for e in await remote.list_files(folder)
                     ]
         else:
-            entry = await _stat(remote, path)
+            entry = await remote.stat(path)
             if entry is not None and not entry.get("IsDir"):
                 live_entries = [{**entry, "Path": path}]
             else:
@@ -243,10 +234,8 @@ class Restorer:
         return steps
 
     async def run(self, request: RestoreRequest) -> RestoreResult:
-        runner = self.runner
-        destination = await runner.resolve_destination(request.destination)
-        remote = await runner.open_remote(destination)
-        await runner.check_destination(destination, remote)
+        opened = await self.destinations.open(request.destination)
+        destination, remote = opened.destination, opened.remote
         target = request.target.expanduser().resolve()
         request = RestoreRequest(
             request.destination,
@@ -390,7 +379,7 @@ class Restorer:
                         would_write.append(event.object)
 
                 process = execute.StreamingProcess(
-                    argv, remote.child_env(), on_line, grace=self.runner.grace
+                    argv, remote.child_env(), on_line, grace=self.grace
                 )
                 await process.start()
                 await process.wait()
@@ -417,12 +406,12 @@ class Restorer:
                 remote.binary,
                 step.source,
                 str(step.target),
-                stats_interval=self.runner.live_interval or 1.0,
+                stats_interval=self.live_interval or 1.0,
                 overwrite=request.overwrite,
                 files_from=files_from,
                 excludes=step.excludes,
                 dry_run=request.dry_run,
-                bwlimit=self.runner.settings.bwlimit,
+                bwlimit=self.settings.bwlimit,
             )
             base_bytes, base_files = totals.bytes, totals.files
             errors: list[str] = []
@@ -469,9 +458,7 @@ class Restorer:
                     )
                 )
 
-            process = execute.StreamingProcess(
-                argv, remote.child_env(), on_line, grace=self.runner.grace
-            )
+            process = execute.StreamingProcess(argv, remote.child_env(), on_line, grace=self.grace)
             await process.start()
             code = await process.wait()
             if job is not None:
@@ -500,11 +487,11 @@ class _Totals:
     files_total: int = 0
 
 
-async def archive_listing(runner: Runner, name: str | None, path: str) -> list[dict[str, Any]]:
+async def archive_listing(
+    destinations: DestinationContext, name: str | None, path: str
+) -> list[dict[str, Any]]:
     """What the archive holds under `path`: [{path, run, archived_at, size}], newest first."""
-    destination = await runner.resolve_destination(name)
-    remote = await runner.open_remote(destination)
-    await runner.check_destination(destination, remote)
+    remote = (await destinations.open(name)).remote
     prefix = normalise_path(path)
     rows = []
     for item in _wanted(parse_archive_listing(await list_archive(remote)), prefix):

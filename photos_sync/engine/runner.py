@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -26,18 +25,13 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from photos_sync.core.archive import expired_stamps, parse_stamp
 from photos_sync.core.config import Settings
 from photos_sync.core.destinations import (
-    ENCRYPTION_PASSWORD,
-    ENCRYPTION_SALT,
     DestinationError,
-    build_remotes,
     destination_type,
-    missing_secret_fields,
-    unknown_destination_message,
 )
 from photos_sync.core.events import (
     DryRunFolder,
@@ -47,7 +41,6 @@ from photos_sync.core.events import (
     RunRefused,
     RunRequest,
     RunResult,
-    UsageProblem,
 )
 from photos_sync.core.guards import FolderPreview, PreviewCollector, max_delete_refusal
 from photos_sync.core.names import (
@@ -70,12 +63,10 @@ from photos_sync.core.planning import (
 )
 from photos_sync.core.rclone_args import (
     ARCHIVE_FOLDER,
-    DESTINATION_MARKER,
     RcServer,
     SyncOptions,
     archive_path,
     crypt_path,
-    remote_env,
     sync_argv,
 )
 from photos_sync.core.rclone_log import (
@@ -107,10 +98,9 @@ from photos_sync.core.skips import (
 )
 from photos_sync.core.states import JobStatus, Refusal, Staleness, stale_threshold
 from photos_sync.core.units import human_bytes, plural
-from photos_sync.credentials.loader import load_secrets
+from photos_sync.engine.destination import DestinationContext
 from photos_sync.rclone import rc as rclone_rc
 from photos_sync.rclone.remote import CryptRemote
-from photos_sync.storage.datadir import open_private
 from photos_sync.storage.store import Store
 from photos_sync.system import execute, procinfo
 from photos_sync.system.logs import get_logger
@@ -190,30 +180,6 @@ def gather_facts(immich_path: Path, folders: tuple[ImmichFolder, ...]) -> dict[s
             has_files=exists and _has_files(path),
         )
     return facts
-
-
-@contextlib.contextmanager
-def _destination_lock(data_dir: Path, destination_id: int) -> Any:
-    """Hold an exclusive flock for runs of one destination; yields False if someone else has it.
-
-    The kernel drops the lock when its holder dies, so a crash never leaves it behind.
-    """
-    lock_dir = data_dir / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = open_private(lock_dir / f"destination-{destination_id}.lock", os.O_RDWR | os.O_CREAT)
-    handle: TextIO = os.fdopen(fd, "a+")
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    finally:
-        handle.close()
 
 
 class DestinationPresence:
@@ -411,6 +377,8 @@ class Runner:
     ) -> None:
         self.settings = settings
         self.store = store
+        #: resolves, opens, locks and checks the destinations of this runner's runs
+        self.destinations = DestinationContext(settings, store)
         self.sink = sink
         self.live_interval = live_interval
         self.grace = grace
@@ -423,79 +391,10 @@ class Runner:
         #: job id -> what rclone skipped in its attempts (read by the run once the job ends)
         self._skipped: dict[int, dict[str, bool]] = {}
 
-    # destinations
-
-    async def resolve_destination(self, name: str | None) -> Destination:
-        """The destination called `name`, or the only one when `name` is None."""
-        destinations = await self.store.list_destinations()
-        if not destinations:
-            raise UsageProblem(
-                "no destination is set up yet: run `photos-sync backup --setup local --name NAME "
-                "--path DIR` first"
-            )
-        if name is None:
-            if len(destinations) == 1:
-                return destinations[0]
-            names = ", ".join(d.name for d in destinations)
-            # Backups and verify go to each in turn; a restore must name its source.
-            raise UsageProblem(
-                f"several destinations exist ({names}): name one (`photos-sync restore --from "
-                "NAME`)"
-            )
-        for destination in destinations:
-            if destination.name == name:
-                return destination
-        raise UsageProblem(unknown_destination_message(name, [d.name for d in destinations]))
-
-    async def open_remote(self, destination: Destination) -> CryptRemote:
-        """The destination's crypt remote, with secrets loaded and obscured in memory."""
-        binary = execute.find_rclone(self.settings.rclone_binary)
-        secrets = await load_secrets(destination)
-        missing = missing_secret_fields(destination.type, secrets)
-        if missing:
-            raise DestinationError(
-                f"destination {destination.name!r}: its secrets lack {', '.join(missing)}; "
-                "add them where the secrets are kept"
-            )
-        salt_plain = secrets.get(ENCRYPTION_SALT)
-        # Both at once: each `rclone obscure` is a process start (~50 ms).
-        if salt_plain:
-            password, salt = await asyncio.gather(
-                execute.obscure(binary, secrets[ENCRYPTION_PASSWORD]),
-                execute.obscure(binary, salt_plain),
-            )
-        else:
-            password, salt = await execute.obscure(binary, secrets[ENCRYPTION_PASSWORD]), None
-        remotes = build_remotes(destination, secrets, password, salt)
-        secret_values = (*secrets.values(), password, *([salt] if salt else []))
-        return CryptRemote(binary, remote_env(remotes), tuple(secret_values), destination.name)
-
-    async def check_destination(self, destination: Destination, remote: CryptRemote) -> set[str]:
-        """Raise RunRefused unless the destination is there and is ours; return its folders."""
-        if destination.type == "local":
-            path = Path(destination.remote_path or "")
-            if not path.is_dir():
-                raise RunRefused(
-                    f"destination {destination.name!r}: {path} does not exist; is the disk "
-                    "mounted? (photos-sync never creates it outside --setup)"
-                )
-        try:
-            root = await remote.list_root()
-        except DestinationError as exc:
-            raise RunRefused(str(exc)) from None
-        if DESTINATION_MARKER not in root:
-            kind = destination_type(destination.type)
-            raise RunRefused(
-                f"destination {destination.name!r}: no photos-sync backup found at "
-                f"{kind.describe(destination)} (wrong or unmounted volume, or a different "
-                "encryption password); check the mount, or run --setup again for a new folder"
-            )
-        return {name for name, is_dir in root.items() if is_dir}
-
     # the run
 
     async def run(self, request: RunRequest) -> RunResult:
-        destination = await self.resolve_destination(request.destination)
+        destination = await self.destinations.resolve(request.destination)
         immich_path = self.settings.require_immich_path()
         if not immich_path.is_dir():
             raise RunRefused(
@@ -509,11 +408,11 @@ class Runner:
         except SourceRefused as exc:
             raise RunRefused(str(exc)) from None
 
-        with _destination_lock(self.settings.data_dir, destination.id) as locked:
+        with self.destinations.lock(destination) as locked:
             if not locked or await self.store.active_job(destination.id):
                 await self._take_over_running_jobs(destination, locked, request.force)
-            remote = await self.open_remote(destination)
-            backed_up = await self.check_destination(destination, remote)
+            remote = await self.destinations.open_remote(destination)
+            backed_up = await self.destinations.check(destination, remote)
             # Nothing in the archive before this run means nothing there can have expired:
             # spare the listing (one rclone start, and a list call on cloud storage).
             self._archive_present = ARCHIVE_FOLDER in backed_up

@@ -47,7 +47,6 @@ from photos_sync.core.destinations import (
     ENCRYPTION_SALT,
     DestinationError,
     bucket_problem,
-    build_remotes,
     destination_type,
     explain_error,
     item_fields,
@@ -57,7 +56,6 @@ from photos_sync.core.destinations import (
     required_secret_fields,
     s3_provider,
 )
-from photos_sync.core.rclone_args import remote_env
 from photos_sync.core.records import Destination, to_iso, utcnow
 from photos_sync.core.redact import redact
 from photos_sync.credentials.keyfile import (
@@ -66,6 +64,7 @@ from photos_sync.credentials.keyfile import (
     read_key_file,
     write_key_file,
 )
+from photos_sync.engine.destination import RcloneSecrets
 from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage.store import Store
 from photos_sync.system import execute
@@ -820,17 +819,13 @@ class _Wizard:
     async def open_remote(self, destination: Destination) -> CryptRemote:
         """The raw remote and the crypt overlay over it, defined in rclone's environment."""
         try:
-            password = await execute.obscure(self.binary, self.secrets[ENCRYPTION_PASSWORD])
-            salt_plain = self.secrets.get(ENCRYPTION_SALT)
-            salt = await execute.obscure(self.binary, salt_plain) if salt_plain else None
+            prepared = await RcloneSecrets.prepare(self.binary, self.secrets)
         except (RuntimeError, OSError) as exc:
             raise SetupError(
                 f"rclone config failed ({exc}): run `{self.binary} version` to check the "
                 "binary, or set RCLONE_BINARY to a working rclone"
             ) from None
-        remotes = build_remotes(destination, self.secrets, password, salt)
-        hidden = (*self._secret_values(), password, *([salt] if salt else []))
-        return CryptRemote(self.binary, remote_env(remotes), hidden, destination.name)
+        return prepared.remote(self.binary, destination, self._secret_values())
 
     async def configure_storage(self, destination: Destination, remote: CryptRemote) -> None:
         if self.kind.type_name == "local":

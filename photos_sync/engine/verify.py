@@ -17,7 +17,6 @@ result is stored.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import tempfile
@@ -27,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from photos_sync.core.destinations import DestinationError
-from photos_sync.core.events import EventKind, RunEvent, RunRefused
+from photos_sync.core.events import EventKind, ProgressSink, RunEvent, RunRefused
 from photos_sync.core.names import decode_raw, display_path, raw_bytes
 from photos_sync.core.planning import IMMICH_MARKER, selected_folders
 from photos_sync.core.rclone_args import BASE_REMOTE, CRYPT_REMOTE, check_argv, crypt_path
-from photos_sync.core.records import utcnow
+from photos_sync.core.records import Destination, utcnow
 from photos_sync.core.redact import redact
 from photos_sync.core.units import from_iso
 from photos_sync.core.verify_plan import (
@@ -49,7 +48,7 @@ from photos_sync.core.verify_plan import (
     run_start,
     unhashed_paths,
 )
-from photos_sync.engine.runner import Runner, _destination_lock
+from photos_sync.engine.destination import DestinationContext
 from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage.store import RestoreAndVerifyStore
 from photos_sync.system import execute
@@ -152,6 +151,10 @@ def failed_report(message: str, destination: str | None = None, mode: str = "") 
     return VerifyReport(destination, mode, error=message)
 
 
+#: rclone's time limit for one listing (a folder of a large library, from cloud storage).
+_LISTING_TIMEOUT = 24 * 3600
+
+
 @dataclass
 class _Checked:
     outcome: CheckOutcome
@@ -200,14 +203,6 @@ def _failure(what: str, checked: _Checked, secrets: tuple[str, ...]) -> str | No
     return redact(f"rclone {what} failed with status {checked.returncode}: {cause}", secrets)
 
 
-async def _lsjson(remote: CryptRemote, path: str, *flags: str) -> list[dict[str, Any]]:
-    result = await remote._run("lsjson", path, *flags, timeout=24 * 3600)
-    if result.returncode != 0:
-        raise remote._fail(f"listing {path}", result)
-    entries = json.loads(result.stdout or b"[]")
-    return entries if isinstance(entries, list) else []
-
-
 def _underlying(remote: CryptRemote) -> str | None:
     """The raw cloud path under the crypt remote ("psbase:bucket/path"); None when local.
 
@@ -220,7 +215,9 @@ def _underlying(remote: CryptRemote) -> str | None:
 
 async def _encrypted_folders(remote: CryptRemote) -> dict[str, str]:
     """Top-level plain folder name -> its encrypted name."""
-    top = await _lsjson(remote, crypt_path(), "--max-depth", "1", "--encrypted")
+    top = await remote.lsjson(
+        crypt_path(), "--max-depth", "1", "--encrypted", timeout=_LISTING_TIMEOUT
+    )
     return {str(e["Path"]): str(e["EncryptedPath"]) for e in top if e.get("IsDir")}
 
 
@@ -235,8 +232,10 @@ async def _unhashed(
     # charge per call, and Immich's upload/ has thousands of directories). --no-modtime: on
     # S3 rclone keeps the modification time in metadata, which takes a HEAD per object.
     flags = ("-R", "--files-only", "--fast-list", "--no-modtime", "--no-mimetype")
-    plain = await _lsjson(remote, crypt_path(folder), *flags, "--encrypted")
-    stored = await _lsjson(remote, f"{underlying.rstrip('/')}/{encrypted}", *flags, "--hash")
+    plain = await remote.lsjson(crypt_path(folder), *flags, "--encrypted", timeout=_LISTING_TIMEOUT)
+    stored = await remote.lsjson(
+        f"{underlying.rstrip('/')}/{encrypted}", *flags, "--hash", timeout=_LISTING_TIMEOUT
+    )
     return unhashed_paths(plain, stored), len(stored)
 
 
@@ -256,28 +255,31 @@ def _changed_at(source: Path, paths: list[str]) -> dict[str, float | None]:
 
 
 async def verify(
-    runner: Runner,
+    destinations: DestinationContext,
     name: str | None,
     *,
+    sink: ProgressSink | None = None,
     full: bool = False,
     sample_percent: float = DEFAULT_SAMPLE_PERCENT,
     seed: int | None = None,
     small_file: int = SMALL_FILE,
 ) -> VerifyReport:
-    """Verify one destination against the source; the result is stored in the DB.
+    """Verify one destination against the source, telling `sink` which folder it checks;
+    the result is stored in the DB.
 
     Refused while a backup to the same destination runs (its half-done state would be
     reported as differences).
     """
-    destination = await runner.resolve_destination(name)
-    with _destination_lock(runner.settings.data_dir, destination.id) as locked:
+    destination = await destinations.resolve(name)
+    with destinations.lock(destination) as locked:
         if not locked:
             raise RunRefused(
                 f"a backup to {destination.name!r} is running: verify after it has finished"
             )
         return await _verify(
-            runner,
-            destination.name,
+            destinations,
+            destination,
+            sink or (lambda _event: None),
             full=full,
             sample_percent=sample_percent,
             seed=seed,
@@ -298,8 +300,9 @@ class _FolderCheck:
 
 
 async def _verify(
-    runner: Runner,
-    name: str,
+    destinations: DestinationContext,
+    destination: Destination,
+    sink: ProgressSink,
     *,
     full: bool,
     sample_percent: float,
@@ -307,20 +310,20 @@ async def _verify(
     small_file: int,
 ) -> VerifyReport:
     started = utcnow()
-    destination = await runner.resolve_destination(name)
-    immich_path = runner.settings.require_immich_path()
+    settings = destinations.settings
+    immich_path = settings.require_immich_path()
     if not immich_path.is_dir():
         raise RunRefused(f"BACKUP_IMMICH_PATH={immich_path} does not exist: is it mounted?")
-    remote = await runner.open_remote(destination)
-    in_backup = await runner.check_destination(destination, remote)
+    remote = await destinations.open_remote(destination)
+    in_backup = await destinations.check(destination, remote)
     mode = "full" if full else f"sample {sample_percent:g}%"
     report = VerifyReport(destination.name, mode)
     rng = random.Random(seed)  # noqa: S311 - sampling, not security
     underlying = _underlying(remote)
     report.cloud = underlying is not None
     encrypted_names = await _encrypted_folders(remote) if underlying else {}
-    completed = await runner.store.last_completed_jobs(destination.id)
-    for folder in selected_folders(runner.settings.include_generated):
+    completed = await destinations.store.last_completed_jobs(destination.id)
+    for folder in selected_folders(settings.include_generated):
         source = immich_path / folder.name
         if not source.is_dir() and folder.name not in in_backup:
             continue
@@ -328,14 +331,14 @@ async def _verify(
         job = completed.get(folder.name)
         since = run_start(job.run_id, from_iso(job.created_at)) if job else None
         report.backups[folder.name] = since.isoformat() if since else None
-        runner.sink(
+        sink(
             RunEvent(
                 EventKind.MESSAGE, destination.name, {"text": f"{folder.name}/: checking hashes"}
             )
         )
         try:
             checked = await _check_folder(
-                runner,
+                sink,
                 remote,
                 source,
                 folder.name,
@@ -358,14 +361,14 @@ async def _verify(
         report.downloaded_bytes += checked.downloaded_bytes
         report.object_reads += checked.object_reads
         report.listings += checked.listings
-    await RestoreAndVerifyStore(runner.store).record_verify(
+    await RestoreAndVerifyStore(destinations.store).record_verify(
         destination.id, started, mode, report.figures(), report.as_dict()
     )
     return report
 
 
 async def _check_folder(
-    runner: Runner,
+    sink: ProgressSink,
     remote: CryptRemote,
     source: Path,
     folder: str,
@@ -443,7 +446,7 @@ async def _check_folder(
             small_file=small_file,
         )
         if download:
-            runner.sink(
+            sink(
                 RunEvent(
                     EventKind.MESSAGE,
                     remote.label,

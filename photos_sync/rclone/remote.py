@@ -10,8 +10,11 @@ import json
 import secrets as pysecrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from photos_sync.core.archive import RAW_LISTING_FLAGS, parse_raw_listing
 from photos_sync.core.destinations import DestinationError, explain_error
+from photos_sync.core.names import decode_raw
 from photos_sync.core.rclone_args import (
     ARCHIVE_FOLDER,
     BASE_REMOTE,
@@ -64,7 +67,9 @@ class CryptRemote:
         argv = simple_argv(self.binary, *args)
         return await execute.run_captured(argv, self.child_env(), stdin=stdin, timeout=timeout)
 
-    def _fail(self, what: str, result: execute.Completed) -> DestinationError:
+    def failure(self, what: str, result: execute.Completed) -> DestinationError:
+        """The error to raise when `what` (an rclone run on this remote) failed: rclone's
+        message, scrubbed of secrets, with a diagnosis when one is known."""
         kind = self.env.get(f"RCLONE_CONFIG_{BASE_REMOTE.upper()}_TYPE", "local")
         reason = explain_error(kind, _rclone_error(result.stderr, self.secrets))
         return DestinationError(f"destination {self.label!r}: {what} failed: {reason}")
@@ -73,9 +78,33 @@ class CryptRemote:
         """Names at the top of the backup, mapped to whether each is a folder."""
         result = await self._run("lsjson", crypt_path(), "--max-depth", "1")
         if result.returncode != 0:
-            raise self._fail("listing the backup", result)
+            raise self.failure("listing the backup", result)
         entries = json.loads(result.stdout or b"[]")
         return {str(e["Path"]): bool(e.get("IsDir")) for e in entries}
+
+    async def lsjson(self, path: str, *flags: str, timeout: float = 120) -> list[dict[str, Any]]:
+        """`rclone lsjson path flags...`: its entries; DestinationError if the listing fails."""
+        result = await self._run("lsjson", path, *flags, timeout=timeout)
+        if result.returncode != 0:
+            raise self.failure(f"listing {path}", result)
+        entries = json.loads(result.stdout or b"[]")
+        return entries if isinstance(entries, list) else []
+
+    async def stat(self, path: str) -> dict[str, Any] | None:
+        """The lsjson entry of `path` in the backup; None when it is not there."""
+        result = await self._run("lsjson", crypt_path(path), "--stat")
+        if result.returncode != 0:
+            return None
+        entry = json.loads(result.stdout or b"null")
+        return entry if isinstance(entry, dict) else None
+
+    async def list_files(self, path: str, *, timeout: float = 3600) -> list[dict[str, object]]:
+        """Every file below `path` in the backup with its exact name (lsjson would garble
+        names that are not UTF-8), as lsjson-like entries; [] when there is no such folder."""
+        result = await self._run("lsf", crypt_path(path), *RAW_LISTING_FLAGS, timeout=timeout)
+        if result.returncode != 0:
+            return []
+        return parse_raw_listing(decode_raw(result.stdout))
 
     async def has_marker(self) -> bool:
         return DESTINATION_MARKER in await self.list_root()
@@ -84,7 +113,7 @@ class CryptRemote:
         data = json.dumps(dict(content), sort_keys=True).encode()
         result = await self._run("rcat", crypt_path(DESTINATION_MARKER), stdin=data)
         if result.returncode != 0:
-            raise self._fail("writing the destination marker", result)
+            raise self.failure("writing the destination marker", result)
 
     async def test_write(self) -> None:
         """Write a small random file through crypt, read it back decrypted, delete it."""
@@ -93,11 +122,11 @@ class CryptRemote:
         path = crypt_path(name)
         result = await self._run("rcat", path, stdin=payload)
         if result.returncode != 0:
-            raise self._fail("test-write", result)
+            raise self.failure("test-write", result)
         try:
             readback = await self._run("cat", path)
             if readback.returncode != 0:
-                raise self._fail("reading the test file back", readback)
+                raise self.failure("reading the test file back", readback)
             if readback.stdout != payload:
                 raise DestinationError(
                     f"destination {self.label!r}: the test file read back differs from what was "
@@ -136,14 +165,14 @@ class CryptRemote:
         if result.returncode != 0:
             if b"directory not found" in result.stderr:
                 return []
-            raise self._fail("listing the archive", result)
+            raise self.failure("listing the archive", result)
         return [str(e["Path"]) for e in json.loads(result.stdout or b"[]")]
 
     async def purge(self, path: str) -> None:
         """Delete `path` and everything below it."""
         result = await self._run("purge", path, timeout=3600)
         if result.returncode != 0:
-            raise self._fail(f"removing {path}", result)
+            raise self.failure(f"removing {path}", result)
 
     async def folder_has_files(self, folder: str) -> bool:
         """True if the backup of `folder` holds at least one file besides Immich's marker."""

@@ -1,5 +1,5 @@
 """Past runs: backup_jobs grouped by (destination, run_id). `summarise_runs` is pure;
-`load_history` reads the rows."""
+`load_history` reads the rows (Store.job_history)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,6 @@ from typing import Any
 from photos_sync.core.states import JobStatus
 from photos_sync.core.units import from_iso
 from photos_sync.storage.store import Store
-
-_COLUMNS = (
-    "name",
-    "run_id",
-    "folder",
-    "status",
-    "bytes_transferred",
-    "files_transferred",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "last_update",
-    "retry_count",
-    "error_message",
-)
 
 
 def _result(statuses: set[str]) -> str:
@@ -87,14 +72,6 @@ async def load_history(
     store: Store, destination: str | None = None, limit: int | None = 50
 ) -> list[dict[str, Any]]:
     """The latest `limit` runs (all when None), newest first, of one or every destination."""
-    where = ""
-    params: tuple[str, ...] = ()
-    if destination is not None:
-        where, params = "WHERE d.name = ?", (destination,)
-    cols = ", ".join(("d.name", *(f"j.{c}" for c in _COLUMNS[1:])))
-    tables = "backup_jobs j JOIN backup_destinations d ON d.id = j.destination_id"
-    sql = f"SELECT {cols} FROM {tables} {where} ORDER BY j.id"  # noqa: S608 - constants only
-    async with store._conn.execute(sql, params) as cur:
-        rows = [dict(zip(_COLUMNS, row, strict=True)) for row in await cur.fetchall()]
+    rows = await store.job_history(destination)
     runs = summarise_runs(rows)
     return runs if limit is None else runs[:limit]

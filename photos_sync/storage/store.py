@@ -208,6 +208,23 @@ class _GuardedConnection(aiosqlite.Connection):
             raise StoreError(_explain_db_error(self.path, exc)) from None
 
 
+#: What `Store.job_history` tells of each backup job ("name": its destination's).
+HISTORY_FIELDS = (
+    "name",
+    "run_id",
+    "folder",
+    "status",
+    "bytes_transferred",
+    "files_transferred",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "last_update",
+    "retry_count",
+    "error_message",
+)
+
+
 class Store:
     """Async access to backup.db. Open with `await Store.open(path)`; close with `close()`."""
 
@@ -579,6 +596,19 @@ class Store:
             (destination_id, JobStatus.COMPLETED.value),
         )
         return {job.folder: job for job in jobs}
+
+    async def job_history(self, destination: str | None = None) -> list[dict[str, Any]]:
+        """Every backup job, oldest first, as a dict of HISTORY_FIELDS ("name" is its
+        destination's name); only the jobs of the destination so named, when given."""
+        where = ""
+        params: tuple[str, ...] = ()
+        if destination is not None:
+            where, params = "WHERE d.name = ?", (destination,)
+        cols = ", ".join(("d.name", *(f"j.{c}" for c in HISTORY_FIELDS[1:])))
+        tables = "backup_jobs j JOIN backup_destinations d ON d.id = j.destination_id"
+        sql = f"SELECT {cols} FROM {tables} {where} ORDER BY j.id"
+        async with self._conn.execute(sql, params) as cur:
+            return [dict(zip(HISTORY_FIELDS, row, strict=True)) for row in await cur.fetchall()]
 
 
 def _low_on_space(path: Path, margin: int = 1024 * 1024) -> bool:

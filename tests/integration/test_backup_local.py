@@ -381,9 +381,9 @@ async def test_stale_job_with_live_owner_refused_unless_forced(
         conn.commit()
         conn.close()
         # the live owner holds no lock in this test, so emulate it holding the lock
-        from photos_sync.engine.runner import _destination_lock
+        from photos_sync.engine.destination import destination_lock
 
-        with _destination_lock(settings.data_dir, destination.id) as got:
+        with destination_lock(settings.data_dir, destination.id) as got:
             assert got
             with pytest.raises(RunRefused, match="may be hung"):
                 await Runner(settings, store).run(RunRequest())

@@ -18,6 +18,7 @@ from photos_sync.core.events import RunRequest
 from photos_sync.core.rclone_args import SyncOptions, archive_path, crypt_path, sync_argv
 from photos_sync.core.records import Destination
 from photos_sync.credentials.keyfile import write_key_file
+from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupError, SetupRequest, setup_destination
 from photos_sync.storage.settings_io import load_settings
@@ -53,7 +54,7 @@ async def test_b2_remote_env_and_sync_argv() -> None:
     store = await Store.open(settings.db_path)
     try:
         destination = await _b2_destination(store, settings.secrets_dir / "b2.json")
-        remote = await Runner(settings, store).open_remote(destination)
+        remote = await DestinationContext(settings, store).open_remote(destination)
     finally:
         await store.close()
     env = dict(remote.env)
@@ -198,7 +199,7 @@ async def test_live_b2_backup(immich: tuple[Path, TreeStats]) -> None:  # pragma
 
         destination = await store.get_destination("live")
         assert destination is not None
-        remote = await runner.open_remote(destination)
+        remote = await runner.destinations.open_remote(destination)
         versions = await check_b2_versions(remote, destination)
         assert versions.status != SKIP, versions.detail
     finally:

@@ -318,6 +318,32 @@ async def test_backup_with_a_service_account_and_item_gone(
         await store.close()
 
 
+async def test_check_reads_the_1password_item_once_per_destination(
+    s3_server: S3Server,  # noqa: F811
+    op_double: OpDouble,  # noqa: F811
+) -> None:
+    """`--check` judges the secrets and then reaches the bucket with the same secrets: one
+    `op item get`, not one for each (every read is a 1Password API call)."""
+    from photos_sync.engine.check import OK, check_destination
+
+    settings = load_settings()
+    store = await Store.open(settings.db_path)
+    try:
+        await setup_destination(settings, store, s3_request(s3_server, secrets="op"))
+        destination = await store.get_destination("cloud")
+        assert destination is not None
+        before = len(op_double.calls())
+        checks = await check_destination(settings, store, destination)
+    finally:
+        await store.close()
+    assert [(c.name, c.status) for c in checks] == [
+        ("destination cloud secrets", OK),
+        ("destination cloud remote", OK),
+    ]
+    reads = [c for c in op_double.calls()[before:] if c["argv"][:2] == ["item", "get"]]
+    assert len(reads) == 1, reads
+
+
 async def test_run_refused_when_credentials_change(
     immich: tuple[Path, TreeStats],
     s3_server: S3Server,  # noqa: F811

@@ -20,6 +20,7 @@ from photos_sync.core.archive import parse_stamp
 from photos_sync.core.config import Settings
 from photos_sync.core.events import RestoreRequest, RunRefused, RunRequest
 from photos_sync.core.states import JobStatus
+from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.restore import Restorer, RestoreResult, archive_listing
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupRequest, key_file_path, setup_destination, setup_local
@@ -90,7 +91,7 @@ def encrypted_path(env: dict[str, str], plain: str) -> str:
 
 async def restore(store: Store, settings: Settings, **kw: Any) -> RestoreResult:
     request = RestoreRequest(**kw)
-    return await Restorer(Runner(settings, store)).run(request)
+    return await Restorer(DestinationContext(settings, store)).run(request)
 
 
 async def s3_setup(settings: Settings, server: S3Server) -> Store:
@@ -232,7 +233,9 @@ async def test_interrupted_restore_resumes_without_rewriting(
     target = tmp_path / "restored"
     try:
         slow = dataclasses.replace(settings, bwlimit="150k")
-        task = asyncio.create_task(Restorer(Runner(slow, store)).run(RestoreRequest(None, target)))
+        task = asyncio.create_task(
+            Restorer(DestinationContext(slow, store)).run(RestoreRequest(None, target))
+        )
         first: dict[str, tuple[int, int]] = {}
         for _ in range(200):
             await asyncio.sleep(0.05)
@@ -256,7 +259,9 @@ async def test_interrupted_restore_resumes_without_rewriting(
         }
         assert 3 <= len(first) < len(files_of(expected)), "the restore was not cut mid-way"
 
-        result = await Restorer(Runner(settings, store)).run(RestoreRequest(None, target))
+        result = await Restorer(DestinationContext(settings, store)).run(
+            RestoreRequest(None, target)
+        )
         assert result.ok, result.error
         assert result.job is not None and result.job.id == job.id
         assert result.job.status is JobStatus.COMPLETED
@@ -302,12 +307,12 @@ async def test_deleted_file_comes_back_from_the_archive(
         (root / changed).write_bytes(b"edited after the first backup")
         second = await Runner(settings, store).run(RunRequest())
         assert second.ok
-        runner = Runner(settings, store)
+        destinations = DestinationContext(settings, store)
 
-        listed = await archive_listing(runner, "nas", "library")
+        listed = await archive_listing(destinations, "nas", "library")
         assert {r["path"] for r in listed} == {gone, changed}
         assert all(r["run"] == second.run_id for r in listed)
-        assert await archive_listing(runner, "nas", "upload") == []
+        assert await archive_listing(destinations, "nas", "upload") == []
 
         target = tmp_path / "deleted"
         result = await restore(
@@ -427,8 +432,8 @@ async def test_verify_clean_then_flipped_missing_and_extra(
     dest = tmp_path / "dest"
     store = await local_backup(settings, dest)
     try:
-        runner = Runner(settings, store)
-        report = await verify(runner, None)
+        destinations = DestinationContext(settings, store)
+        report = await verify(destinations, None)
         assert report.ok, report.as_dict()
         assert report.downloaded == []  # a local destination has hashes for everything
         assert len(report.outcome.matched) == sum(len(files_of(root / f)) for f in FOLDERS)
@@ -449,7 +454,7 @@ async def test_verify_clean_then_flipped_missing_and_extra(
         )
         assert put.returncode == 0
 
-        report = await verify(runner, "nas")
+        report = await verify(destinations, "nas")
         assert not report.ok
         assert report.outcome.differ == [flipped]
         assert report.outcome.missing == [lost]
@@ -467,17 +472,17 @@ async def test_verify_clean_then_flipped_missing_and_extra(
 async def test_verify_is_refused_while_a_backup_runs(
     immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
 ) -> None:
-    from photos_sync.engine.runner import _destination_lock
+    from photos_sync.engine.destination import destination_lock
 
     store = await Store.open(settings.db_path)
     await setup_local(settings, store, name="nas", path=tmp_path / "dest")
     try:
         destination = await store.get_destination("nas")
         assert destination is not None
-        with _destination_lock(settings.data_dir, destination.id) as locked:
+        with destination_lock(settings.data_dir, destination.id) as locked:
             assert locked
             with pytest.raises(RunRefused, match="running"):
-                await verify(Runner(settings, store), "nas")
+                await verify(DestinationContext(settings, store), "nas")
     finally:
         await store.close()
 
@@ -499,13 +504,13 @@ async def test_objects_without_hashes_are_downloaded_and_compared(
         assert bare.returncode == 0 and not any(e.get("Hashes") for e in json.loads(bare.stdout))
 
         # default: every small file without a hash is downloaded
-        report = await verify(runner, "cloud")
+        report = await verify(runner.destinations, "cloud")
         assert report.ok, report.as_dict()
         assert sorted(report.downloaded) == every
         assert report.left_unverified == []
 
         # with a tiny "small file" limit, only a sample of the (now "large") files is fetched
-        report = await verify(runner, "cloud", sample_percent=10, seed=1, small_file=1)
+        report = await verify(runner.destinations, "cloud", sample_percent=10, seed=1, small_file=1)
         assert report.ok
         assert 0 < len(report.downloaded) < len(every)
         assert sorted(report.downloaded + report.left_unverified) == every
@@ -521,7 +526,7 @@ async def test_objects_without_hashes_are_downloaded_and_compared(
         data = bytearray(stored[0].read_bytes())
         data[-20] ^= 0x01
         stored[0].write_bytes(bytes(data))
-        report = await verify(runner, "cloud", full=True, small_file=1)
+        report = await verify(runner.destinations, "cloud", full=True, small_file=1)
         assert not report.ok
         assert sorted(report.downloaded) == every and report.left_unverified == []
         problems = report.outcome.differ + report.outcome.unchecked

@@ -58,7 +58,7 @@ async def test_a_verify_reads_each_object_once_and_says_so(
         files = sum(1 for f in FOLDERS for p in (root / f).rglob("*") if p.is_file())
 
         before = log.stat().st_size
-        report = await verify(runner, "cloud")
+        report = await verify(runner.destinations, "cloud")
         served = log.read_bytes()[before:].decode("utf-8", "replace")
         object_gets = re.findall(r"serve s3: GET OBJECT Bucket: immich-backup", served)
         headers_read = re.findall(r"ChunkedReader\.Read at 0 length 32 ", served)
