@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from photos_sync.core.config import ConfigError, Settings
 from photos_sync.core.destinations import (
@@ -36,6 +36,9 @@ from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage import datadir
 from photos_sync.storage.store import Store
 from photos_sync.system import execute
+
+if TYPE_CHECKING:
+    from photos_sync.system.service import ServiceState
 
 #: Oldest rclone photos-sync is tested with (b2/s3 upload concurrency, JSON logs, serve s3).
 MIN_RCLONE = (1, 65)
@@ -381,25 +384,26 @@ def _yes_no(value: bool | None, yes: str, no: str, problem: str) -> tuple[str, s
 async def check_service(settings: Settings, store: Store) -> list[Check]:
     """The installed service (optional: cron users need none): unit installed, enabled,
     running, lingering (Linux user units), and when the schedule next backs up."""
-    from datetime import datetime
+    from photos_sync.system.service import ServiceError, service_state
 
-    from photos_sync.system.service import (
-        ServiceError,
-        describe_scope,
-        linger_command,
-        service_state,
-        upcoming_runs,
-    )
-
-    checks: list[Check] = []
     try:
         state = await service_state(os.environ)
     except ServiceError as exc:
-        checks.append(Check("service", SKIP, str(exc), required=False))
-        state = None
-    if state is not None and not state.installed:
+        checks = [Check("service", SKIP, str(exc), required=False)]
+    else:
+        checks = _service_checks(state)
+    checks.append(await _next_run_check(settings, store))
+    return checks
+
+
+def _service_checks(state: ServiceState) -> list[Check]:
+    """What the service manager says of the service: not installed (a skip), else
+    installed, enabled, running and, for a Linux user unit, lingering."""
+    from photos_sync.system.service import describe_scope, linger_command
+
+    if not state.installed:
         # Not a failure: cron users need no service.
-        checks.append(
+        return [
             Check(
                 "service",
                 SKIP,
@@ -407,59 +411,65 @@ async def check_service(settings: Settings, store: Store) -> list[Check]:
                 "`photos-sync daemon --install` backs up by itself on BACKUP_SCHEDULE",
                 required=False,
             )
+        ]
+    checks = [Check("service", OK, f"{describe_scope(state.scope)} {state.path}")]
+    status, detail = _yes_no(state.enabled, "enabled", "disabled", state.problem)
+    checks.append(
+        Check(
+            "service enabled",
+            status,
+            detail,
+            "run `photos-sync daemon --install` again to enable it",
+            required=False,
         )
-    elif state is not None:
-        checks.append(Check("service", OK, f"{describe_scope(state.scope)} {state.path}"))
-        status, detail = _yes_no(state.enabled, "enabled", "disabled", state.problem)
+    )
+    status, detail = _yes_no(state.running, "running", "not running", state.problem)
+    checks.append(
+        Check(
+            "service running",
+            status,
+            detail,
+            "start it, or read why it stopped in its log (see `photos-sync daemon "
+            "--install`'s summary)",
+            required=False,
+        )
+    )
+    if state.linger_user is not None:
+        status, detail = _yes_no(
+            state.lingering,
+            "on (the service runs after logout and starts at boot)",
+            "off (the service stops at logout and does not start at boot)",
+            state.problem,
+        )
         checks.append(
             Check(
-                "service enabled",
+                "lingering",
                 status,
                 detail,
-                "run `photos-sync daemon --install` again to enable it",
+                f"run `sudo {' '.join(linger_command(state.linger_user))}`",
                 required=False,
             )
         )
-        status, detail = _yes_no(state.running, "running", "not running", state.problem)
-        checks.append(
-            Check(
-                "service running",
-                status,
-                detail,
-                "start it, or read why it stopped in its log (see `photos-sync daemon "
-                "--install`'s summary)",
-                required=False,
-            )
-        )
-        if state.linger_user is not None:
-            status, detail = _yes_no(
-                state.lingering,
-                "on (the service runs after logout and starts at boot)",
-                "off (the service stops at logout and does not start at boot)",
-                state.problem,
-            )
-            checks.append(
-                Check(
-                    "lingering",
-                    status,
-                    detail,
-                    f"run `sudo {' '.join(linger_command(state.linger_user))}`",
-                    required=False,
-                )
-            )
+    return checks
+
+
+async def _next_run_check(settings: Settings, store: Store) -> Check:
+    """When the schedule next backs up each destination (a skip when the schedule is off
+    or a setting it needs is invalid)."""
+    from datetime import datetime
+
+    from photos_sync.system.service import upcoming_runs
+
     skipped = _skipped_for(settings, "next scheduled run", "BACKUP_SCHEDULE")
     if skipped is not None:
-        return [*checks, skipped]
+        return skipped
     if settings.schedule is None:
-        checks.append(
-            Check(
-                "next scheduled run",
-                SKIP,
-                "none: BACKUP_SCHEDULE=off (backups start only on request)",
-                required=False,
-            )
+        return Check(
+            "next scheduled run",
+            SKIP,
+            "none: BACKUP_SCHEDULE=off (backups start only on request)",
+            required=False,
         )
-        return checks
     now = datetime.now().astimezone()
     upcoming = await upcoming_runs(settings.schedule, store, now)
     if not upcoming:
@@ -470,8 +480,7 @@ async def check_service(settings: Settings, store: Store) -> list[Check]:
             for name, due in sorted(upcoming.items())
         )
         detail += f" ({settings.schedule.describe()})"
-    checks.append(Check("next scheduled run", OK, detail, required=False))
-    return checks
+    return Check("next scheduled run", OK, detail, required=False)
 
 
 async def run_checks(settings: Settings, store: Store) -> CheckReport:

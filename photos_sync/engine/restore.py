@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,107 @@ class CopyStep:
     excludes: tuple[str, ...] = ()
 
 
+def _resolved(request: RestoreRequest) -> RestoreRequest:
+    """`request` with its target made absolute (`~` expanded) and its path normalised."""
+    target = request.target.expanduser().resolve()
+    return RestoreRequest(
+        request.destination,
+        target,
+        normalise_path(request.path),
+        request.mode,
+        request.moment,
+        request.overwrite,
+        request.dry_run,
+    )
+
+
+def _create_target(target: Path) -> None:
+    """Create the folder a restore writes into (RunRefused, saying why, if it cannot be)."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunRefused(f"cannot create {display_path(str(target))}: {exc.strerror}") from None
+
+
+async def _plan_current(remote: CryptRemote, path: str, target: Path) -> list[CopyStep]:
+    """The copy of the live backup: all of it (without the archive and the marker), the
+    folder `path`, or the file `path` into its parent folder below `target`."""
+    if not path:
+        excludes = (f"/{ARCHIVE_FOLDER}/**", f"/{DESTINATION_MARKER}")
+        return [CopyStep(crypt_path(), target, excludes=excludes)]
+    entry = await remote.stat(path)
+    if entry is None:
+        raise RunRefused(f"{display_path(path)} is not in the backup of {remote.label!r}")
+    if entry.get("IsDir"):
+        return [CopyStep(crypt_path(path), target / path)]
+    parent = path.rpartition("/")[0]
+    return [CopyStep(crypt_path(path), target / parent if parent else target)]
+
+
+def _plan_deleted(
+    label: str, archived: list[ArchivedFile], path: str, target: Path
+) -> list[CopyStep]:
+    """One copy per archive run that holds the newest archived copy of a file under `path`,
+    in the runs' order (RunRefused if the archive holds nothing there)."""
+    chosen = newest_archived(_wanted(archived, path), "")
+    if not chosen:
+        raise RunRefused(
+            f"the archive of {label!r} holds nothing under {display_path(path) or 'the backup'}"
+        )
+    by_stamp: dict[str, list[str]] = {}
+    for item in chosen.values():
+        by_stamp.setdefault(item.stamp, []).append(item.path)
+    return [
+        CopyStep(crypt_path(ARCHIVE_FOLDER, stamp), target, tuple(sorted(paths)))
+        for stamp, paths in sorted(by_stamp.items())
+    ]
+
+
+async def _live_files(remote: CryptRemote, path: str) -> list[LiveFile]:
+    """The live backup's files under `path` (the file itself if `path` names one; every
+    folder but the archive when `path` is empty), with paths below the backup's root."""
+    live_entries = await remote.list_files(path) if path else []
+    if not path:
+        for folder, is_dir in (await remote.list_root()).items():
+            if is_dir and folder != ARCHIVE_FOLDER:
+                live_entries += [
+                    {**e, "Path": f"{folder}/{e['Path']}"} for e in await remote.list_files(folder)
+                ]
+    else:
+        entry = await remote.stat(path)
+        if entry is not None and not entry.get("IsDir"):
+            live_entries = [{**entry, "Path": path}]
+        else:
+            live_entries = [{**e, "Path": f"{path}/{e['Path']}"} for e in live_entries]
+    return [
+        LiveFile(str(e["Path"]), _size(e.get("Size")), parse_modtime(e.get("ModTime")))
+        for e in live_entries
+    ]
+
+
+def _plan_as_of(
+    archived: list[ArchivedFile],
+    live: list[LiveFile],
+    path: str,
+    target: Path,
+    moment: datetime,
+) -> list[CopyStep]:
+    """The copies that bring back every file under `path` as it was at `moment`: one per
+    archive run, then one from the live backup (RunRefused if nothing existed then)."""
+    choice = as_of(archived, live, path, moment)
+    steps = [
+        CopyStep(crypt_path(ARCHIVE_FOLDER, stamp), target, tuple(paths))
+        for stamp, paths in choice.from_archive.items()
+    ]
+    if choice.from_live:
+        steps.append(CopyStep(crypt_path(), target, tuple(choice.from_live)))
+    if not steps:
+        raise RunRefused(
+            f"nothing under {display_path(path) or 'the backup'} existed at {moment.isoformat()}"
+        )
+    return steps
+
+
 class Restorer:
     """Plans and runs restores from the destinations of `destinations`; tells `sink` how
     they go (every `live_interval` seconds while rclone copies, when set)."""
@@ -173,161 +276,40 @@ class Restorer:
     async def plan(self, remote: CryptRemote, request: RestoreRequest) -> list[CopyStep]:
         """The copies that carry out `request` (RunRefused if there is nothing to restore)."""
         path = normalise_path(request.path)
-        target = request.target
         if request.mode == "current":
-            if not path:
-                excludes = (f"/{ARCHIVE_FOLDER}/**", f"/{DESTINATION_MARKER}")
-                return [CopyStep(crypt_path(), target, excludes=excludes)]
-            entry = await remote.stat(path)
-            if entry is None:
-                raise RunRefused(f"{display_path(path)} is not in the backup of {remote.label!r}")
-            if entry.get("IsDir"):
-                return [CopyStep(crypt_path(path), target / path)]
-            parent = path.rpartition("/")[0]
-            return [CopyStep(crypt_path(path), target / parent if parent else target)]
+            return await _plan_current(remote, path, request.target)
         archived = parse_archive_listing(await list_archive(remote))
         if request.mode == "deleted":
-            chosen = newest_archived(_wanted(archived, path), "")
-            if not chosen:
-                raise RunRefused(
-                    f"the archive of {remote.label!r} holds nothing under "
-                    f"{display_path(path) or 'the backup'}"
-                )
-            by_stamp: dict[str, list[str]] = {}
-            for item in chosen.values():
-                by_stamp.setdefault(item.stamp, []).append(item.path)
-            return [
-                CopyStep(crypt_path(ARCHIVE_FOLDER, stamp), target, tuple(sorted(paths)))
-                for stamp, paths in sorted(by_stamp.items())
-            ]
+            return _plan_deleted(remote.label, archived, path, request.target)
         assert request.mode == "as-of" and request.moment is not None
-        live_entries = await remote.list_files(path) if path else []
-        if not path:
-            for folder, is_dir in (await remote.list_root()).items():
-                if is_dir and folder != ARCHIVE_FOLDER:
-                    live_entries += [
-                        {**e, "Path": f"{folder}/{e['Path']}"}
-                        for e in await remote.list_files(folder)
-                    ]
-        else:
-            entry = await remote.stat(path)
-            if entry is not None and not entry.get("IsDir"):
-                live_entries = [{**entry, "Path": path}]
-            else:
-                live_entries = [{**e, "Path": f"{path}/{e['Path']}"} for e in live_entries]
-        live = [
-            LiveFile(str(e["Path"]), _size(e.get("Size")), parse_modtime(e.get("ModTime")))
-            for e in live_entries
-        ]
-        choice = as_of(archived, live, path, request.moment)
-        steps = [
-            CopyStep(crypt_path(ARCHIVE_FOLDER, stamp), target, tuple(paths))
-            for stamp, paths in choice.from_archive.items()
-        ]
-        if choice.from_live:
-            steps.append(CopyStep(crypt_path(), target, tuple(choice.from_live)))
-        if not steps:
-            raise RunRefused(
-                f"nothing under {display_path(path) or 'the backup'} existed at "
-                f"{request.moment.isoformat()}"
-            )
-        return steps
+        live = await _live_files(remote, path)
+        return _plan_as_of(archived, live, path, request.target, request.moment)
 
     async def run(self, request: RestoreRequest) -> RestoreResult:
+        """Carry out `request`: plan it, create the target, track it as a restore job (not in
+        a dry run), copy step by step until one fails, then say what was not restored and
+        which files already in the target differ from the backup and were left alone."""
         opened = await self.destinations.open(request.destination)
         destination, remote = opened.destination, opened.remote
-        target = request.target.expanduser().resolve()
-        request = RestoreRequest(
-            request.destination,
-            target,
-            normalise_path(request.path),
-            request.mode,
-            request.moment,
-            request.overwrite,
-            request.dry_run,
-        )
+        request = _resolved(request)
+        target = request.target
         steps = await self.plan(remote, request)
-        if not request.dry_run:
-            try:
-                target.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise RunRefused(
-                    f"cannot create {display_path(str(target))}: {exc.strerror}"
-                ) from None
         job: RestoreJob | None = None
-        moment = request.moment.isoformat() if request.moment else None
         if not request.dry_run:
-            # the DB keeps text: a path that is not UTF-8 is recorded as shown (\xNN)
-            shown_path, shown_target = display_path(request.path), display_path(str(target))
-            job = await self.store.resumable_restore(
-                destination.id, shown_path, shown_target, request.mode, moment
-            )
-            if job is None:
-                job = await self.store.create_restore(
-                    destination.id,
-                    shown_path,
-                    shown_target,
-                    request.mode,
-                    moment,
-                    request.overwrite,
-                )
-            job = await self.store.set_restore_status(job.id, JobStatus.RUNNING)
+            _create_target(target)
+            job = await self._start_job(destination.id, request)
         label = display_path(request.path) or "everything"
         # "label": what the progress lines call it (a backup job is "<folder>/").
         job_view = {"id": job.id if job else 0, "folder": label, "label": label}
         self.sink(RunEvent(EventKind.JOB_STARTED, destination.name, job_view))
         totals = _Totals()
         skipped: list[str] = []
-        error: str | None = None
-        try:
-            for step in steps:
-                error = await self._copy(
-                    remote, step, request, totals, job, destination.name, skipped
-                )
-                if error:
-                    break
-        except asyncio.CancelledError:
-            if job is not None:
-                await asyncio.shield(
-                    self.store.set_restore_status(job.id, JobStatus.INTERRUPTED, "stopped")
-                )
-            raise
-        if job is not None:
-            await self.store.update_restore(
-                job.id,
-                bytes_transferred=totals.bytes,
-                files_transferred=totals.files,
-                bytes_total=max(totals.bytes_total, totals.bytes),
-                files_total=max(totals.files_total, totals.files),
-            )
-            job = await self.store.set_restore_status(
-                job.id, JobStatus.FAILED if error else JobStatus.COMPLETED, error
-            )
-        self.sink(
-            RunEvent(
-                EventKind.JOB_FINISHED,
-                destination.name,
-                {
-                    **job_view,
-                    "status": (JobStatus.FAILED if error else JobStatus.COMPLETED).value,
-                    "files_transferred": totals.files,
-                    "bytes_transferred": totals.bytes,
-                    "bytes_total": max(totals.bytes, totals.bytes_total),
-                    "error_message": error,
-                },
-            )
+        error = await self._copy_steps(
+            remote, steps, request, totals, job, destination.name, skipped
         )
-        for path in skipped:
-            self.sink(
-                RunEvent(
-                    EventKind.MESSAGE,
-                    destination.name,
-                    {
-                        "text": f"NOT restored: {display_path(path)} — rclone ignored it as a "
-                        "duplicate of another name in its folder",
-                    },
-                )
-            )
+        if job is not None:
+            job = await self._finish_job(job, totals, error)
+        self._report_finished(destination.name, job_view, totals, error, skipped)
         differ_count, differ = 0, list[str]()
         if error is None and not request.overwrite:
             differ_count, differ = await self._differing(remote, steps)
@@ -348,6 +330,102 @@ class Restorer:
             differ_count,
             differ,
         )
+
+    async def _start_job(self, destination_id: int, request: RestoreRequest) -> RestoreJob:
+        """The restore job of `request`, marked running: the interrupted one it resumes, else
+        a new one."""
+        moment = request.moment.isoformat() if request.moment else None
+        # the DB keeps text: a path that is not UTF-8 is recorded as shown (\xNN)
+        shown_path, shown_target = display_path(request.path), display_path(str(request.target))
+        job = await self.store.resumable_restore(
+            destination_id, shown_path, shown_target, request.mode, moment
+        )
+        if job is None:
+            job = await self.store.create_restore(
+                destination_id,
+                shown_path,
+                shown_target,
+                request.mode,
+                moment,
+                request.overwrite,
+            )
+        return await self.store.set_restore_status(job.id, JobStatus.RUNNING)
+
+    async def _copy_steps(
+        self,
+        remote: CryptRemote,
+        steps: list[CopyStep],
+        request: RestoreRequest,
+        totals: _Totals,
+        job: RestoreJob | None,
+        destination: str,
+        skipped: list[str],
+    ) -> str | None:
+        """Run the copies in order; the first one's error stops the rest and is returned. A
+        cancelled restore marks its job interrupted ("stopped") before the cancellation goes
+        on."""
+        error: str | None = None
+        try:
+            for step in steps:
+                error = await self._copy(remote, step, request, totals, job, destination, skipped)
+                if error:
+                    break
+        except asyncio.CancelledError:
+            if job is not None:
+                await asyncio.shield(
+                    self.store.set_restore_status(job.id, JobStatus.INTERRUPTED, "stopped")
+                )
+            raise
+        return error
+
+    async def _finish_job(self, job: RestoreJob, totals: _Totals, error: str | None) -> RestoreJob:
+        """Record the job's final counts, then its end: failed with `error`, else completed."""
+        await self.store.update_restore(
+            job.id,
+            bytes_transferred=totals.bytes,
+            files_transferred=totals.files,
+            bytes_total=max(totals.bytes_total, totals.bytes),
+            files_total=max(totals.files_total, totals.files),
+        )
+        return await self.store.set_restore_status(
+            job.id, JobStatus.FAILED if error else JobStatus.COMPLETED, error
+        )
+
+    def _report_finished(
+        self,
+        destination: str,
+        job_view: dict[str, Any],
+        totals: _Totals,
+        error: str | None,
+        skipped: list[str],
+    ) -> None:
+        """Tell the sink the job finished (with its counts and error), then one message per
+        file rclone skipped as a duplicate name."""
+        self.sink(
+            RunEvent(
+                EventKind.JOB_FINISHED,
+                destination,
+                {
+                    **job_view,
+                    "status": (JobStatus.FAILED if error else JobStatus.COMPLETED).value,
+                    "files_transferred": totals.files,
+                    "bytes_transferred": totals.bytes,
+                    "bytes_total": max(totals.bytes, totals.bytes_total),
+                    "error_message": error,
+                },
+            )
+        )
+        for path in skipped:
+            self.sink(
+                RunEvent(
+                    EventKind.MESSAGE,
+                    destination,
+                    {
+                        "text": f"NOT restored: {display_path(path)} — rclone ignored it as a "
+                        "duplicate of another name in its folder",
+                    },
+                )
+            )
 
     async def _differing(self, remote: CryptRemote, steps: list[CopyStep]) -> tuple[int, list[str]]:
         """Files in the target that differ from the backup (size or time), which a restore
@@ -400,6 +478,9 @@ class Restorer:
         destination: str,
         skipped: list[str],
     ) -> str | None:
+        """Run one copy (counting into `totals`, adding the names rclone skipped to
+        `skipped`, telling the sink its progress), record the job's counts after it, and
+        return its error: the last error rclone logged, or its exit status; None on success."""
         with tempfile.TemporaryDirectory(prefix="photos-sync-restore-") as tmp:
             files_from = _files_from(step, Path(tmp))
             argv = copy_argv(
@@ -413,52 +494,18 @@ class Restorer:
                 dry_run=request.dry_run,
                 bwlimit=self.settings.bwlimit,
             )
-            base_bytes, base_files = totals.bytes, totals.files
-            errors: list[str] = []
-
-            def on_line(line: str) -> None:
-                event = parse_line(line)
-                if isinstance(event, FileCopied):
-                    totals.bytes += event.size
-                    totals.files += 1
-                elif isinstance(event, StatsLine):
-                    totals.bytes_total = max(
-                        totals.bytes_total, base_bytes + event.progress.total_bytes
-                    )
-                    totals.files_total = max(
-                        totals.files_total, base_files + event.progress.total_transfers
-                    )
-                    if request.dry_run:
-                        totals.bytes = base_bytes + event.progress.total_bytes
-                        totals.files = base_files + event.progress.total_transfers
-                elif isinstance(event, ErrorLine):
-                    errors.append(redact(event.message, remote.secrets))
-                    return
-                elif isinstance(event, SkippedName):
-                    base = _below_root(step.source) if step.files is None else ""
-                    skipped.append(f"{base}/{event.path}" if base else event.path)
-                    return
-                else:
-                    return
-                self.sink(
-                    RunEvent(
-                        EventKind.JOB_PROGRESS,
-                        destination,
-                        {
-                            "job_id": job.id if job else 0,
-                            "folder": display_path(request.path) or "everything",
-                            "label": display_path(request.path) or "everything",
-                            "bytes_done": totals.bytes,
-                            "bytes_total": max(totals.bytes_total, totals.bytes),
-                            "files_done": totals.files,
-                            "files_total": max(totals.files_total, totals.files),
-                            "speed": event.progress.speed if isinstance(event, StatsLine) else 0.0,
-                            "eta": event.progress.eta if isinstance(event, StatsLine) else None,
-                        },
-                    )
-                )
-
-            process = execute.StreamingProcess(argv, remote.child_env(), on_line, grace=self.grace)
+            label = display_path(request.path) or "everything"
+            output = _CopyOutput(
+                step,
+                totals,
+                remote.secrets,
+                dry_run=request.dry_run,
+                skipped=skipped,
+                progress=lambda stats: self._progress(destination, job, label, totals, stats),
+            )
+            process = execute.StreamingProcess(
+                argv, remote.child_env(), output.on_line, grace=self.grace
+            )
             await process.start()
             code = await process.wait()
             if job is not None:
@@ -467,7 +514,88 @@ class Restorer:
                 )
             if classify_exit(code) is Outcome.SUCCESS:
                 return None
+            errors = output.errors
             return errors[-1] if errors else f"rclone copy exited with status {code}"
+
+    def _progress(
+        self,
+        destination: str,
+        job: RestoreJob | None,
+        label: str,
+        totals: _Totals,
+        stats: StatsLine | None,
+    ) -> None:
+        """Tell the sink how far the restore is (speed and ETA from rclone's `stats`, when
+        the count changed because of them)."""
+        self.sink(
+            RunEvent(
+                EventKind.JOB_PROGRESS,
+                destination,
+                {
+                    "job_id": job.id if job else 0,
+                    "folder": label,
+                    "label": label,
+                    "bytes_done": totals.bytes,
+                    "bytes_total": max(totals.bytes_total, totals.bytes),
+                    "files_done": totals.files,
+                    "files_total": max(totals.files_total, totals.files),
+                    "speed": stats.progress.speed if stats is not None else 0.0,
+                    "eta": stats.progress.eta if stats is not None else None,
+                },
+            )
+        )
+
+
+class _CopyOutput:
+    """Reads one restore copy's rclone log, line by line: counts copied files into `totals`
+    (in a dry run, what rclone's stats say it would copy), raises the expected totals from
+    the stats, keeps the errors (secrets redacted) and adds each name rclone skipped as a
+    duplicate to `skipped` (as a path below the backup's root). After each change of the
+    counts, calls `progress` with the stats line that caused it (None for a copied file)."""
+
+    def __init__(
+        self,
+        step: CopyStep,
+        totals: _Totals,
+        secrets: tuple[str, ...],
+        *,
+        dry_run: bool,
+        skipped: list[str],
+        progress: Callable[[StatsLine | None], None],
+    ) -> None:
+        self.step = step
+        self.totals = totals
+        self.secrets = secrets
+        self.dry_run = dry_run
+        self.skipped = skipped
+        self.progress = progress
+        self.errors: list[str] = []
+        # what the steps before this one counted: rclone's stats count this copy only
+        self.base_bytes, self.base_files = totals.bytes, totals.files
+
+    def on_line(self, line: str) -> None:
+        event = parse_line(line)
+        totals = self.totals
+        if isinstance(event, FileCopied):
+            totals.bytes += event.size
+            totals.files += 1
+            self.progress(None)
+        elif isinstance(event, StatsLine):
+            totals.bytes_total = max(
+                totals.bytes_total, self.base_bytes + event.progress.total_bytes
+            )
+            totals.files_total = max(
+                totals.files_total, self.base_files + event.progress.total_transfers
+            )
+            if self.dry_run:
+                totals.bytes = self.base_bytes + event.progress.total_bytes
+                totals.files = self.base_files + event.progress.total_transfers
+            self.progress(event)
+        elif isinstance(event, ErrorLine):
+            self.errors.append(redact(event.message, self.secrets))
+        elif isinstance(event, SkippedName):
+            base = _below_root(self.step.source) if self.step.files is None else ""
+            self.skipped.append(f"{base}/{event.path}" if base else event.path)
 
 
 def _size(raw: object) -> int:

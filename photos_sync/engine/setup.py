@@ -443,63 +443,90 @@ class _Wizard:
     def choose_location(self) -> None:
         """Bucket, endpoint, region and folder: from the options (checked), else asked at a
         terminal (defaults: an updated destination's current values)."""
-        request, kind, before = self.request, self.kind.type_name, self.existing
-        asking = self.ui.interactive
+        kind = self.kind.type_name
         if kind == "local":
-            if request.path is None and asking:
-                answer = self.ask(
-                    "Backup folder (local disk or NAS mount)",
-                    local_folder_problem,
-                    default=before.remote_path if before else None,
-                )
-                request.path = Path(answer).expanduser()
-            elif request.path is None:
-                raise SetupError("--setup local needs --path DIR")
+            self._choose_local_folder()
             return
+        self._choose_bucket(kind)
+        if kind == "s3":
+            self._choose_endpoint()
+            self._choose_region()
+        self._choose_bucket_folder()
+
+    def _choose_local_folder(self) -> None:
+        """A local destination's folder: --path, else asked (SetupError when it cannot be)."""
+        request, before = self.request, self.existing
+        if request.path is None and self.ui.interactive:
+            answer = self.ask(
+                "Backup folder (local disk or NAS mount)",
+                local_folder_problem,
+                default=before.remote_path if before else None,
+            )
+            request.path = Path(answer).expanduser()
+        elif request.path is None:
+            raise SetupError("--setup local needs --path DIR")
+
+    def _choose_bucket(self, kind: str) -> None:
+        """The bucket: --bucket (checked), else asked at a terminal."""
+        request, before = self.request, self.existing
         if request.bucket is not None:
             problem = bucket_problem(kind, request.bucket)
             if problem:
                 raise SetupError(problem)
-        elif asking:
+        elif self.ui.interactive:
             request.bucket = self.ask(
                 "Bucket name",
                 lambda answer: bucket_problem(kind, answer.strip()),
                 default=before.bucket_name if before else None,
             )
-        if kind == "s3":
-            if request.endpoint:
-                problem = endpoint_problem(request.endpoint)
-                if problem:
-                    raise SetupError(f"--endpoint {problem}")
-            elif asking:
-                request.endpoint = (
-                    self.ask(
-                        "S3 endpoint URL (empty for AWS)",
-                        endpoint_problem,
-                        default=(before.endpoint or "") if before else "",
-                    ).rstrip("/")
-                    or None
+
+    def _choose_endpoint(self) -> None:
+        """An S3 destination's endpoint: --endpoint (checked), else asked at a terminal
+        (empty: AWS)."""
+        request, before = self.request, self.existing
+        if request.endpoint:
+            problem = endpoint_problem(request.endpoint)
+            if problem:
+                raise SetupError(f"--endpoint {problem}")
+        elif self.ui.interactive:
+            request.endpoint = (
+                self.ask(
+                    "S3 endpoint URL (empty for AWS)",
+                    endpoint_problem,
+                    default=(before.endpoint or "") if before else "",
+                ).rstrip("/")
+                or None
+            )
+
+    def _choose_region(self) -> None:
+        """An S3 destination's region: --region (checked), else asked at a terminal
+        (required for AWS, i.e. without an endpoint)."""
+        request, before = self.request, self.existing
+        if request.region:
+            problem = region_problem(request.region, required=False)
+            if problem:
+                raise SetupError(f"--region: {problem}")
+        elif self.ui.interactive:
+            aws = not request.endpoint
+            request.region = (
+                self.ask(
+                    "AWS region" if aws else "Region (empty if your provider needs none)",
+                    lambda answer: region_problem(answer, required=aws),
+                    default=(before.region if before else None)
+                    or (AWS_DEFAULT_REGION if aws else ""),
                 )
-            if request.region:
-                problem = region_problem(request.region, required=False)
-                if problem:
-                    raise SetupError(f"--region: {problem}")
-            elif asking:
-                aws = not request.endpoint
-                request.region = (
-                    self.ask(
-                        "AWS region" if aws else "Region (empty if your provider needs none)",
-                        lambda answer: region_problem(answer, required=aws),
-                        default=(before.region if before else None)
-                        or (AWS_DEFAULT_REGION if aws else ""),
-                    )
-                    or None
-                )
+                or None
+            )
+
+    def _choose_bucket_folder(self) -> None:
+        """The folder inside the bucket: --path (checked), else asked at a terminal (empty:
+        the whole bucket)."""
+        request, before = self.request, self.existing
         if request.path is not None:
             problem = bucket_folder_problem(str(request.path))
             if problem:
                 raise SetupError(f"--path: {problem}")
-        elif asking:
+        elif self.ui.interactive:
             folder = self.ask(
                 "Folder inside the bucket (empty for the whole bucket)",
                 bucket_folder_problem,

@@ -38,6 +38,7 @@ from photos_sync.core.verify_plan import (
     SMALL_FILE,
     CheckErrors,
     CheckOutcome,
+    SourceProblem,
     Verdict,
     choose_downloads,
     judge,
@@ -299,6 +300,18 @@ class _FolderCheck:
     listings: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Sampling:
+    """Which files without a stored hash a verify downloads to compare: all of them with
+    `full`, else every one under `small_file` bytes and `sample_percent` of the others,
+    drawn with `rng`."""
+
+    full: bool
+    sample_percent: float
+    rng: random.Random
+    small_file: int
+
+
 async def _verify(
     destinations: DestinationContext,
     destination: Destination,
@@ -319,6 +332,7 @@ async def _verify(
     mode = "full" if full else f"sample {sample_percent:g}%"
     report = VerifyReport(destination.name, mode)
     rng = random.Random(seed)  # noqa: S311 - sampling, not security
+    sampling = _Sampling(full, sample_percent, rng, small_file)
     underlying = _underlying(remote)
     report.cloud = underlying is not None
     encrypted_names = await _encrypted_folders(remote) if underlying else {}
@@ -327,44 +341,66 @@ async def _verify(
         source = immich_path / folder.name
         if not source.is_dir() and folder.name not in in_backup:
             continue
-        report.folders.append(folder.name)
         job = completed.get(folder.name)
         since = run_start(job.run_id, from_iso(job.created_at)) if job else None
-        report.backups[folder.name] = since.isoformat() if since else None
-        sink(
-            RunEvent(
-                EventKind.MESSAGE, destination.name, {"text": f"{folder.name}/: checking hashes"}
-            )
+        await _verify_folder(
+            report,
+            sink,
+            remote,
+            source,
+            folder.name,
+            in_backup=folder.name in in_backup,
+            since=since,
+            underlying=underlying,
+            encrypted=encrypted_names.get(folder.name),
+            sampling=sampling,
         )
-        try:
-            checked = await _check_folder(
-                sink,
-                remote,
-                source,
-                folder.name,
-                in_backup=folder.name in in_backup,
-                since=since,
-                underlying=underlying,
-                encrypted=encrypted_names.get(folder.name),
-                full=full,
-                sample_percent=sample_percent,
-                rng=rng,
-                small_file=small_file,
-            )
-        except (RunRefused, DestinationError, OSError, ValueError) as exc:
-            # one folder that cannot be checked must not leave the others unchecked
-            report.errors.append((f"{folder.name}/", redact(str(exc), remote.secrets)))
-            continue
-        report.add(folder.name, checked.verdict)
-        report.downloaded += [f"{folder.name}/{p}" for p in checked.downloaded]
-        report.left_unverified += [f"{folder.name}/{p}" for p in checked.left_unverified]
-        report.downloaded_bytes += checked.downloaded_bytes
-        report.object_reads += checked.object_reads
-        report.listings += checked.listings
     await RestoreAndVerifyStore(destinations.store).record_verify(
         destination.id, started, mode, report.figures(), report.as_dict()
     )
     return report
+
+
+async def _verify_folder(
+    report: VerifyReport,
+    sink: ProgressSink,
+    remote: CryptRemote,
+    source: Path,
+    folder: str,
+    *,
+    in_backup: bool,
+    since: datetime | None,
+    underlying: str | None,
+    encrypted: str | None,
+    sampling: _Sampling,
+) -> None:
+    """Check one folder against its backup of `since` and add what was found, and what it
+    cost, to `report`. A folder that cannot be checked is added as an error (secrets
+    redacted), never raised: it must not leave the other folders unchecked."""
+    report.folders.append(folder)
+    report.backups[folder] = since.isoformat() if since else None
+    sink(RunEvent(EventKind.MESSAGE, remote.label, {"text": f"{folder}/: checking hashes"}))
+    try:
+        checked = await _check_folder(
+            sink,
+            remote,
+            source,
+            folder,
+            in_backup=in_backup,
+            since=since,
+            underlying=underlying,
+            encrypted=encrypted,
+            sampling=sampling,
+        )
+    except (RunRefused, DestinationError, OSError, ValueError) as exc:
+        report.errors.append((f"{folder}/", redact(str(exc), remote.secrets)))
+        return
+    report.add(folder, checked.verdict)
+    report.downloaded += [f"{folder}/{p}" for p in checked.downloaded]
+    report.left_unverified += [f"{folder}/{p}" for p in checked.left_unverified]
+    report.downloaded_bytes += checked.downloaded_bytes
+    report.object_reads += checked.object_reads
+    report.listings += checked.listings
 
 
 async def _check_folder(
@@ -377,10 +413,7 @@ async def _check_folder(
     since: datetime | None,
     underlying: str | None,
     encrypted: str | None,
-    full: bool,
-    sample_percent: float,
-    rng: random.Random,
-    small_file: int,
+    sampling: _Sampling,
 ) -> _FolderCheck:
     """Check one folder; raise (RunRefused, DestinationError, OSError) if it cannot be."""
     cutoff = since.timestamp() if since else None
@@ -391,20 +424,7 @@ async def _check_folder(
         return _FolderCheck(
             judge(found, changed_at=_changed_at(source, found.missing), since=cutoff)
         )
-    if not source.is_dir():
-        raise RunRefused(
-            f"{source} is gone at the source but its backup holds files: is the volume "
-            "mounted? (not checked)"
-        )
-    try:
-        os.lstat(source / IMMICH_MARKER)
-    except FileNotFoundError:
-        raise RunRefused(
-            f"{source} lacks Immich's {IMMICH_MARKER} marker: an unmounted or wrong volume? "
-            "(not checked)"
-        ) from None
-    except PermissionError:
-        pass  # an unreadable folder: cryptcheck names it
+    _refuse_unmounted(source)
     env = remote.child_env()
     checked = await _check(
         remote.binary,
@@ -420,56 +440,102 @@ async def _check_folder(
     found = checked.outcome
     problems = list(checked.errors.source)
     result = _FolderCheck(Verdict())
-    # cryptcheck reports objects without a stored hash as matching: take them out and
-    # compare their content instead
     unhashed: set[str] = set()
     if underlying:
         unhashed, objects = await _unhashed(remote, underlying, folder, encrypted)
         result.listings = listing_calls(objects, cloud=True)
     result.object_reads = nonce_reads(found, unhashed)
-    if unhashed:
-        found.unchecked += [p for p in found.matched if p in unhashed]
-        found.matched = [p for p in found.matched if p not in unhashed]
-    # a source file that cannot be read cannot be compared by downloading either
-    unreadable = {p.path for p in problems}
-    unchecked, found.unchecked = found.unchecked, []
-    found.unchecked = [p for p in unchecked if p in unreadable]
-    unchecked = [p for p in unchecked if p not in unreadable]
+    unchecked = _to_compare_by_content(found, unhashed, {p.path for p in problems})
     if unchecked:
-        sizes = {p: _size(source / p) for p in unchecked}
-        download, skip = choose_downloads(
-            unchecked,
-            sizes,
-            full=full,
-            sample_percent=sample_percent,
-            rng=rng,
-            small_file=small_file,
+        await _compare_by_download(
+            sink, remote, env, source, folder, unchecked, sampling, found, problems, result
         )
-        if download:
-            sink(
-                RunEvent(
-                    EventKind.MESSAGE,
-                    remote.label,
-                    {
-                        "text": f"{folder}/: downloading {len(download)} files "
-                        "without hashes to compare their content",
-                    },
-                )
-            )
-            compared = await _check(
-                remote.binary, env, source, crypt_path(folder), download=True, files=download
-            )
-            failure = _failure("check --download", compared, remote.secrets)
-            if failure:
-                raise RunRefused(failure)
-            found.merge(compared.outcome)
-            problems += compared.errors.source
-            result.downloaded = download
-            result.downloaded_bytes = sum(sizes[p] for p in download)
-        result.left_unverified = skip
     changed_at = _changed_at(source, [*found.missing, *found.differ])
     result.verdict = judge(found, changed_at=changed_at, since=cutoff, source_problems=problems)
     return result
+
+
+def _refuse_unmounted(source: Path) -> None:
+    """RunRefused (the folder is not checked) when the source folder is gone or lacks
+    Immich's marker: an unmounted or wrong volume would read as every file deleted."""
+    if not source.is_dir():
+        raise RunRefused(
+            f"{source} is gone at the source but its backup holds files: is the volume "
+            "mounted? (not checked)"
+        )
+    try:
+        os.lstat(source / IMMICH_MARKER)
+    except FileNotFoundError:
+        raise RunRefused(
+            f"{source} lacks Immich's {IMMICH_MARKER} marker: an unmounted or wrong volume? "
+            "(not checked)"
+        ) from None
+    except PermissionError:
+        pass  # an unreadable folder: cryptcheck names it
+
+
+def _to_compare_by_content(
+    found: CheckOutcome, unhashed: set[str], unreadable: set[str]
+) -> list[str]:
+    """The files of `found` to compare by downloading them, taken out of it. cryptcheck
+    reports objects without a stored hash as matching: they move to the unchecked ones. Of
+    the unchecked, those whose source file cannot be read stay there (a download cannot
+    compare them either); the others are returned."""
+    if unhashed:
+        found.unchecked += [p for p in found.matched if p in unhashed]
+        found.matched = [p for p in found.matched if p not in unhashed]
+    unchecked = found.unchecked
+    found.unchecked = [p for p in unchecked if p in unreadable]
+    return [p for p in unchecked if p not in unreadable]
+
+
+async def _compare_by_download(
+    sink: ProgressSink,
+    remote: CryptRemote,
+    env: dict[str, str],
+    source: Path,
+    folder: str,
+    unchecked: list[str],
+    sampling: _Sampling,
+    found: CheckOutcome,
+    problems: list[SourceProblem],
+    result: _FolderCheck,
+) -> None:
+    """Download, decrypt and compare the files of `unchecked` that `sampling` chooses:
+    merge what that shows into `found` and its source problems into `problems`, and record
+    in `result` what was downloaded (and how many bytes) and what was left unverified.
+    RunRefused if the compare itself fails."""
+    sizes = {p: _size(source / p) for p in unchecked}
+    download, skip = choose_downloads(
+        unchecked,
+        sizes,
+        full=sampling.full,
+        sample_percent=sampling.sample_percent,
+        rng=sampling.rng,
+        small_file=sampling.small_file,
+    )
+    if download:
+        sink(
+            RunEvent(
+                EventKind.MESSAGE,
+                remote.label,
+                {
+                    "text": f"{folder}/: downloading {len(download)} files "
+                    "without hashes to compare their content",
+                },
+            )
+        )
+        compared = await _check(
+            remote.binary, env, source, crypt_path(folder), download=True, files=download
+        )
+        failure = _failure("check --download", compared, remote.secrets)
+        if failure:
+            raise RunRefused(failure)
+        found.merge(compared.outcome)
+        problems += compared.errors.source
+        result.downloaded = download
+        result.downloaded_bytes = sum(sizes[p] for p in download)
+    result.left_unverified = skip
 
 
 def _size(path: Path) -> int:

@@ -359,37 +359,7 @@ async def prepare_dump(
     outcome = DumpOutcome(destination.name)
     before = list_dumps(backups_dir)
     try:
-        key = await resolve_api_key(settings, destination)
-        if key is None:
-            raise ImmichKeyError(missing_key_message(settings))
-        client = ImmichClient(settings.immich_url, key, settings.immich_api_timeout)
-        version = await client.version()
-        outcome.server_version = version_text(version) if version else None
-        if not supports_backups(version):
-            raise ImmichError(
-                f"Immich {version_text(version)} writes no database dumps (added in v1.120): "
-                "upgrade Immich"
-            )
-        say(f"immich: asking {settings.immich_url} for a fresh database dump")
-        call = await client.trigger_backup(version)
-        outcome.endpoint = f"{call.method} /api{call.path}"
-        log.info("immich_dump_requested", endpoint=outcome.endpoint, version=outcome.server_version)
-        dump = await wait_for_dump(
-            backups_dir,
-            [d.name for d in before],
-            timeout=settings.immich_dump_timeout,
-            interval=settings.immich_poll_interval,
-            say=say,
-        )
-        if dump is None:
-            raise ImmichError(
-                f"Immich wrote no new database dump within {settings.immich_dump_timeout:g} s "
-                "(BACKUP_IMMICH_DUMP_TIMEOUT)"
-            )
-        outcome.fresh = True
-        outcome.dump = dump
-        say(f"immich: new database dump {describe_dump(dump, time.time())}")
-        log.info("immich_dump_ready", dump=dump.name, size=dump.size)
+        await _request_fresh_dump(settings, destination, backups_dir, before, say, outcome)
     except ImmichKeyError as exc:
         outcome.error = str(exc)
     except ImmichError as exc:
@@ -397,22 +367,74 @@ async def prepare_dump(
     except SecretsError as exc:
         outcome.error = f"the Immich API key cannot be read: {exc}"
     if not outcome.fresh:
-        newest = list_dumps(backups_dir)
-        outcome.dump = newest[-1] if newest else None
-        problem = outcome.error or outcome.warning or ""
-        text = (
-            f"immich: {problem}; going on with the newest existing dump: "
-            f"{describe_dump(outcome.dump, time.time())}"
-        )
-        say(text)
-        if outcome.error:
-            log.error("immich_dump_not_refreshed", error=outcome.error, dump=_name(outcome.dump))
-        else:
-            log.warning(
-                "immich_dump_not_refreshed", warning=outcome.warning, dump=_name(outcome.dump)
-            )
+        _fall_back_to_newest(backups_dir, say, outcome)
     _save_state(settings, outcome)
     return outcome
+
+
+async def _request_fresh_dump(
+    settings: Settings,
+    destination: Destination,
+    backups_dir: Path,
+    before: list[DumpFile],
+    say: Callable[[str], None],
+    outcome: DumpOutcome,
+) -> None:
+    """Ask Immich for a dump and wait until one not in `before` is written, noting the
+    server's version, the endpoint asked and the new dump in `outcome` (then fresh).
+    ImmichKeyError for a missing or refused key, SecretsError when it cannot be read,
+    ImmichError when Immich is unreachable, too old, refuses, or writes no dump in time."""
+    assert settings.immich_url is not None
+    key = await resolve_api_key(settings, destination)
+    if key is None:
+        raise ImmichKeyError(missing_key_message(settings))
+    client = ImmichClient(settings.immich_url, key, settings.immich_api_timeout)
+    version = await client.version()
+    outcome.server_version = version_text(version) if version else None
+    if not supports_backups(version):
+        raise ImmichError(
+            f"Immich {version_text(version)} writes no database dumps (added in v1.120): "
+            "upgrade Immich"
+        )
+    say(f"immich: asking {settings.immich_url} for a fresh database dump")
+    call = await client.trigger_backup(version)
+    outcome.endpoint = f"{call.method} /api{call.path}"
+    log.info("immich_dump_requested", endpoint=outcome.endpoint, version=outcome.server_version)
+    dump = await wait_for_dump(
+        backups_dir,
+        [d.name for d in before],
+        timeout=settings.immich_dump_timeout,
+        interval=settings.immich_poll_interval,
+        say=say,
+    )
+    if dump is None:
+        raise ImmichError(
+            f"Immich wrote no new database dump within {settings.immich_dump_timeout:g} s "
+            "(BACKUP_IMMICH_DUMP_TIMEOUT)"
+        )
+    outcome.fresh = True
+    outcome.dump = dump
+    say(f"immich: new database dump {describe_dump(dump, time.time())}")
+    log.info("immich_dump_ready", dump=dump.name, size=dump.size)
+
+
+def _fall_back_to_newest(
+    backups_dir: Path, say: Callable[[str], None], outcome: DumpOutcome
+) -> None:
+    """No fresh dump: make the newest existing one (if any) the outcome's dump, and say
+    and log why (an error for a key problem, else a warning)."""
+    newest = list_dumps(backups_dir)
+    outcome.dump = newest[-1] if newest else None
+    problem = outcome.error or outcome.warning or ""
+    text = (
+        f"immich: {problem}; going on with the newest existing dump: "
+        f"{describe_dump(outcome.dump, time.time())}"
+    )
+    say(text)
+    if outcome.error:
+        log.error("immich_dump_not_refreshed", error=outcome.error, dump=_name(outcome.dump))
+    else:
+        log.warning("immich_dump_not_refreshed", warning=outcome.warning, dump=_name(outcome.dump))
 
 
 def _name(dump: DumpFile | None) -> str | None:
