@@ -15,7 +15,7 @@ import pytest
 from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
 from tests.support.cli import photos_sync
-from tests.support.destinations import clone_local
+from tests.support.destinations import COPIES, clone_local
 
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT[0-9:.]+(Z|\+00:00)")
 
@@ -44,6 +44,7 @@ def _log(data_dir: Path, dest: Path) -> list[str]:
     return STAMP.sub("<stamp>", text).splitlines()
 
 
+@pytest.mark.skipif(not COPIES, reason="TESTS_REAL_SETUP=1: copies are off")
 def test_a_copied_setup_matches_a_real_one_and_backs_up(
     immich: tuple[Path, TreeStats], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,7 +12,8 @@ apart from the timestamps and the generated password.
 
 Whenever the test's environment could make a setup write something else (a `.env` file, an
 existing data dir, a variable pointing into the test's own folders) `clone_local` declines
-and the caller runs the real setup.
+and the caller runs the real setup. `TESTS_REAL_SETUP=1 pytest ...` turns copies off (every
+destination then comes from the CLI, as before; for timing or for doubt).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.procs import TAG_VARIABLE
+
+#: Read once, at import: isolated_env has not run yet, and the name is none of photos-sync's.
+COPIES = os.environ.get("TESTS_REAL_SETUP") != "1"
 
 #: Prefixes of the variables photos-sync reads (as tests/conftest.py's isolated_env clears).
 _OURS = ("BACKUP_", "PHOTOS_SYNC_", "RCLONE_", "OP_")
@@ -122,7 +126,7 @@ def clone_local(dest: Path, name: str = "nas") -> bool:
     `photos-sync backup --setup local --name NAME --path DEST --yes` would; False (nothing
     done) when a copy could differ from a real setup here, so the caller must run it."""
     data_dir_value = os.environ.get("PHOTOS_SYNC_DATA_DIR")
-    if not data_dir_value:
+    if not COPIES or not data_dir_value:
         return False
     data_dir = Path(data_dir_value)
     adding = data_dir.exists()
