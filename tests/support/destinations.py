@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from photos_sync.core.config import Settings
 from tests.support.procs import TAG_VARIABLE
 
 #: Read once, at import: isolated_env has not run yet, and the name is none of photos-sync's.
@@ -201,3 +202,25 @@ def _add_to(
     log = template.data_dir / "backup.log"
     if log.exists():
         (data_dir / "backup.log").write_text(moved(log.read_text()) or "")
+
+
+def clone_in_process(settings: Settings, dest: Path, name: str = "nas") -> bool:
+    """As clone_local, for a test that would call photos_sync.engine.setup.setup_local(
+    settings, store, name=NAME, path=DEST) itself: declines unless `settings` are this
+    environment's own (a test may pass altered ones). `dest` need not exist (setup creates
+    it); the copy leaves no backup.log (an in-process setup configures no logging)."""
+    from photos_sync.storage.settings_io import load_settings
+
+    if not COPIES or settings != load_settings():
+        return False
+    existed = dest.exists()
+    if not existed:
+        dest.mkdir(parents=True)
+    if not clone_local(dest, name):
+        if not existed:
+            dest.rmdir()
+        return False
+    log = settings.data_dir / "backup.log"
+    log.unlink(missing_ok=True)
+    _cloned[settings.data_dir] = _fingerprint(settings.data_dir)
+    return True
