@@ -24,7 +24,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +67,14 @@ def _template_root() -> Path:
     return _root[0]
 
 
-def _setup_environment(data_dir: Path) -> tuple[tuple[str, str], ...] | None:
+def _setup_environment(
+    data_dir: Path, environ: Mapping[str, str]
+) -> tuple[tuple[str, str], ...] | None:
     """The variables that can shape a setup's result, or None when this environment may make
     setup write something a copy would not reproduce."""
     tmp_root = str(data_dir.parent)
     relevant = []
-    for key, value in os.environ.items():
+    for key, value in environ.items():
         if not key.startswith(_OURS) or key in _PER_TEST:
             continue
         if tmp_root in value:
@@ -88,6 +90,7 @@ def _make_template(name: str, key: tuple[tuple[str, str], ...]) -> _Template:
     for folder in ("home", "cwd", "run", "dest"):
         (base / folder).mkdir()
     env = {
+        **dict(key),
         "HOME": str(base / "home"),
         "PHOTOS_SYNC_DATA_DIR": str(base / "data"),
         "PHOTOS_SYNC_SOCKET": str(base / "run" / "daemon.sock"),
@@ -122,11 +125,23 @@ def _fingerprint(data_dir: Path) -> tuple[tuple[str, int, int], ...]:
 _cloned: dict[Path, tuple[tuple[str, int, int], ...]] = {}
 
 
-def clone_local(dest: Path, name: str = "nas") -> bool:
-    """Leave in this test's data dir and in the empty folder `dest` what
-    `photos-sync backup --setup local --name NAME --path DEST --yes` would; False (nothing
-    done) when a copy could differ from a real setup here, so the caller must run it."""
-    data_dir_value = os.environ.get("PHOTOS_SYNC_DATA_DIR")
+def clone_local(dest: Path, name: str = "nas", env: Mapping[str, str] | None = None) -> bool:
+    """Leave in this test's data dir and in the folder `dest` (missing or empty) what
+    `photos-sync backup --setup local --name NAME --path DEST --yes`, run with this test's
+    environment plus `env`, would; False (nothing done) when a copy could differ from a real
+    setup here, so the caller must run it."""
+    existed = dest.exists()
+    if not existed:
+        dest.mkdir(parents=True)
+    if _clone(dest, name, {**os.environ, **(env or {})}):
+        return True
+    if not existed:
+        dest.rmdir()
+    return False
+
+
+def _clone(dest: Path, name: str, environ: Mapping[str, str]) -> bool:
+    data_dir_value = environ.get("PHOTOS_SYNC_DATA_DIR")
     if not COPIES or not data_dir_value:
         return False
     data_dir = Path(data_dir_value)
@@ -135,7 +150,7 @@ def clone_local(dest: Path, name: str = "nas") -> bool:
         return False
     if (Path.cwd() / ".env").exists() or any(dest.iterdir()):
         return False
-    key = _setup_environment(data_dir)
+    key = _setup_environment(data_dir, environ)
     if key is None:
         return False
     template = _templates.get((name, key))
@@ -213,12 +228,7 @@ def clone_in_process(settings: Settings, dest: Path, name: str = "nas") -> bool:
 
     if not COPIES or settings != load_settings():
         return False
-    existed = dest.exists()
-    if not existed:
-        dest.mkdir(parents=True)
     if not clone_local(dest, name):
-        if not existed:
-            dest.rmdir()
         return False
     log = settings.data_dir / "backup.log"
     log.unlink(missing_ok=True)
