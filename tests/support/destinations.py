@@ -80,6 +80,10 @@ def _setup_environment(
         if tmp_root in value:
             return None  # e.g. an rclone spy or op double keeping state in the test's folder
         relevant.append((key, value))
+    # What rclone writes at the destination (the marker) gets the modes of the umask.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    relevant.append(("umask", f"{umask:04o}"))
     return tuple(sorted(relevant))
 
 
@@ -90,7 +94,7 @@ def _make_template(name: str, key: tuple[tuple[str, str], ...]) -> _Template:
     for folder in ("home", "cwd", "run", "dest"):
         (base / folder).mkdir()
     env = {
-        **dict(key),
+        **{name: value for name, value in key if name != "umask"},
         "HOME": str(base / "home"),
         "PHOTOS_SYNC_DATA_DIR": str(base / "data"),
         "PHOTOS_SYNC_SOCKET": str(base / "run" / "daemon.sock"),
