@@ -13,14 +13,22 @@ import pytest
 from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
 from tests.support.cli import photos_sync
+from tests.support.destinations import clone_local
 
 
-def _setup(dest: Path, name: str = "nas", **env: str) -> subprocess.CompletedProcess[str]:
+def _real_setup(dest: Path, name: str = "nas", **env: str) -> subprocess.CompletedProcess[str]:
     result = photos_sync(
         "backup", "--setup", "local", "--name", name, "--path", str(dest), "--yes", env=env
     )
     assert result.returncode == 0, result.stderr
     return result
+
+
+def _setup(dest: Path, name: str = "nas", **env: str) -> None:
+    """A destination to start from: a copy of one real setup when that is the same thing
+    (tests/support/destinations.py), else the real one."""
+    if not clone_local(dest, name, env):
+        _real_setup(dest, name, **env)
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
@@ -36,7 +44,7 @@ def test_setup_backup_status_and_json(
     immich: tuple[Path, TreeStats], tmp_path: Path, isolated_env: dict[str, str]
 ) -> None:
     dest = tmp_path / "dest"
-    setup = _setup(dest)
+    setup = _real_setup(dest)
     assert "recovery-kit nas" in setup.stdout
     keyfile = Path(isolated_env["PHOTOS_SYNC_DATA_DIR"]) / "secrets" / "nas.json"
     assert oct(keyfile.stat().st_mode & 0o777) == "0o600"

@@ -12,6 +12,7 @@ from typing import Any
 from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
 from tests.support.cli import photos_sync
+from tests.support.destinations import clone_local
 from tests.support.fake_immich import closed_port_url, serve_immich
 
 KEY = "zq7Kx2immichApiKey9f3LmN0pQrStUvWxYz12345"
@@ -19,6 +20,9 @@ FAST = {"BACKUP_IMMICH_POLL_INTERVAL": "0.05", "BACKUP_IMMICH_DUMP_TIMEOUT": "10
 
 
 def _setup(dest: Path, **env: str) -> None:
+    """Destination `nas` (a copy of one real setup when that is the same thing)."""
+    if clone_local(dest, "nas", env):
+        return
     result = photos_sync(
         "backup", "--setup", "local", "--name", "nas", "--path", str(dest), "--yes", env=env
     )

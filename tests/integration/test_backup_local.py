@@ -20,11 +20,14 @@ from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store
 from tests.immich_tree import TreeStats, make_immich_tree
 from tests.support import plain_rclone
+from tests.support.destinations import clone_in_process
 
 DEFAULT_FOLDERS = ("backups", "library", "upload", "profile")
 
 
 async def _setup(settings: Settings, dest: Path, name: str = "nas") -> Store:
+    if clone_in_process(settings, dest, name):  # a copy of one real setup: the same
+        return await Store.open(settings.db_path)
     store = await Store.open(settings.db_path)
     await setup_local(settings, store, name=name, path=dest)
     return store

@@ -30,6 +30,7 @@ from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import RestoreAndVerifyStore, Store
 from tests.immich_tree import TreeStats
 from tests.support import plain_rclone
+from tests.support.destinations import clone_in_process
 from tests.support.s3server import S3Server, serve_s3
 
 FOLDERS = ("backups", "library", "upload", "profile")
@@ -71,8 +72,10 @@ def some_media(root: Path, folder: str = "library") -> list[str]:
 
 
 async def local_backup(settings: Settings, dest: Path, name: str = "nas") -> Store:
+    copied = clone_in_process(settings, dest, name)  # a copy of one real setup: the same
     store = await Store.open(settings.db_path)
-    await setup_local(settings, store, name=name, path=dest)
+    if not copied:
+        await setup_local(settings, store, name=name, path=dest)
     result = await Runner(settings, store).run(RunRequest())
     assert result.ok
     return store
@@ -398,8 +401,10 @@ async def test_retention_prunes_only_runs_older_than_the_limit(
     monkeypatch.setenv("BACKUP_KEEP_DELETED_DAYS", "30")
     settings = load_settings()
     dest = tmp_path / "dest"
+    copied = clone_in_process(settings, dest)
     store = await Store.open(settings.db_path)
-    await setup_local(settings, store, name="nas", path=dest)
+    if not copied:
+        await setup_local(settings, store, name="nas", path=dest)
     try:
         env = crypt_env(settings, dest)
         now = datetime.now(UTC)
@@ -474,8 +479,10 @@ async def test_verify_is_refused_while_a_backup_runs(
 ) -> None:
     from photos_sync.engine.destination import destination_lock
 
+    copied = clone_in_process(settings, tmp_path / "dest")
     store = await Store.open(settings.db_path)
-    await setup_local(settings, store, name="nas", path=tmp_path / "dest")
+    if not copied:
+        await setup_local(settings, store, name="nas", path=tmp_path / "dest")
     try:
         destination = await store.get_destination("nas")
         assert destination is not None

@@ -27,9 +27,12 @@ from photos_sync.storage.store import Store
 from tests.conftest import rclone_binary
 from tests.immich_tree import TreeStats, make_immich_tree
 from tests.support import plain_rclone
+from tests.support.destinations import clone_in_process
 
 
 async def _setup(settings: Settings, dest: Path) -> Store:
+    if clone_in_process(settings, dest, "nas"):  # a copy of one real setup: the same
+        return await Store.open(settings.db_path)
     store = await Store.open(settings.db_path)
     await setup_local(settings, store, name="nas", path=dest)
     return store

@@ -246,11 +246,16 @@ def daemon_pool() -> Iterator[DaemonPool]:
 
 
 def setup_local(tmp_path: Path, name: str = "nas") -> Path:
-    """Create a local destination `name` in a fresh folder, through the CLI."""
+    """Create a local destination `name` in a fresh folder, as the CLI's
+    `backup --setup local` does (a copy of one real setup when that is the same thing:
+    tests/support/destinations.py)."""
     from tests.support.cli import photos_sync
+    from tests.support.destinations import clone_local
 
     dest = tmp_path / f"dest-{name}"
     dest.mkdir()
+    if clone_local(dest, name):
+        return dest
     result = photos_sync("backup", "--setup", "local", "--name", name, "--path", str(dest), "--yes")
     assert result.returncode == 0, result.stderr
     return dest
