@@ -238,6 +238,39 @@ def parse_json_line(line: str) -> LogEvent:
     return OtherLine(level, message, str(obj) if obj is not None else None)
 
 
+class LineSplitter:
+    """Cuts a child's stderr, as it arrives in chunks of any size, into the lines that
+    `StreamReader.readline` would return: each with its newline, decoded as UTF-8 (bytes that
+    do not decode become U+FFFD). A line longer than `limit` bytes is dropped whole."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._partial = b""
+        #: inside a line already longer than the limit: drop up to its end
+        self._dropping = False
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines `data` completes, in order."""
+        *whole, rest = (self._partial + data).split(b"\n")
+        lines = []
+        for raw in whole:
+            if self._dropping:
+                self._dropping = False
+            elif len(raw) < self._limit:
+                lines.append(raw.decode("utf-8", "replace") + "\n")
+        if len(rest) >= self._limit:
+            self._dropping, rest = True, b""
+        self._partial = rest
+        return lines
+
+    def finish(self) -> str | None:
+        """The last line, when the output ended without a newline."""
+        rest, self._partial = self._partial, b""
+        if not rest or self._dropping:
+            return None
+        return rest.decode("utf-8", "replace")
+
+
 class Outcome(enum.StrEnum):
     SUCCESS = "success"
     RETRYABLE = "retryable"  # a later attempt may well succeed (network, temporary errors)
