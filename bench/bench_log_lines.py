@@ -21,12 +21,15 @@ Run from the repository root: `.venv/bin/python bench/bench_log_lines.py [--file
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -62,6 +65,7 @@ from photos_sync.core.records import Job
 from photos_sync.core.skips import classify, is_consequence
 from photos_sync.core.states import JobStatus
 from photos_sync.engine.runner import _JobTracker
+from photos_sync.system.execute import StreamingProcess
 
 #: The commit before #15.4: the "before" of the whole-backup comparison.
 BEFORE_COMMIT = "ceb0637"
@@ -174,6 +178,36 @@ class LegacyPreviewCollector(PreviewCollector):
             and len(self._archived) < 20
         ):
             self._archived.append(str(obj))
+
+
+class LegacyStreamingProcess(StreamingProcess):
+    """The stderr reading before #15.4: one `readline` (one event-loop wake-up) per line."""
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            *self._argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._env,
+            start_new_session=True,
+            limit=4 * 1024 * 1024,
+        )
+
+    async def _pump(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        stream = self._proc.stderr
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:
+                await stream.read(4 * 1024 * 1024)
+                continue
+            if not raw:
+                return
+            result = self._on_line(raw.decode("utf-8", "replace"))
+            if result is not None:
+                await result
 
 
 # -- real rclone logs ---------------------------------------------------------------------------
@@ -342,6 +376,62 @@ def compare_handlers(logs: dict[str, list[str]], rounds: int) -> dict[str, dict[
     return results
 
 
+#: A child that writes the lines of a log file to stderr one write(2) each, as rclone does,
+#: at `rate` lines a second.
+REPLAY = r"""
+import os, sys, time
+lines = open(sys.argv[1], "rb").read().splitlines(keepends=True)
+rate = float(sys.argv[2])
+start = time.monotonic()
+for n, line in enumerate(lines):
+    os.write(2, line)
+    ahead = n / rate - (time.monotonic() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
+
+
+def replay_cost(
+    process_class: type[StreamingProcess], handler: Callable[[str], None], log: Path, rate: float
+) -> tuple[float, int]:
+    """(CPU seconds of this process, lines) to follow a replay of `log` at `rate` lines/s."""
+    count = 0
+
+    def counted(line: str) -> None:
+        nonlocal count
+        count += 1
+        handler(line)
+
+    async def follow() -> int:
+        process = process_class([sys.executable, "-c", REPLAY, str(log), str(rate)], {}, counted)
+        await process.start()
+        return await process.wait()
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    asyncio.run(follow())
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    spent = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return spent, count
+
+
+def compare_pumps(log: Path, rounds: int, rate: float) -> dict[str, Any]:
+    """µs of this process's CPU per line, following a replay of the full sync's log through
+    the stderr reading and line handler before (A) and after (B), A B A B."""
+    contenders: dict[str, tuple[type[StreamingProcess], type[_JobTracker]]] = {
+        "A": (LegacyStreamingProcess, LegacyTracker),
+        "B": (StreamingProcess, _JobTracker),
+    }
+    times: dict[str, list[float]] = {"A": [], "B": []}
+    lines = 0
+    for n in range(rounds):
+        for key in ("A", "B") if n % 2 == 0 else ("B", "A"):
+            process_class, tracker_class = contenders[key]
+            tracker = tracker_class(_job(), (), lambda: None)
+            spent, lines = replay_cost(process_class, tracker.on_line, log, rate)
+            times[key].append(spent / lines * 1e6)
+    return {"lines": lines, "rate": rate, **times}
+
+
 # -- whole backups ------------------------------------------------------------------------------
 
 
@@ -372,6 +462,16 @@ def compare_backups(work: Path, files: int, rounds: int) -> dict[str, Any]:
             return {**super().env(retries), "PYTHONPATH": str(before_tree)}
 
     folders: list[str] = []
+    probe = subprocess.run(
+        [sys.executable, "-c", "import photos_sync.system.execute as e; print(e.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(before_tree)},
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if not probe.startswith(str(before_tree)):
+        raise SystemExit(f"the 'before' tree is not the one imported: {probe}")
     contenders = {
         "before": Before(work, source, folders, True),
         "after": PhotosSyncC(work, source, folders, True),
@@ -404,6 +504,7 @@ def render(
     args: argparse.Namespace,
     info: dict[str, str],
     handlers: dict[str, dict[str, Any]],
+    pumps: dict[str, Any],
     rclone_cpu: dict[str, float],
     backups: dict[str, Any] | None,
     load: tuple[str, str],
@@ -465,6 +566,36 @@ def render(
             rows,
         ),
     ]
+    pa, pb = med(pumps["A"]), med(pumps["B"])
+    text += [
+        "",
+        "### Reading rclone's stderr and handling each line, in a process",
+        "",
+        f"A child writes the full sync's {pumps['lines']:,} real lines to its stderr one "
+        f"`write(2)` each, as rclone does, at {pumps['rate']:,.0f} lines/s; this process follows "
+        "it with `StreamingProcess` and the tracker's `on_line`: before #15.4 (A: one "
+        "`readline`, so one event-loop wake-up, per line; JSON-parsed) and after (B: the pipe "
+        f"left to fill for `_BATCH_WINDOW` = 20 ms between reads, lines cut by `LineSplitter`, "
+        f"fast paths). CPU of this process (`getrusage(RUSAGE_SELF)`: user + sys) per line, "
+        f"{args.rounds} rounds A B A B, median (min–max).",
+        "",
+        c.table(
+            ("", "µs per line", "per 100k files"),
+            [
+                (
+                    "A: before",
+                    f"{pa:.1f} ({min(pumps['A']):.1f}–{max(pumps['A']):.1f})",
+                    f"{pa / 10:.1f} s",
+                ),
+                (
+                    "B: after",
+                    f"{pb:.1f} ({min(pumps['B']):.1f}–{max(pumps['B']):.1f})",
+                    f"{pb / 10:.1f} s",
+                ),
+                ("B/A", f"{pb / pa:.2f}×", ""),
+            ],
+        ),
+    ]
     if backups is not None:
         figures = backups["figures"]
         brows = []
@@ -492,7 +623,8 @@ def render(
             "",
             f'### Whole full backups, {backups["files"]:,} tiny files ("many"-like tree)',
             "",
-            f"{args.rounds} rounds A B C / C B A in one run, each a full backup to a fresh local "
+            f"{args.backup_rounds} rounds A B C / C B A in one run, each a full backup to a "
+            "fresh local "
             "destination; photos-sync's own CPU sampled from /proc (its process only), "
             "rclone's from `wait4` of the tree minus that (plain rclone: its own `wait4`). "
             "Medians (min–max).",
@@ -519,6 +651,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--backup", action="store_true", help="also time whole backups")
     parser.add_argument("--backup-rounds", type=int, default=2)
+    parser.add_argument(
+        "--replay-rate", type=float, default=4000.0, help="lines/s of the stderr replay"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the rclone logs here")
@@ -533,6 +668,7 @@ def main() -> None:
             for name in logs:
                 shutil.copy(work / "logs" / f"{name}.jsonl", args.keep_logs / f"{name}.jsonl")
         handlers = compare_handlers(logs, args.rounds)
+        pumps = compare_pumps(work / "logs" / "full.jsonl", args.rounds, args.replay_rate)
         backups = (
             compare_backups(work / "backup", args.files, args.backup_rounds)
             if args.backup
@@ -540,7 +676,7 @@ def main() -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    body = render(args, info, handlers, rclone_cpu, backups, (start_load, c.loadavg()))
+    body = render(args, info, handlers, pumps, rclone_cpu, backups, (start_load, c.loadavg()))
     print(body)
     if not args.no_doc:
         c.update_doc("log_lines", body)
