@@ -65,7 +65,7 @@ from photos_sync.core.records import Job
 from photos_sync.core.skips import classify, is_consequence
 from photos_sync.core.states import JobStatus
 from photos_sync.engine.runner import _JobTracker
-from photos_sync.system.execute import StreamingProcess
+from photos_sync.system.execute import StreamingProcess, _child_umask, _die_with_parent
 
 #: The commit before #15.4: the "before" of the whole-backup comparison.
 BEFORE_COMMIT = "ceb0637"
@@ -191,6 +191,8 @@ class LegacyStreamingProcess(StreamingProcess):
             stderr=asyncio.subprocess.PIPE,
             env=self._env,
             start_new_session=True,
+            umask=_child_umask(),
+            preexec_fn=_die_with_parent,
             limit=4 * 1024 * 1024,
         )
 

@@ -34,7 +34,7 @@ _LINE_LIMIT = 4 * 1024 * 1024
 #: one log line per file, each with its own write(2); read as they come, every line costs a
 #: wake-up of the event loop, more CPU than all the rest photos-sync does for a file (#15,
 #: docs/BENCHMARKS.md). Left to fill, the pipe hands over hundreds of lines in one read. No
-#: line waits longer than this.
+#: line waits longer than this, and none once the child has exited.
 _BATCH_WINDOW = 0.02
 #: The stderr pipe's size where the system lets us choose it (Linux): room for a batch window
 #: of lines even when rclone logs tens of thousands of files a second, so it never waits.
@@ -284,17 +284,23 @@ class StreamingProcess:
         )
 
     async def _pump(self) -> None:
-        assert self._stderr is not None
+        assert self._stderr is not None and self._proc is not None
         lines = LineSplitter(_LINE_LIMIT)
-        while True:
-            await self._buffer.changed.wait()
-            for line in lines.feed(self._buffer.take()):
-                await self._hand_over(line)
-            if self._buffer.ended:
-                break
-            self._stderr.pause_reading()
-            await asyncio.sleep(_BATCH_WINDOW)
-            self._stderr.resume_reading()
+        # The pause ends early when the child exits: its last lines and the end of the pipe
+        # are then read at once, so a sync is not made 20 ms longer.
+        exited = asyncio.ensure_future(self._proc.wait())
+        try:
+            while True:
+                await self._buffer.changed.wait()
+                for line in lines.feed(self._buffer.take()):
+                    await self._hand_over(line)
+                if self._buffer.ended:
+                    break
+                self._stderr.pause_reading()
+                await asyncio.wait([exited], timeout=_BATCH_WINDOW)
+                self._stderr.resume_reading()
+        finally:
+            exited.cancel()
         for line in lines.feed(self._buffer.take()):
             await self._hand_over(line)
         last = lines.finish()
