@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from photos_sync.core.rclone_log import parse_stats
+from photos_sync.core.rclone_log import parse_stats, would_copy
 
 #: How many example paths a refusal names.
 EXAMPLES = 5
@@ -58,6 +58,12 @@ class PreviewCollector:
     _copy_bytes: int = 0
 
     def on_line(self, line: str) -> None:
+        copy = would_copy(line)
+        if copy is not None:
+            # One line per file to send: read without a JSON parse (see rclone_log).
+            self._copies += 1
+            self._copy_bytes += encrypted_size(copy[1])
+            return
         try:
             record = json.loads(line)
         except ValueError:

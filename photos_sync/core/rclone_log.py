@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,8 +126,94 @@ _SKIPPED_NOTICES = {
 }
 
 
+#: The start of rclone's message for a file it sent. Files of --multi-thread-cutoff (256 MiB)
+#: and more, going to a local disk, are logged as "Multi-thread Copied (new)": a restored video
+#: must count like any other file.
+_COPIED_MESSAGES = ("Copied", "Multi-thread Copied")
+
+
+# -- the per-file lines, read without a JSON parse ------------------------------------------
+#
+# rclone logs one INFO line per file it sends: on a 100,000-file tree these are nearly all its
+# lines, and parsing each as JSON cost photos-sync more CPU than rclone's own work per file
+# (#15). Their form never varies (rclone 1.75's slog JSON handler: fixed key order), so a regular
+# expression reads them. The patterns accept only text that decodes to itself (a JSON string
+# without escapes or control characters), numbers in JSON's own spelling, and rclone's keys in
+# rclone's order: a line they accept is one `json.loads` reads the same way. Any other spelling
+# falls through to the full parse, so the fast path can make a line cheaper, never read
+# differently.
+
+#: A JSON string that decodes to exactly its own text.
+_PLAIN = r'"[^"\\\x00-\x1f]*"'
+#: A non-negative JSON integer small enough for int() (no leading zeros, as JSON requires).
+_COUNT = r"(0|[1-9][0-9]{0,17})"
+#: rclone's keys after `object` on a per-file line, in any number.
+_OBJECT_TAIL = rf'(?:,"(?:objectType|source)":{_PLAIN})*\}}[ \t\r\n]*\Z'
+#: `{"time":"...","level":"LEVEL","msg":"` — the start of every rclone JSON line.
+_HEAD = rf'\{{"time":{_PLAIN},"level":'
+
+_COPIED_LINE = re.compile(
+    rf'{_HEAD}"info","msg":"(?:Multi-thread )?Copied[^"\\\x00-\x1f]*",'
+    rf'"size":{_COUNT},"object":"([^"\\\x00-\x1f]+)"{_OBJECT_TAIL}'
+)
+_INFO_MESSAGE = re.compile(rf'{_HEAD}"info","msg":"([A-Za-z][^"\\\x00-\x1f]*)"')
+_WOULD_COPY_LINE = re.compile(
+    rf'{_HEAD}"notice","msg":{_PLAIN},"skipped":"copy",'
+    rf'"size":{_COUNT},"object":"([^"\\\x00-\x1f]*)"{_OBJECT_TAIL}'
+)
+
+
+def copied_file(line: str) -> FileCopied | None:
+    """The FileCopied of rclone's usual line for a file it sent ("Copied (new)", "Copied
+    (replaced existing)", "Multi-thread Copied (new)", ...), read without a JSON parse.
+
+    None for any other line, and for any unusual spelling of that one (parse_line still reads
+    it). Whenever this returns an event, `parse_line(line)` returns an equal one.
+    """
+    match = _COPIED_LINE.match(line)
+    if match is None:
+        return None
+    return FileCopied(match.group(2), int(match.group(1)))
+
+
+def is_quiet_info(line: str) -> bool:
+    """True for an INFO line of rclone that names no sent file, skipped name or stats ("Set
+    directory modification time", "Moved into backup dir", "There was nothing to transfer",
+    ...), recognised without a JSON parse. A runner that follows a sync acts on none of them.
+
+    Whenever this is True, `parse_line(line)` returns an OtherLine at level "info" (or "text"
+    for a line that is not JSON at all). False means only "parse it".
+    """
+    match = _INFO_MESSAGE.match(line)
+    if match is None:
+        return False
+    message = match.group(1).strip()
+    if message.startswith(_COPIED_MESSAGES) or message in _SKIPPED_NOTICES:
+        return False
+    # One level, one message, no stats: json.loads keeps the last of repeated keys.
+    rest = line[match.end() :]
+    return '"level":' not in rest and '"msg":' not in rest and '"stats":' not in rest
+
+
+def would_copy(line: str) -> tuple[str, int] | None:
+    """(path, plain size) from a dry run's usual per-file notice "Skipped copy as --dry-run is
+    set (size N)", read without a JSON parse; None for any other line or spelling. Whenever
+    this returns a pair, the line's JSON holds level "notice", `"skipped": "copy"`, that
+    `object` and that integer `size`."""
+    match = _WOULD_COPY_LINE.match(line)
+    if match is None:
+        return None
+    return match.group(2), int(match.group(1))
+
+
 def parse_line(line: str) -> LogEvent:
     """Classify one stderr line of rclone. Non-JSON text becomes an OtherLine (level "text")."""
+    return copied_file(line) or parse_json_line(line)
+
+
+def parse_json_line(line: str) -> LogEvent:
+    """`parse_line` through a full JSON parse, without the fast path for per-file lines: the
+    reference every fast path here must agree with."""
     text = line.strip()
     try:
         record = json.loads(text)
@@ -144,13 +231,44 @@ def parse_line(line: str) -> LogEvent:
         return ErrorLine(
             f"{obj}: {message}" if obj else message, str(obj) if obj is not None else None, level
         )
-    # Files of --multi-thread-cutoff (256 MiB) and more, going to a local disk, are logged as
-    # "Multi-thread Copied (new)": a restored video must count like any other file.
-    if message.startswith(("Copied", "Multi-thread Copied")) and obj is not None:
+    if message.startswith(_COPIED_MESSAGES) and obj is not None:
         return FileCopied(str(obj), _int(record.get("size")))
     if message in _SKIPPED_NOTICES and obj is not None:
         return SkippedName(str(obj), _SKIPPED_NOTICES[message])
     return OtherLine(level, message, str(obj) if obj is not None else None)
+
+
+class LineSplitter:
+    """Cuts a child's stderr, as it arrives in chunks of any size, into the lines that
+    `StreamReader.readline` would return: each with its newline, decoded as UTF-8 (bytes that
+    do not decode become U+FFFD). A line longer than `limit` bytes is dropped whole."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._partial = b""
+        #: inside a line already longer than the limit: drop up to its end
+        self._dropping = False
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines `data` completes, in order."""
+        *whole, rest = (self._partial + data).split(b"\n")
+        lines = []
+        for raw in whole:
+            if self._dropping:
+                self._dropping = False
+            elif len(raw) < self._limit:
+                lines.append(raw.decode("utf-8", "replace") + "\n")
+        if len(rest) >= self._limit:
+            self._dropping, rest = True, b""
+        self._partial = rest
+        return lines
+
+    def finish(self) -> str | None:
+        """The last line, when the output ended without a newline."""
+        rest, self._partial = self._partial, b""
+        if not rest or self._dropping:
+            return None
+        return rest.decode("utf-8", "replace")
 
 
 class Outcome(enum.StrEnum):

@@ -55,6 +55,7 @@ from photos_sync.core.planning import (
     FolderFacts,
     ImmichFolder,
     JobView,
+    RunPlan,
     SourceRefused,
     check_not_emptied,
     check_sources,
@@ -80,9 +81,11 @@ from photos_sync.core.rclone_log import (
     activity_marker,
     classify_exit,
     classify_failure,
+    copied_file,
     ends_the_run,
     explain_failure,
     is_credentials_error,
+    is_quiet_info,
     parse_line,
 )
 from photos_sync.core.records import Destination, Job, utcnow
@@ -297,6 +300,15 @@ class _JobTracker:
             self.auth_error = self.last_error
 
     def on_line(self, line: str) -> None:
+        """Take in one stderr line of rclone. The lines of nearly every file (one "Copied"
+        INFO line each) and the other INFO lines are recognised without a JSON parse; they
+        must cost next to nothing, as a tree holds hundreds of thousands of files (#15)."""
+        copied = copied_file(line)
+        if copied is not None:
+            self._count_copied(copied)
+            return
+        if is_quiet_info(line):
+            return
         event = parse_line(line)
         if isinstance(event, StatsLine):
             self.progress = event.progress
@@ -309,11 +321,7 @@ class _JobTracker:
             if event.progress.last_error:
                 self._note_error(event.progress.last_error)
         elif isinstance(event, FileCopied):
-            # Counted only: watchers hear about it with the next stats tick. One event per
-            # file cost ~70 µs each on 100,000-file trees (docs/BENCHMARKS.md).
-            self.confirmed_bytes += event.size
-            self.confirmed_files += 1
-            self.active_at = time.monotonic()
+            self._count_copied(event)
             return
         elif isinstance(event, ErrorLine):
             reason = classify(event.level, event.message, event.object)
@@ -334,6 +342,13 @@ class _JobTracker:
         else:
             return
         self._on_change()
+
+    def _count_copied(self, copied: FileCopied) -> None:
+        """Count a file rclone sent. Counted only: watchers hear about it with the next stats
+        tick (one progress event per file cost ~70 µs each on 100,000-file trees)."""
+        self.confirmed_bytes += copied.size
+        self.confirmed_files += 1
+        self.active_at = time.monotonic()
 
     def skip(self, path: str, reason: SkipReason) -> None:
         if self.skips.add(path, reason):
@@ -612,6 +627,34 @@ class Runner:
         backed_up: set[str],
         presence: DestinationPresence,
     ) -> RunResult:
+        """The run proper, after every pre-run check passed: resume or plan its jobs, take a
+        fresh Immich dump when `backups/` is among them, run the jobs in order, and settle
+        the run. Folders already in the backup (`backed_up`) are guarded by
+        BACKUP_MAX_DELETE unless `--force`."""
+        plan, jobs = await self._jobs_of_this_run(destination, immich_path, folders)
+        result = RunResult(destination.name, plan.run_id, dry_run=False, resumed=plan.is_resume)
+        self._announce_run(destination, plan, jobs, immich_path)
+        options = destination_type(destination.type).tune(self._sync_options(False, request.force))
+        if any(j.folder == "backups" for j in jobs):  # Immich: a fresh DB dump first (#9)
+            result.immich = await self._fresh_immich_dump(destination, immich_path, request)
+        guard_deletions = not request.force and self.settings.max_delete > 0
+        guarded = {j.folder for j in jobs if j.folder in backed_up and guard_deletions}
+        try:
+            await self._run_jobs(
+                destination, remote, jobs, plan.run_id, options, presence, guarded, result
+            )
+        except asyncio.CancelledError:
+            # Cancelled anywhere (starting rclone, a DB write, a retry's pause): no job of
+            # this run may stay RUNNING under a live owner, or the next run would refuse.
+            await asyncio.shield(self._interrupt_own_jobs(destination.id))
+            raise
+        return await self._settle_run(destination, remote, plan.run_id, result)
+
+    async def _jobs_of_this_run(
+        self, destination: Destination, immich_path: Path, folders: tuple[ImmichFolder, ...]
+    ) -> tuple[RunPlan, list[Job]]:
+        """The plan and its jobs: the latest run's unfinished jobs (pointed at the current
+        source) when it left work undone, else one new PENDING job per folder."""
         latest = await self.store.latest_run_jobs(destination.id)
         plan = plan_run(
             [
@@ -632,7 +675,12 @@ class Runner:
                 plan.run_id,
                 [(f.name, str(immich_path / f.name), f.priority) for f in plan.new_folders],
             )
-        result = RunResult(destination.name, plan.run_id, dry_run=False, resumed=plan.is_resume)
+        return plan, jobs
+
+    def _announce_run(
+        self, destination: Destination, plan: RunPlan, jobs: list[Job], immich_path: Path
+    ) -> None:
+        """Log the run's start and tell the sink (RUN_STARTED with its folders)."""
         log.info(
             "run_started",
             destination=destination.name,
@@ -652,62 +700,77 @@ class Runner:
                 },
             )
         )
-        options = destination_type(destination.type).tune(self._sync_options(False, request.force))
-        if any(j.folder == "backups" for j in jobs):  # Immich: a fresh DB dump first (#9)
-            from photos_sync.immich.server import prepare_dump
 
-            take = request.dump.take if request.dump is not None else prepare_dump
-            outcome = await take(
-                self.settings,
-                destination,
-                immich_path / "backups",
-                lambda text: self.sink(
-                    RunEvent(EventKind.MESSAGE, destination.name, {"text": text})
-                ),
+    async def _fresh_immich_dump(
+        self, destination: Destination, immich_path: Path, request: RunRequest
+    ) -> dict[str, Any] | None:
+        """Have Immich write a fresh database dump into `backups/` before it is synced (the
+        request's own dump step if it brings one); its outcome for the run's result."""
+        from photos_sync.immich.server import prepare_dump
+
+        take = request.dump.take if request.dump is not None else prepare_dump
+        outcome = await take(
+            self.settings,
+            destination,
+            immich_path / "backups",
+            lambda text: self.sink(RunEvent(EventKind.MESSAGE, destination.name, {"text": text})),
+        )
+        return outcome.as_dict() if outcome is not None else None
+
+    async def _run_jobs(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        jobs: list[Job],
+        run_id: str,
+        options: SyncOptions,
+        presence: DestinationPresence,
+        guarded: set[str],
+        result: RunResult,
+    ) -> None:
+        """Run `jobs` one after another, adding each finished job and its folder's file-name
+        problems to `result`. Stops early, marking the jobs not attempted FAILED, when the
+        destination vanished between two folders or a failure would end every later folder
+        the same way (refused credentials, storage down, disk full)."""
+        for index, job in enumerate(jobs):
+            # the walk sees each name's exact bytes (rclone's notices do not), in a thread
+            hazards = await asyncio.to_thread(
+                scan_names, Path(job.source_path), job.folder, _name_limit(destination)
             )
-            result.immich = outcome.as_dict() if outcome is not None else None
-        guarded = {j.folder for j in jobs if j.folder in backed_up}
-        try:
-            for index, job in enumerate(jobs):
-                # the walk sees each name's exact bytes (rclone's notices do not), in a thread
-                hazards = await asyncio.to_thread(
-                    scan_names, Path(job.source_path), job.folder, _name_limit(destination)
-                )
-                gone = await presence.problem() if index else None
-                if gone is not None:
-                    result.jobs += await self._skip_jobs(jobs[index:], gone)
-                    break
-                finished = await self._run_job(
-                    destination,
-                    remote,
-                    job,
-                    plan.run_id,
-                    options,
-                    presence,
-                    guard=job.folder in guarded
-                    and not request.force
-                    and self.settings.max_delete > 0,
-                )
-                hazards = with_skipped(job.folder, hazards, self._skipped.pop(job.id, {}))
-                self._tell_names(destination.name, hazards)
-                result.file_names += hazards
-                finished = await self._record_lost_names(finished, hazards)
-                result.jobs.append(finished)
-                if finished.status is JobStatus.FAILED and ends_the_run(finished.error_message):
-                    # Every other folder would be refused (or time out) the same way: no
-                    # retry storm, and no hours RUNNING against a storage that is down.
-                    result.jobs += await self._skip_jobs(jobs[index + 1 :], finished)
-                    break
-        except asyncio.CancelledError:
-            # Cancelled anywhere (starting rclone, a DB write, a retry's pause): no job of
-            # this run may stay RUNNING under a live owner, or the next run would refuse.
-            await asyncio.shield(self._interrupt_own_jobs(destination.id))
-            raise
-        all_jobs = await self.store.jobs_of_run(destination.id, plan.run_id)
+            gone = await presence.problem() if index else None
+            if gone is not None:
+                result.jobs += await self._skip_jobs(jobs[index:], gone)
+                return
+            finished = await self._run_job(
+                destination,
+                remote,
+                job,
+                run_id,
+                options,
+                presence,
+                guard=job.folder in guarded,
+            )
+            hazards = with_skipped(job.folder, hazards, self._skipped.pop(job.id, {}))
+            self._tell_names(destination.name, hazards)
+            result.file_names += hazards
+            finished = await self._record_lost_names(finished, hazards)
+            result.jobs.append(finished)
+            if finished.status is JobStatus.FAILED and ends_the_run(finished.error_message):
+                # Every other folder would be refused (or time out) the same way: no
+                # retry storm, and no hours RUNNING against a storage that is down.
+                result.jobs += await self._skip_jobs(jobs[index + 1 :], finished)
+                return
+
+    async def _settle_run(
+        self, destination: Destination, remote: CryptRemote, run_id: str, result: RunResult
+    ) -> RunResult:
+        """End the run: when every job of it completed, record the backup as complete and
+        prune the expired archive; then log and tell the sink (RUN_FINISHED)."""
+        all_jobs = await self.store.jobs_of_run(destination.id, run_id)
         if all(j.status is JobStatus.COMPLETED for j in all_jobs):
             await self.store.mark_backup_completed(destination.id, utcnow())
             result.pruned = await self.prune_archive(destination, remote, dry_run=False)
-        log.info("run_finished", destination=destination.name, run_id=plan.run_id, ok=result.ok)
+        log.info("run_finished", destination=destination.name, run_id=run_id, ok=result.ok)
         self.sink(RunEvent(EventKind.RUN_FINISHED, destination.name, result.as_dict()))
         return result
 
@@ -828,90 +891,135 @@ class Runner:
 
         With `guard`, each attempt first previews the sync and refuses the job, nothing
         archived, when it would archive more deleted files than BACKUP_MAX_DELETE. A sync
-        counts as COMPLETED only if the destination is still there afterwards.
+        counts as COMPLETED only if the destination is still there afterwards. A retryable
+        failure with retries left is attempted again after an exponential pause.
         """
         while True:
-            job = await self.store.set_status(
-                job.id, JobStatus.RUNNING, owner=procinfo.current_owner()
-            )
-            self.sink(RunEvent(EventKind.JOB_STARTED, destination.name, job.as_dict()))
-            log.info("job_started", job_id=job.id, folder=job.folder, attempt=job.retry_count + 1)
+            job = await self._start_job(destination, job)
             refusal, code, last_error, only_skips = None, 0, None, False
             if guard:
                 refusal, code, last_error = await self._check_deletions(
                     remote, job, run_id, options
                 )
             if refusal is not None:
-                job = await self.store.set_status(
-                    job.id, JobStatus.FAILED, error_message=refusal, refused=Refusal.MAX_DELETE
-                )
-                log.error("job_refused", job_id=job.id, folder=job.folder, reason=refusal)
-                self.sink(RunEvent(EventKind.JOB_FINISHED, destination.name, job.as_dict()))
-                return job
+                return await self._refuse_job(destination, job, refusal)
             if code == 0:
                 code, last_error, only_skips = await self._attempt(
                     destination, remote, job, run_id, options, presence
                 )
-            outcome = classify_failure(code, last_error)
-            if only_skips and outcome is Outcome.RETRYABLE:
-                # Unreadable files, symlinks, names too long: problems at the source that no
-                # retry can fix. The rest of the folder was sent; the skips are named.
-                outcome = Outcome.SUCCESS
-            if outcome is Outcome.SUCCESS:
-                gone = await presence.problem()
-                if gone is not None:
-                    code, last_error, outcome = DESTINATION_GONE_EXIT, gone, Outcome.FATAL
-            if outcome is Outcome.INTERRUPTED:
-                # Our own cancel never gets here (it raises CancelledError): rclone was killed
-                # from outside, typically by the kernel's out-of-memory killer. Try again.
-                outcome = Outcome.RETRYABLE
-                last_error = f"rclone was killed by {_signal_name(code)} (out of memory?)"
-            if outcome is Outcome.SUCCESS:
-                job = await self.store.mark_completed(job.id)
-                if job.files_skipped:
-                    text = f"{job.folder}/: " + summary(
-                        job.files_skipped, job.as_dict()["skipped_detail"]
-                    )
-                    log.warning("job_skipped_files", folder=job.folder, count=job.files_skipped)
-                    self.sink(RunEvent(EventKind.MESSAGE, destination.name, {"text": text}))
-            else:
-                message = explain_failure(code, last_error)
-                retry = outcome is Outcome.RETRYABLE and job.retry_count < self.settings.max_retries
-                job = await self.store.set_status(
-                    job.id, JobStatus.FAILED, error_message=message, increment_retry=retry
-                )
-                log.error(
-                    "job_failed",
-                    job_id=job.id,
-                    folder=job.folder,
-                    error=message,
-                    retry=retry,
-                    exit_code=code,
-                )
-                if retry:
-                    delay = min(MAX_BACKOFF, self.settings.retry_delay * 2 ** (job.retry_count - 1))
-                    self.sink(
-                        RunEvent(
-                            EventKind.MESSAGE,
-                            destination.name,
-                            {
-                                "text": f"{job.folder}/ failed ({message}); retry "
-                                f"{job.retry_count}/{self.settings.max_retries} in {delay:.0f} s",
-                            },
-                        )
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-            log.info(
-                "job_finished",
-                job_id=job.id,
-                folder=job.folder,
-                status=job.status.value,
-                bytes=job.bytes_transferred,
-                files=job.files_transferred,
+            code, last_error, outcome = await self._judge_attempt(
+                code, last_error, only_skips, presence
             )
-            self.sink(RunEvent(EventKind.JOB_FINISHED, destination.name, job.as_dict()))
-            return job
+            if outcome is Outcome.SUCCESS:
+                job = await self._complete_job(destination, job)
+            else:
+                job, pause = await self._fail_job(destination, job, code, last_error, outcome)
+                if pause is not None:
+                    await asyncio.sleep(pause)
+                    continue
+            return self._finish_job(destination, job)
+
+    async def _start_job(self, destination: Destination, job: Job) -> Job:
+        """Mark the job RUNNING, owned by this process, and say so (JOB_STARTED)."""
+        job = await self.store.set_status(job.id, JobStatus.RUNNING, owner=procinfo.current_owner())
+        self.sink(RunEvent(EventKind.JOB_STARTED, destination.name, job.as_dict()))
+        log.info("job_started", job_id=job.id, folder=job.folder, attempt=job.retry_count + 1)
+        return job
+
+    async def _refuse_job(self, destination: Destination, job: Job, refusal: str) -> Job:
+        """Fail the job refused by the BACKUP_MAX_DELETE guard (no retry: the next run
+        previews again) and say so (JOB_FINISHED)."""
+        job = await self.store.set_status(
+            job.id, JobStatus.FAILED, error_message=refusal, refused=Refusal.MAX_DELETE
+        )
+        log.error("job_refused", job_id=job.id, folder=job.folder, reason=refusal)
+        self.sink(RunEvent(EventKind.JOB_FINISHED, destination.name, job.as_dict()))
+        return job
+
+    @staticmethod
+    async def _judge_attempt(
+        code: int, last_error: str | None, only_skips: bool, presence: DestinationPresence
+    ) -> tuple[int, str | None, Outcome]:
+        """What an attempt's exit status and last error mean: (code, error, outcome).
+
+        Only skips at the source count as success (no retry can fix them); a success with the
+        destination gone since is FATAL; rclone killed from outside is retryable."""
+        outcome = classify_failure(code, last_error)
+        if only_skips and outcome is Outcome.RETRYABLE:
+            # Unreadable files, symlinks, names too long: problems at the source that no
+            # retry can fix. The rest of the folder was sent; the skips are named.
+            outcome = Outcome.SUCCESS
+        if outcome is Outcome.SUCCESS:
+            gone = await presence.problem()
+            if gone is not None:
+                return DESTINATION_GONE_EXIT, gone, Outcome.FATAL
+        if outcome is Outcome.INTERRUPTED:
+            # Our own cancel never gets here (it raises CancelledError): rclone was killed
+            # from outside, typically by the kernel's out-of-memory killer. Try again.
+            killed = f"rclone was killed by {_signal_name(code)} (out of memory?)"
+            return code, killed, Outcome.RETRYABLE
+        return code, last_error, outcome
+
+    async def _complete_job(self, destination: Destination, job: Job) -> Job:
+        """Mark the job COMPLETED; name the files it skipped, if any, in one message."""
+        job = await self.store.mark_completed(job.id)
+        if job.files_skipped:
+            text = f"{job.folder}/: " + summary(job.files_skipped, job.as_dict()["skipped_detail"])
+            log.warning("job_skipped_files", folder=job.folder, count=job.files_skipped)
+            self.sink(RunEvent(EventKind.MESSAGE, destination.name, {"text": text}))
+        return job
+
+    async def _fail_job(
+        self,
+        destination: Destination,
+        job: Job,
+        code: int,
+        last_error: str | None,
+        outcome: Outcome,
+    ) -> tuple[Job, float | None]:
+        """Mark the job FAILED with rclone's error explained. When the failure is retryable
+        and retries are left, count the retry, announce it and return the pause before the
+        next attempt (doubling from BACKUP_RETRY_DELAY, at most MAX_BACKOFF); else None."""
+        message = explain_failure(code, last_error)
+        retry = outcome is Outcome.RETRYABLE and job.retry_count < self.settings.max_retries
+        job = await self.store.set_status(
+            job.id, JobStatus.FAILED, error_message=message, increment_retry=retry
+        )
+        log.error(
+            "job_failed",
+            job_id=job.id,
+            folder=job.folder,
+            error=message,
+            retry=retry,
+            exit_code=code,
+        )
+        if not retry:
+            return job, None
+        pause = min(MAX_BACKOFF, self.settings.retry_delay * 2 ** (job.retry_count - 1))
+        self.sink(
+            RunEvent(
+                EventKind.MESSAGE,
+                destination.name,
+                {
+                    "text": f"{job.folder}/ failed ({message}); retry "
+                    f"{job.retry_count}/{self.settings.max_retries} in {pause:.0f} s",
+                },
+            )
+        )
+        return job, pause
+
+    def _finish_job(self, destination: Destination, job: Job) -> Job:
+        """Log the job's end state and tell the sink (JOB_FINISHED)."""
+        log.info(
+            "job_finished",
+            job_id=job.id,
+            folder=job.folder,
+            status=job.status.value,
+            bytes=job.bytes_transferred,
+            files=job.files_transferred,
+        )
+        self.sink(RunEvent(EventKind.JOB_FINISHED, destination.name, job.as_dict()))
+        return job
 
     async def _check_deletions(
         self, remote: CryptRemote, job: Job, run_id: str, options: SyncOptions
@@ -959,6 +1067,21 @@ class Runner:
                 RunEvent(EventKind.MESSAGE, destination.name, {"text": f"{job.folder}/{text}"})
             ),
         )
+        process = await self._start_sync(remote, job, run_id, options, tracker)
+        code = await self._follow_sync(job, process, tracker, presence)
+        self._skipped.setdefault(job.id, {}).update(tracker.skipped)
+        return self._attempt_verdict(code, tracker)
+
+    async def _start_sync(
+        self,
+        remote: CryptRemote,
+        job: Job,
+        run_id: str,
+        options: SyncOptions,
+        tracker: _JobTracker,
+    ) -> execute.StreamingProcess:
+        """Start `rclone sync` of the job's folder into the backup (replaced and deleted
+        files into this run's archive), its stderr lines going to `tracker`."""
         argv = sync_argv(
             remote.binary,
             job.source_path,
@@ -966,6 +1089,17 @@ class Runner:
             archive_path(run_id, job.folder),
             options,
         )
+        process = execute.StreamingProcess(
+            argv, self._sync_env(remote), tracker.on_line, grace=self.grace
+        )
+        await process.start()
+        self.rclone_pid = process.pid
+        log.info("rclone_started", job_id=job.id, pid=process.pid, folder=job.folder)
+        return process
+
+    def _sync_env(self, remote: CryptRemote) -> dict[str, str]:
+        """The environment of a sync: the remote's, plus the remote control API's
+        credentials when syncs serve it (its stale socket, if any, removed)."""
         env = remote.child_env()
         if self.rc is not None:
             env.update(self.rc.env())
@@ -975,10 +1109,19 @@ class Runner:
                 # and the next one would then fail at once with "address already in use".
                 with contextlib.suppress(OSError):
                     stale_socket.unlink()
-        process = execute.StreamingProcess(argv, env, tracker.on_line, grace=self.grace)
-        await process.start()
-        self.rclone_pid = process.pid
-        log.info("rclone_started", job_id=job.id, pid=process.pid, folder=job.folder)
+        return env
+
+    async def _follow_sync(
+        self,
+        job: Job,
+        process: execute.StreamingProcess,
+        tracker: _JobTracker,
+        presence: DestinationPresence,
+    ) -> int:
+        """Wait for the started sync, watched for stalls and a vanishing destination, its
+        figures flushed to the DB each stats tick and once more at its end; rclone's exit
+        status. If cancelled: rclone is stopped, the job marked INTERRUPTED, and the
+        cancellation goes on."""
         watchdog = asyncio.create_task(self._watch_stall(job, process, tracker))
         vanish_watch = asyncio.create_task(presence.watch(process, tracker))
         async with self._flushing(job, tracker):
@@ -999,7 +1142,12 @@ class Runner:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
         await self._flush(job, tracker)
-        self._skipped.setdefault(job.id, {}).update(tracker.skipped)
+        return code
+
+    def _attempt_verdict(self, code: int, tracker: _JobTracker) -> tuple[int, str | None, bool]:
+        """(exit status, last error, only skips) of a finished sync: the runner's own status
+        and message when it stopped rclone because the destination vanished or rclone
+        stalled, else rclone's (an error refusing the credentials wins over later ones)."""
         if tracker.vanished is not None:
             return DESTINATION_GONE_EXIT, tracker.vanished, False
         if tracker.stalled:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
@@ -22,12 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photos_sync.core.rclone_args import obscure_argv
+from photos_sync.core.rclone_log import LineSplitter
 from photos_sync.storage.datadir import user_umask
 
 #: Seconds rclone gets to finish after SIGTERM before it is killed.
 DEFAULT_GRACE = 5.0
 #: Longest stderr line read from a child; rclone's JSON lines are far shorter.
 _LINE_LIMIT = 4 * 1024 * 1024
+#: How long a streaming child's stderr pipe is left to fill between two reads. rclone writes
+#: one log line per file, each with its own write(2); read as they come, every line costs a
+#: wake-up of the event loop, more CPU than all the rest photos-sync does for a file (#15,
+#: docs/BENCHMARKS.md). Left to fill, the pipe hands over hundreds of lines in one read. No
+#: line waits longer than this, and none once the child has exited.
+_BATCH_WINDOW = 0.02
+#: The stderr pipe's size where the system lets us choose it (Linux): room for a batch window
+#: of lines even when rclone logs tens of thousands of files a second, so it never waits.
+_PIPE_SIZE = 1024 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
@@ -185,11 +196,47 @@ async def obscure(binary: str, secret: str) -> str:
 LineHandler = Callable[[str], Awaitable[None] | None]
 
 
+class _PipeBuffer(asyncio.Protocol):
+    """What arrived on a read pipe and not yet taken, and whether the pipe has ended."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ended = False
+        self.changed = asyncio.Event()
+
+    def take(self) -> bytes:
+        data, self.data = bytes(self.data), bytearray()
+        self.changed.clear()
+        return data
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        self.changed.set()
+
+    def eof_received(self) -> bool | None:
+        self.ended = True
+        self.changed.set()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.changed.set()
+
+
+def _enlarge_pipe(fd: int) -> None:
+    """Ask for a larger pipe buffer where the system allows it (Linux); else keep its own."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, set_size, _PIPE_SIZE)
+
+
 class StreamingProcess:
     """A long-running child (rclone sync) whose stderr lines are handed to a callback.
 
     Use `start`, then `wait`. `terminate` (or cancelling `wait`) stops the whole process
-    group: SIGTERM, then SIGKILL after `grace` seconds.
+    group: SIGTERM, then SIGKILL after `grace` seconds. Lines reach the callback in order, in
+    batches at most `_BATCH_WINDOW` seconds late.
     """
 
     def __init__(
@@ -205,39 +252,65 @@ class StreamingProcess:
         self._on_line = on_line
         self._grace = grace
         self._proc: asyncio.subprocess.Process | None = None
+        self._stderr: asyncio.ReadTransport | None = None
+        self._buffer = _PipeBuffer()
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
     async def start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            *self._argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=self._env,
-            start_new_session=True,
-            umask=_child_umask(),
-            preexec_fn=_die_with_parent,
-            limit=_LINE_LIMIT,
+        read_fd, write_fd = os.pipe()
+        _enlarge_pipe(write_fd)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self._argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=write_fd,
+                env=self._env,
+                start_new_session=True,
+                umask=_child_umask(),
+                preexec_fn=_die_with_parent,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        loop = asyncio.get_running_loop()
+        self._stderr, _ = await loop.connect_read_pipe(
+            lambda: self._buffer, os.fdopen(read_fd, "rb", buffering=0)
         )
 
     async def _pump(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
-        stream = self._proc.stderr
-        while True:
-            try:
-                raw = await stream.readline()
-            except ValueError:
-                # A line beyond the limit: drop what was buffered and carry on.
-                await stream.read(_LINE_LIMIT)
-                continue
-            if not raw:
-                return
-            result = self._on_line(raw.decode("utf-8", "replace"))
-            if result is not None:
-                await result
+        assert self._stderr is not None and self._proc is not None
+        lines = LineSplitter(_LINE_LIMIT)
+        # The pause ends early when the child exits: its last lines and the end of the pipe
+        # are then read at once, so a sync is not made 20 ms longer.
+        exited = asyncio.ensure_future(self._proc.wait())
+        try:
+            while True:
+                await self._buffer.changed.wait()
+                for line in lines.feed(self._buffer.take()):
+                    await self._hand_over(line)
+                if self._buffer.ended:
+                    break
+                self._stderr.pause_reading()
+                await asyncio.wait([exited], timeout=_BATCH_WINDOW)
+                self._stderr.resume_reading()
+        finally:
+            exited.cancel()
+        for line in lines.feed(self._buffer.take()):
+            await self._hand_over(line)
+        last = lines.finish()
+        if last is not None:
+            await self._hand_over(last)
+
+    async def _hand_over(self, line: str) -> None:
+        result = self._on_line(line)
+        if result is not None:
+            await result
 
     async def wait(self) -> int:
         """Feed every stderr line to the handler and return rclone's exit status.
@@ -251,6 +324,9 @@ class StreamingProcess:
         except asyncio.CancelledError:
             await self.terminate()
             raise
+        finally:
+            if self._stderr is not None:
+                self._stderr.close()
 
     async def terminate(self) -> int:
         """Stop the process group: SIGTERM, wait up to the grace period, then SIGKILL."""
