@@ -61,11 +61,10 @@ from photos_sync.core.rclone_log import (
     activity_marker,
     parse_stats,
 )
-from photos_sync.core.records import Job
 from photos_sync.core.skips import classify, is_consequence
-from photos_sync.core.states import JobStatus
 from photos_sync.engine.runner import _JobTracker
 from photos_sync.system.execute import StreamingProcess, _child_umask, _die_with_parent
+from tests.support.records import running_job
 
 #: The commit before #15.4: the "before" of the whole-backup comparison.
 BEFORE_COMMIT = "ceb0637"
@@ -293,35 +292,6 @@ def obscure(binary: str, secret: str) -> str:
 # -- the handlers, A B A B ------------------------------------------------------------------------
 
 
-def _job() -> Job:
-    return Job(
-        id=1,
-        destination_id=1,
-        run_id="20261201T000000Z",
-        folder="thumbs",
-        source_path="/src/thumbs",
-        status=JobStatus.RUNNING,
-        bytes_total=0,
-        bytes_transferred=0,
-        bytes_confirmed=0,
-        files_total=0,
-        files_transferred=0,
-        files_archived=0,
-        transfer_speed=0.0,
-        eta_seconds=None,
-        created_at="",
-        started_at=None,
-        completed_at=None,
-        last_update=None,
-        error_message=None,
-        retry_count=0,
-        priority=2,
-        owner_pid=None,
-        owner_host=None,
-        owner_token=None,
-    )
-
-
 def tracker_outcome(make: Callable[[], _JobTracker], lines: Sequence[str]) -> tuple[float, Any]:
     """(CPU seconds to feed `lines`, what the tracker reports afterwards)."""
     tracker = make()
@@ -357,8 +327,8 @@ def compare_handlers(logs: dict[str, list[str]], rounds: int) -> dict[str, dict[
             feed: Callable[..., tuple[float, Any]] = collector_outcome
         else:
             contenders = {
-                "A": lambda: LegacyTracker(_job(), (), lambda: None),
-                "B": lambda: _JobTracker(_job(), (), lambda: None),
+                "A": lambda: LegacyTracker(running_job(), (), lambda: None),
+                "B": lambda: _JobTracker(running_job(), (), lambda: None),
             }
             feed = tracker_outcome
         times: dict[str, list[float]] = {"A": [], "B": []}
@@ -428,7 +398,7 @@ def compare_pumps(log: Path, rounds: int, rate: float) -> dict[str, Any]:
     for n in range(rounds):
         for key in ("A", "B") if n % 2 == 0 else ("B", "A"):
             process_class, tracker_class = contenders[key]
-            tracker = tracker_class(_job(), (), lambda: None)
+            tracker = tracker_class(running_job(), (), lambda: None)
             spent, lines = replay_cost(process_class, tracker.on_line, log, rate)
             times[key].append(spent / lines * 1e6)
     return {"lines": lines, "rate": rate, **times}
@@ -458,7 +428,7 @@ def compare_in_situ(work: Path, files: int, rounds: int) -> dict[str, list[tuple
                 binary, str(source), crypt_path("t"), archive_path("20261201T000000Z", "t"), options
             )
             process_class, tracker_class = classes[key]
-            tracker = tracker_class(_job(), (), lambda: None)
+            tracker = tracker_class(running_job(), (), lambda: None)
 
             async def follow(
                 process_class: type[StreamingProcess] = process_class,

@@ -4,40 +4,10 @@ from __future__ import annotations
 
 import json
 
-from photos_sync.core.records import Job
-from photos_sync.core.states import JobStatus
 from photos_sync.engine.runner import _JobTracker
+from tests.support.records import running_job
 
 MIB = 1024 * 1024
-
-
-def _job() -> Job:
-    return Job(
-        id=1,
-        destination_id=1,
-        run_id="20261130T000000Z",
-        folder="library",
-        source_path="/srv/immich/library",
-        status=JobStatus.RUNNING,
-        bytes_total=0,
-        bytes_transferred=0,
-        bytes_confirmed=0,
-        files_total=0,
-        files_transferred=0,
-        files_archived=0,
-        transfer_speed=0.0,
-        eta_seconds=None,
-        created_at="",
-        started_at=None,
-        completed_at=None,
-        last_update=None,
-        error_message=None,
-        retry_count=0,
-        priority=2,
-        owner_pid=None,
-        owner_host=None,
-        owner_token=None,
-    )
 
 
 def _stats(sent: int, total: int, transfers: int, total_transfers: int) -> str:
@@ -58,7 +28,7 @@ def _stats(sent: int, total: int, transfers: int, total_transfers: int) -> str:
 def test_a_transfer_that_fails_half_way_does_not_show_as_complete() -> None:
     """rclone drops a failed file from its final total: 48.5 of 188.7 MiB must not read
     "48.5 MiB/48.5 MiB" (100 %) on a FAILED job."""
-    tracker = _JobTracker(_job(), (), lambda: None)
+    tracker = _JobTracker(running_job(), (), lambda: None)
     tracker.on_line(_stats(10 * MIB, int(188.7 * MIB), 1, 4))
     tracker.on_line(_stats(int(48.5 * MIB), int(188.7 * MIB), 2, 4))
     tracker.on_line(_stats(int(48.5 * MIB), int(48.5 * MIB), 2, 2))  # after the failure
@@ -69,7 +39,7 @@ def test_a_transfer_that_fails_half_way_does_not_show_as_complete() -> None:
 
 
 def test_skips_are_counted_once_and_consequences_are_not_errors() -> None:
-    tracker = _JobTracker(_job(), (), lambda: None)
+    tracker = _JobTracker(running_job(), (), lambda: None)
     lines = [
         {
             "level": "notice",

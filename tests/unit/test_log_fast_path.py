@@ -26,9 +26,8 @@ from photos_sync.core.rclone_log import (
     parse_line,
     would_copy,
 )
-from photos_sync.core.records import Job
-from photos_sync.core.states import JobStatus
 from photos_sync.engine.runner import _JobTracker
+from tests.support.records import running_job
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rclone"
 PER_FILE = FIXTURES / "per_file"
@@ -158,39 +157,10 @@ def test_a_mutated_real_line_is_never_misread_by_a_fast_path(line: str) -> None:
     agree(line)
 
 
-def _job() -> Job:
-    return Job(
-        id=1,
-        destination_id=1,
-        run_id="20261130T000000Z",
-        folder="library",
-        source_path="/srv/immich/library",
-        status=JobStatus.RUNNING,
-        bytes_total=0,
-        bytes_transferred=0,
-        bytes_confirmed=0,
-        files_total=0,
-        files_transferred=0,
-        files_archived=0,
-        transfer_speed=0.0,
-        eta_seconds=None,
-        created_at="",
-        started_at=None,
-        completed_at=None,
-        last_update=None,
-        error_message=None,
-        retry_count=0,
-        priority=2,
-        owner_pid=None,
-        owner_host=None,
-        owner_token=None,
-    )
-
-
 def test_the_tracker_counts_every_sent_file_and_names_every_skip_of_a_real_sync() -> None:
     lines = (PER_FILE / "full_sync.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
     changes: list[int] = []
-    tracker = _JobTracker(_job(), (), lambda: changes.append(1))
+    tracker = _JobTracker(running_job(), (), lambda: changes.append(1))
     for line in lines:
         tracker.on_line(line)
     copied = [e for e in map(parse_json_line, lines) if isinstance(e, FileCopied)]
