@@ -11,10 +11,12 @@ Timestamps are ISO-8601 UTC strings ("2026-11-25T17:29:22.123456+00:00").
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,26 @@ _PROGRESS_FIELDS = frozenset(
 )
 
 
+#: Signals the main thread handles (Ctrl-C at a prompt, the service manager's stop, a reload).
+MAIN_THREAD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+@contextlib.contextmanager
+def _threads_started_here_ignore_signals() -> Iterator[None]:
+    """Block the main thread's signals while a thread is started here, so the new thread
+    inherits a mask that keeps them away from it for good.
+
+    The kernel hands a process-wide signal to any thread that does not block it. Caught by
+    the DB's worker thread, a Ctrl-C typed at a wizard question left the main thread blocked
+    in its read until Enter (the question seemed to ignore it). Blocked signals stay pending
+    and arrive in the main thread when the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, MAIN_THREAD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class _GuardedConnection(aiosqlite.Connection):
     """An aiosqlite connection whose SQLite errors are StoreErrors with a one-line message.
 
@@ -200,6 +222,11 @@ class _GuardedConnection(aiosqlite.Connection):
         conn.path = path
         await conn
         return conn
+
+    def __await__(self) -> Any:
+        # aiosqlite starts its worker thread here (synchronously)
+        with _threads_started_here_ignore_signals():
+            return super().__await__()
 
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -193,3 +193,34 @@ async def test_sqlite_errors_after_open_are_store_errors(tmp_path: Path) -> None
             await store.all_jobs(limit=100_000)
     finally:
         await store.close()
+
+
+def _blocked_signals(task: Path) -> int:
+    for line in (task / "status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigBlk in {task}/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+async def test_the_db_thread_leaves_ctrl_c_and_stop_signals_to_the_main_thread(
+    tmp_path: Path,
+) -> None:
+    """A Ctrl-C taken by the DB's worker thread would leave a wizard question blocked in its
+    read until Enter: the worker blocks the signals the main thread handles."""
+    import signal
+    import threading
+
+    before = set(os.listdir("/proc/self/task"))
+    store = await Store.open(tmp_path / "backup.db")
+    try:
+        new_threads = set(os.listdir("/proc/self/task")) - before
+        assert new_threads, "opening the store started no thread: the check would be empty"
+        wanted = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        for task in new_threads:
+            mask = _blocked_signals(Path("/proc/self/task") / task)
+            assert all(mask & (1 << (sig - 1)) for sig in wanted), (task, hex(mask))
+        main = Path("/proc/self/task") / str(threading.get_native_id())
+        assert not _blocked_signals(main) & (1 << (signal.SIGINT - 1))
+    finally:
+        await store.close()
