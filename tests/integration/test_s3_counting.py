@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -85,6 +86,20 @@ def test_framing_chunked_body_head_and_keep_alive(counting_s3: CountingS3) -> No
     assert snapshot.requests[0].body_bytes == len(b"hello world")
     assert snapshot.put_bytes == len(b"hello world")
     assert counting_s3.proxy.connections_accepted == 1
+
+
+def test_request_cut_off_is_logged_not_counted(counting_s3: CountingS3) -> None:  # noqa: F811
+    """A client that goes away in the middle of a body gets no response: the request is in
+    the log with status 0, and not in the counts (rclone would send it again)."""
+    host, port = counting_s3.endpoint.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"PUT /bucket/cut.jpg HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        sock.sendall(b"0123456789")
+    snapshot = counting_s3.counter.wait_for(lambda seen: bool(seen.requests))
+    assert [(r.kind, r.target, r.status, r.body_bytes) for r in snapshot.requests] == [
+        (Kind.PUT, "/bucket/cut.jpg", 0, 10)
+    ]
+    assert snapshot.total == 0 and snapshot.unanswered == 1
 
 
 def test_reset_forgets_counts(counting_s3: CountingS3) -> None:  # noqa: F811

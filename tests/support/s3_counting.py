@@ -26,7 +26,7 @@ import enum
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -105,9 +105,9 @@ class RequestRecord:
 class CountSnapshot:
     """The counts at one moment. `snapshot[Kind.LIST]` is the number of LIST requests."""
 
-    counts: Mapping[Kind, int]
-    put_bytes: int  # body bytes of PUT requests (object uploads and parts)
-    requests: tuple[RequestRecord, ...]
+    counts: Mapping[Kind, int]  # answered requests per kind
+    put_bytes: int  # body bytes of PUT requests (object uploads and parts) forwarded
+    requests: tuple[RequestRecord, ...]  # in the order their responses came (or went missing)
 
     def __getitem__(self, kind: Kind) -> int:
         return self.counts[kind]
@@ -116,6 +116,11 @@ class CountSnapshot:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def unanswered(self) -> int:
+        """Requests whose connection ended before a response (not in `counts`)."""
+        return sum(1 for request in self.requests if not request.status)
+
     def nonzero(self) -> dict[str, int]:
         """{kind: count} for the kinds seen, e.g. {"HEAD": 2, "PUT": 1}: handy in asserts."""
         return {str(kind): n for kind, n in self.counts.items() if n}
@@ -123,7 +128,7 @@ class CountSnapshot:
     def describe(self) -> str:
         """The counts on one line and then one line per request, for assertion messages."""
         head = " ".join(f"{kind}={n}" for kind, n in self.counts.items()) + (
-            f" put_bytes={self.put_bytes}"
+            f" put_bytes={self.put_bytes} unanswered={self.unanswered}"
         )
         return "\n".join([head, *(f"  {r}" for r in self.requests)])
 
@@ -132,7 +137,7 @@ class RequestCounter:
     """Counts per `Kind`, PUT body bytes and the request log; safe to use from any thread."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._counts = dict.fromkeys(Kind, 0)
         self._put_bytes = 0
         self._requests: list[RequestRecord] = []
@@ -142,9 +147,13 @@ class RequestCounter:
             self._put_bytes += n
 
     def record(self, request: RequestRecord) -> None:
+        """Log `request`; count it unless it went unanswered (status 0): the server did not
+        answer it, and rclone sends it again on a new connection, where it is counted."""
         with self._lock:
-            self._counts[request.kind] += 1
+            if request.status:
+                self._counts[request.kind] += 1
             self._requests.append(request)
+            self._lock.notify_all()
 
     def reset(self) -> None:
         """Forget everything counted so far (requests in flight are counted when answered)."""
@@ -155,7 +164,20 @@ class RequestCounter:
 
     def snapshot(self) -> CountSnapshot:
         with self._lock:
-            return CountSnapshot(dict(self._counts), self._put_bytes, tuple(self._requests))
+            return self._snapshot()
+
+    def wait_for(
+        self, condition: Callable[[CountSnapshot], bool], timeout: float = 10.0
+    ) -> CountSnapshot:
+        """Wait until a request recorded makes `condition(snapshot)` true; that snapshot.
+        Raises TimeoutError if none does within `timeout` seconds."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: condition(self._snapshot()), timeout):
+                raise TimeoutError(f"not seen within {timeout} s:\n{self._snapshot().describe()}")
+            return self._snapshot()
+
+    def _snapshot(self) -> CountSnapshot:
+        return CountSnapshot(dict(self._counts), self._put_bytes, tuple(self._requests))
 
 
 class _Pending:
@@ -273,9 +295,14 @@ class _Connection:
     """One client connection and its own connection to the server, two pumping threads."""
 
     def __init__(
-        self, client: socket.socket, upstream: tuple[str, int], counter: RequestCounter
+        self,
+        client: socket.socket,
+        upstream: tuple[str, int],
+        counter: RequestCounter,
+        on_closed: Callable[[_Connection], None],
     ) -> None:
         self.client = client
+        self.on_closed = on_closed
         self.server = socket.create_connection(upstream)
         for sock in (self.client, self.server):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -310,6 +337,7 @@ class _Connection:
                 for pending in self.pending:  # asked, never answered
                     self.counter.record(pending.done(0))
                 self.pending.clear()
+                self.on_closed(self)
         else:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
@@ -402,17 +430,18 @@ class CountingProxy:
             except OSError:
                 return  # closed by stop()
             try:
-                connection = _Connection(client, self.upstream, self.counter)
+                connection = _Connection(client, self.upstream, self.counter, self._closed)
             except OSError:
                 client.close()
                 continue
             with self._lock:
-                self._connections = {
-                    c for c in self._connections if any(t.is_alive() for t in c.threads)
-                }
                 self._connections.add(connection)
                 self._accepted += 1
             connection.start()
+
+    def _closed(self, connection: _Connection) -> None:
+        with self._lock:
+            self._connections.discard(connection)
 
 
 @dataclass(frozen=True)
