@@ -14,10 +14,15 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+#: File written into a run's archive folder (`.deleted/<run>/`) listing the files that run
+#: moved inside the backup (#15), so that `restore --as-of` an earlier time finds them at
+#: their old paths. Not an archived file; pruned with the archive folder it lives in.
+MOVES_RECORD = ".photos-sync-moves.jsonl"
 
 #: `rclone lsf` flags for a listing that keeps every name's exact bytes: `lsjson` cannot (JSON
 #: turns bytes that are not UTF-8 into U+FFFD, and the file is then never found again by
@@ -89,7 +94,7 @@ def parse_archive_listing(entries: Iterable[Mapping[str, object]]) -> list[Archi
     files = []
     for entry in entries:
         stamp, _, path = str(entry.get("Path", "")).partition("/")
-        if not path or parse_stamp(stamp) is None:
+        if not path or parse_stamp(stamp) is None or path == MOVES_RECORD:
             continue
         size = entry.get("Size", 0)
         files.append(
@@ -126,6 +131,79 @@ class PointInTime:
 
     from_archive: dict[str, list[str]]  # stamp -> plain paths to copy from .deleted/<stamp>/
     from_live: list[str]  # plain paths to copy from the live backup
+    #: files a later run moved inside the backup (#15): (stamp of the archive folder holding
+    #: the content, or None for the live backup; its path there; the path it had at the moment)
+    renamed: list[tuple[str | None, str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MovedFile:
+    """A move a run made inside the backup (from its MOVES_RECORD): plain paths."""
+
+    stamp: str
+    source: str
+    target: str
+
+
+#: How many moves of one file are followed (a loop in damaged records must end).
+_MAX_HOPS = 64
+
+
+class _History:
+    """Every run's effect on each path: archived copies, departures (moved away), arrivals."""
+
+    def __init__(
+        self,
+        archived: Iterable[ArchivedFile],
+        live: Iterable[LiveFile],
+        moves: Iterable[MovedFile],
+    ) -> None:
+        self.archived: dict[str, list[ArchivedFile]] = {}
+        for item in archived:
+            if parse_stamp(item.stamp) is not None:
+                self.archived.setdefault(item.path, []).append(item)
+        self.live = {f.path: f for f in live}
+        self.departures: dict[str, list[MovedFile]] = {}
+        self.arrivals: dict[str, list[MovedFile]] = {}
+        for move in moves:
+            if parse_stamp(move.stamp) is not None:
+                self.departures.setdefault(move.source, []).append(move)
+                self.arrivals.setdefault(move.target, []).append(move)
+
+    @staticmethod
+    def _first_after(items: Iterable[Any], moment: datetime) -> Any:
+        later = [i for i in items if (parse_stamp(i.stamp) or moment) > moment]
+        return min(later, key=lambda i: i.stamp) if later else None
+
+    def locate(
+        self, path: str, moment: datetime, *, top: bool, hops: int = 0
+    ) -> tuple[str | None, str, datetime | None] | None:
+        """Where the content `path` had just after `moment` is now: (archive stamp or None
+        for live, path there, its modification time); None if `path` held nothing then.
+
+        The first event after `moment` decides: an archived copy is that content; a move
+        away means the content went to the move's target (followed from the move's run on);
+        for the path asked about (`top`), an arrival first means the path was empty then.
+        At one run, an archived copy comes before a move (a move that failed was archived)."""
+        archived = self._first_after(self.archived.get(path, ()), moment)
+        departed = self._first_after(self.departures.get(path, ()), moment)
+        arrived = self._first_after(self.arrivals.get(path, ()), moment) if top else None
+        events = [
+            (e.stamp, rank, e)
+            for rank, e in enumerate((archived, departed, arrived))
+            if e is not None
+        ]
+        if not events:
+            found = self.live.get(path)
+            return (None, path, found.modified) if found is not None else None
+        _stamp, rank, event = min(events, key=lambda t: (t[0], t[1]))
+        if rank == 0:
+            return event.stamp, path, event.modified
+        if rank == 2 or hops >= _MAX_HOPS:
+            return None
+        when = parse_stamp(event.stamp)
+        assert when is not None
+        return self.locate(event.target, when, top=False, hops=hops + 1)
 
 
 def as_of(
@@ -133,33 +211,34 @@ def as_of(
     live: Iterable[LiveFile],
     prefix: str,
     moment: datetime,
+    moves: Iterable[MovedFile] = (),
 ) -> PointInTime:
     """Choose, for every file under `prefix`, the version that was live at `moment`.
 
     A version whose own modification time is after `moment` did not exist yet: if the first
     copy archived after `moment` is such a version, the file was created later and is left
-    out (the same rule as for live files).
+    out (the same rule as for live files). A file a later run moved inside the backup is
+    found where it went and restored under the path it had at `moment`.
     """
-    later: dict[str, ArchivedFile] = {}
-    for item in archived:
-        when = parse_stamp(item.stamp)
-        if when is None or when <= moment or not under(item.path, prefix):
-            continue
-        if item.path not in later or item.stamp < later[item.path].stamp:
-            later[item.path] = item
+    history = _History(archived, live, moves)
+    candidates = set(history.archived) | set(history.live) | set(history.departures)
     from_archive: dict[str, list[str]] = {}
-    for item in later.values():
-        if item.modified is not None and item.modified > moment:
+    from_live: list[str] = []
+    renamed: list[tuple[str | None, str, str]] = []
+    for path in sorted(p for p in candidates if under(p, prefix)):
+        found = history.locate(path, moment, top=True)
+        if found is None:
             continue
-        from_archive.setdefault(item.stamp, []).append(item.path)
-    from_live = sorted(
-        f.path
-        for f in live
-        if under(f.path, prefix)
-        and f.path not in later
-        and (f.modified is None or f.modified <= moment)
-    )
-    return PointInTime({s: sorted(p) for s, p in sorted(from_archive.items())}, from_live)
+        stamp, where, modified = found
+        if modified is not None and modified > moment:
+            continue
+        if where != path:
+            renamed.append((stamp, where, path))
+        elif stamp is None:
+            from_live.append(path)
+        else:
+            from_archive.setdefault(stamp, []).append(path)
+    return PointInTime({s: sorted(p) for s, p in sorted(from_archive.items())}, from_live, renamed)
 
 
 def expired_stamps(stamps: Iterable[str], keep_days: int, now: datetime) -> list[str]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from photos_sync.core.manifest import DEFAULT_RECONCILE_EVERY
 from photos_sync.core.schedule import Daily, Schedule, ScheduleError, parse_schedule
 
 
@@ -63,6 +65,7 @@ SETTING_FIELDS: Mapping[str, str] = {
     "BACKUP_FOLLOW_SYMLINKS": "follow_symlinks",
     "BACKUP_MAX_DELETE": "max_delete",
     "BACKUP_KEEP_DELETED_DAYS": "keep_deleted_days",
+    "BACKUP_RECONCILE_EVERY": "reconcile_every",
     "BACKUP_SCHEDULE": "schedule",
     "BACKUP_VERIFY_SCHEDULE": "verify_schedule",
     "BACKUP_IMMICH_URL": "immich_url",
@@ -140,6 +143,9 @@ class Settings:
     follow_symlinks: bool = False
     max_delete: int = DEFAULT_MAX_DELETE
     keep_deleted_days: int = DEFAULT_KEEP_DELETED_DAYS
+    #: BACKUP_RECONCILE_EVERY: how often a run is a full sync that lists the destination and
+    #: rebuilds the manifest (#15); None ('off'): only when the manifest cannot be trusted.
+    reconcile_every: timedelta | None = DEFAULT_RECONCILE_EVERY
     rclone_binary: str | None = None
     #: BACKUP_SCHEDULE (default DEFAULT_SCHEDULE; None when set to off).
     schedule: Schedule | None = DEFAULT_SCHEDULE
@@ -288,6 +294,24 @@ def _schedule(env: Mapping[str, str], name: str, default: Schedule | None) -> Sc
         raise ConfigError(str(exc).replace("BACKUP_SCHEDULE=", f"{name}=", 1)) from None
 
 
+def _reconcile_every(env: Mapping[str, str]) -> timedelta | None:
+    raw = env.get("BACKUP_RECONCILE_EVERY", "").strip()
+    if not raw:
+        return DEFAULT_RECONCILE_EVERY
+    try:
+        every = parse_schedule(raw)
+    except ScheduleError:
+        every = Daily(0, 0)
+    if every is None:
+        return None
+    if isinstance(every, Daily):
+        raise ConfigError(
+            f"BACKUP_RECONCILE_EVERY={raw!r} is invalid: expected an interval such as '7d', "
+            "'1d', '12h', or 'off'"
+        )
+    return timedelta(seconds=every.seconds)
+
+
 def _bwlimit(env: Mapping[str, str]) -> str | None:
     raw = env.get("BACKUP_BWLIMIT", "").strip()
     return validate_bwlimit(raw) if raw else None
@@ -296,6 +320,7 @@ def _bwlimit(env: Mapping[str, str]) -> str | None:
 #: Variable -> how its value is read (ConfigError when malformed) and its default.
 _PARSERS: Mapping[str, tuple[Callable[[Mapping[str, str]], Any], Any]] = {
     "BACKUP_BWLIMIT": (_bwlimit, None),
+    "BACKUP_RECONCILE_EVERY": (_reconcile_every, DEFAULT_RECONCILE_EVERY),
     "BACKUP_STATS_INTERVAL": (
         lambda env: _positive_int(env, "BACKUP_STATS_INTERVAL", DEFAULT_STATS_INTERVAL),
         DEFAULT_STATS_INTERVAL,

@@ -98,6 +98,9 @@ class RunRequest:
     #: One Immich dump for the runs of a backup to several destinations: the first run that
     #: backs up backups/ asks Immich, the others reuse that dump (see immich.SharedDump).
     dump: DumpCoordinator | None = field(default=None, compare=False)
+    #: `backup --full`: a full sync that lists the destination and rebuilds the manifest,
+    #: whatever the manifest says (#15)
+    full: bool = False
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -128,6 +131,10 @@ class RunResult:
     immich: dict[str, Any] | None = None
     #: file names that need attention (Unicode twins, undecodable bytes, files rclone skipped)
     file_names: list[NameProblem] = field(default_factory=list)
+    #: folder -> "incremental", or "full sync: <why>" (#15)
+    folder_modes: dict[str, str] = field(default_factory=dict)
+    #: files renamed inside the backup instead of sent again (moved at the source)
+    moved: int = 0
 
     @property
     def ok(self) -> bool:
@@ -155,6 +162,8 @@ class RunResult:
             "pruned": self.pruned,
             "immich": self.immich,
             "file_names": [p.as_dict() for p in self.file_names],
+            "folder_modes": self.folder_modes,
+            "moved": self.moved,
             "jobs": [j.as_dict() for j in self.jobs],
             "dry_run_folders": [
                 {

@@ -19,6 +19,9 @@ ARCHIVE_FOLDER = ".deleted"
 #: Small encrypted file written at setup; its presence proves the destination is mounted,
 #: reachable and readable with our password.
 DESTINATION_MARKER = ".photos-sync-destination"
+#: Folder in the crypt remote that holds photos-sync's own files (the manifest's copy, #15):
+#: not part of the Immich tree, so never restored into it.
+META_FOLDER = ".photos-sync"
 #: Compare file names byte for byte. By default rclone matches names after Unicode NFC
 #: normalisation, so of two source names that differ only in normalisation (NFC and NFD
 #: `café.jpg`, or two such folders) it copies one and drops the other with a NOTICE
@@ -164,6 +167,47 @@ def sync_argv(
         argv.append("--copy-links")
     for path in options.exclude_paths:
         argv += ["--exclude", exclude_pattern(path)]
+    if options.rc_addr:
+        argv += ["--rc", "--rc-addr", options.rc_addr]
+    argv += options.extra_flags
+    return tuple(argv)
+
+
+def upload_argv(
+    binary: str,
+    source: str,
+    destination: str,
+    files_from: str,
+    options: SyncOptions,
+) -> tuple[str, ...]:
+    """argv for an incremental run's upload: `rclone copy SOURCE DESTINATION` of exactly the
+    files listed in `files_from` (exact bytes, one per line), without listing either side.
+
+    `--no-traverse` keeps rclone from listing the destination (it would page through every
+    name of the folder on B2 or S3); `--no-check-dest` from even asking whether each file is
+    there: the manifest says they are new or changed, and a changed file's old copy was
+    moved into the archive first. Bandwidth, transfers, remote control and the logging
+    flags are the sync's.
+    """
+    argv: list[str] = [
+        binary,
+        "copy",
+        source,
+        destination,
+        "--files-from-raw",
+        files_from,
+        "--no-traverse",
+        "--no-check-dest",
+        EXACT_NAMES,
+    ]
+    argv += logging_flags(options.stats_interval)
+    argv += ["--retries", "2", "--low-level-retries", "10"]
+    if options.bwlimit:
+        argv += ["--bwlimit", options.bwlimit]
+    if options.transfers is not None:
+        argv += ["--transfers", str(options.transfers)]
+    if options.checkers is not None:
+        argv += ["--checkers", str(options.checkers)]
     if options.rc_addr:
         argv += ["--rc", "--rc-addr", options.rc_addr]
     argv += options.extra_flags

@@ -104,6 +104,11 @@ class SkipLog:
     def count(self) -> int:
         return len(self._seen)
 
+    def relative_paths(self) -> set[str]:
+        """Every skipped path, relative to the folder (the manifest leaves them out)."""
+        prefix = f"{self.folder}/"
+        return {p[len(prefix) :] if p.startswith(prefix) else p for p in self._seen}
+
     def named(self) -> list[SkippedFile]:
         return [SkippedFile(p, r) for p, r in list(self._seen.items())[:KEPT_BY_NAME]]
 

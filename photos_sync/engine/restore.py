@@ -14,6 +14,9 @@ already written are skipped).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from photos_sync.core.archive import (
+    MOVES_RECORD,
     ArchivedFile,
     LiveFile,
+    MovedFile,
     as_of,
     newest_archived,
     parse_archive_listing,
@@ -38,10 +43,12 @@ from photos_sync.core.events import (
     RunEvent,
     RunRefused,
 )
+from photos_sync.core.manifest import parse_moves_record
 from photos_sync.core.names import display_path, is_utf8, raw_bytes
 from photos_sync.core.rclone_args import (
     ARCHIVE_FOLDER,
     DESTINATION_MARKER,
+    META_FOLDER,
     copy_argv,
     crypt_path,
 )
@@ -127,7 +134,7 @@ def normalise_path(raw: str) -> str:
     parts = [p for p in raw.strip().strip("/").split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise RunRefused(f"--path {raw!r} may not contain '..'")
-    if parts and parts[0] in (ARCHIVE_FOLDER, DESTINATION_MARKER):
+    if parts and parts[0] in (ARCHIVE_FOLDER, DESTINATION_MARKER, META_FOLDER):
         raise RunRefused(f"--path {raw!r}: use --deleted to restore from the archive")
     return "/".join(parts)
 
@@ -145,12 +152,62 @@ def _wanted(files: list[ArchivedFile], prefix: str) -> list[ArchivedFile]:
 
 @dataclass(frozen=True, slots=True)
 class CopyStep:
-    """One `rclone copy` of a restore: from where, into where, optionally a file list."""
+    """One `rclone copy` of a restore: from where, into where, optionally a file list.
+
+    With `renames`, the copy goes into a staging folder (`target`) and each (path below
+    `target`, path below `final`) pair is then moved into place: the files a later run moved
+    inside the backup, restored under the paths they had at the moment asked for."""
 
     source: str
     target: Path
     files: tuple[str, ...] | None = None
     excludes: tuple[str, ...] = ()
+    renames: tuple[tuple[str, str], ...] = ()
+    final: Path | None = None
+
+
+#: Folder inside a restore's target where moved files land before they are renamed.
+STAGING = ".photos-sync-staging"
+
+
+def _renamed_steps(renamed: list[tuple[str | None, str, str]], target: Path) -> list[CopyStep]:
+    """One copy per source (an archive run, or the live backup) of the files that a later
+    run moved, into a staging folder, then renamed to their paths at the moment."""
+    by_source: dict[str | None, list[tuple[str, str]]] = {}
+    for stamp, where, path in renamed:
+        by_source.setdefault(stamp, []).append((where, path))
+    steps = []
+    for index, (stamp, pairs) in enumerate(sorted(by_source.items(), key=lambda i: i[0] or "")):
+        source = crypt_path(ARCHIVE_FOLDER, stamp) if stamp else crypt_path()
+        steps.append(
+            CopyStep(
+                source,
+                target / STAGING / str(index),
+                tuple(sorted(w for w, _ in pairs)),
+                renames=tuple(sorted(pairs)),
+                final=target,
+            )
+        )
+    return steps
+
+
+def place_staged(step: CopyStep, overwrite: bool) -> None:
+    """Move a renamed step's staged files to their paths below `step.final` (an existing
+    file there is kept unless `overwrite`); then remove the staging folder."""
+    assert step.final is not None
+    for staged, path in step.renames:
+        source = step.target / staged
+        final = step.final / path
+        if not source.exists():
+            continue
+        if final.exists() and not overwrite:
+            source.unlink()
+            continue
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, final)
+    shutil.rmtree(step.target, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        step.target.parent.rmdir()  # the staging folder, once its last step is placed
 
 
 def _resolved(request: RestoreRequest) -> RestoreRequest:
@@ -179,7 +236,7 @@ async def _plan_current(remote: CryptRemote, path: str, target: Path) -> list[Co
     """The copy of the live backup: all of it (without the archive and the marker), the
     folder `path`, or the file `path` into its parent folder below `target`."""
     if not path:
-        excludes = (f"/{ARCHIVE_FOLDER}/**", f"/{DESTINATION_MARKER}")
+        excludes = (f"/{ARCHIVE_FOLDER}/**", f"/{DESTINATION_MARKER}", f"/{META_FOLDER}/**")
         return [CopyStep(crypt_path(), target, excludes=excludes)]
     entry = await remote.stat(path)
     if entry is None:
@@ -215,7 +272,7 @@ async def _live_files(remote: CryptRemote, path: str) -> list[LiveFile]:
     live_entries = await remote.list_files(path) if path else []
     if not path:
         for folder, is_dir in (await remote.list_root()).items():
-            if is_dir and folder != ARCHIVE_FOLDER:
+            if is_dir and folder not in (ARCHIVE_FOLDER, META_FOLDER):
                 live_entries += [
                     {**e, "Path": f"{folder}/{e['Path']}"} for e in await remote.list_files(folder)
                 ]
@@ -231,22 +288,39 @@ async def _live_files(remote: CryptRemote, path: str) -> list[LiveFile]:
     ]
 
 
+async def _recorded_moves(
+    remote: CryptRemote, listing: list[dict[str, object]], moment: datetime
+) -> list[MovedFile]:
+    """The moves recorded by the runs after `moment` (their MOVES_RECORD files)."""
+    moves: list[MovedFile] = []
+    for entry in listing:
+        stamp, _, name = str(entry.get("Path", "")).partition("/")
+        when = parse_stamp(stamp)
+        if name != MOVES_RECORD or when is None or when <= moment:
+            continue
+        data = await remote.read_file(f"{ARCHIVE_FOLDER}/{stamp}/{MOVES_RECORD}")
+        moves += parse_moves_record(stamp, data or b"")
+    return moves
+
+
 def _plan_as_of(
     archived: list[ArchivedFile],
     live: list[LiveFile],
     path: str,
     target: Path,
     moment: datetime,
+    moves: list[MovedFile] = [],  # noqa: B006 - read only
 ) -> list[CopyStep]:
     """The copies that bring back every file under `path` as it was at `moment`: one per
     archive run, then one from the live backup (RunRefused if nothing existed then)."""
-    choice = as_of(archived, live, path, moment)
+    choice = as_of(archived, live, path, moment, moves)
     steps = [
         CopyStep(crypt_path(ARCHIVE_FOLDER, stamp), target, tuple(paths))
         for stamp, paths in choice.from_archive.items()
     ]
     if choice.from_live:
         steps.append(CopyStep(crypt_path(), target, tuple(choice.from_live)))
+    steps += _renamed_steps(choice.renamed, target)
     if not steps:
         raise RunRefused(
             f"nothing under {display_path(path) or 'the backup'} existed at {moment.isoformat()}"
@@ -278,12 +352,16 @@ class Restorer:
         path = normalise_path(request.path)
         if request.mode == "current":
             return await _plan_current(remote, path, request.target)
-        archived = parse_archive_listing(await list_archive(remote))
+        listing = await list_archive(remote)
+        archived = parse_archive_listing(listing)
         if request.mode == "deleted":
             return _plan_deleted(remote.label, archived, path, request.target)
         assert request.mode == "as-of" and request.moment is not None
-        live = await _live_files(remote, path)
-        return _plan_as_of(archived, live, path, request.target, request.moment)
+        moves = await _recorded_moves(remote, listing, request.moment)
+        # a file moved inside the backup may come from anywhere: the whole live backup is
+        # looked at when there are moves after the moment
+        live = await _live_files(remote, "" if moves else path)
+        return _plan_as_of(archived, live, path, request.target, request.moment, moves)
 
     async def run(self, request: RestoreRequest) -> RestoreResult:
         """Carry out `request`: plan it, create the target, track it as a restore job (not in
@@ -370,6 +448,8 @@ class Restorer:
                 error = await self._copy(remote, step, request, totals, job, destination, skipped)
                 if error:
                     break
+                if step.renames and not request.dry_run:
+                    await asyncio.to_thread(place_staged, step, request.overwrite)
         except asyncio.CancelledError:
             if job is not None:
                 await asyncio.shield(
@@ -433,6 +513,8 @@ class Restorer:
         lists what it would still write, and of those, the ones already in the target."""
         count, first = 0, list[str]()
         for step in steps:
+            if step.renames:
+                continue  # placed file by file, an existing file kept: counted below
             with tempfile.TemporaryDirectory(prefix="photos-sync-restore-") as tmp:
                 files_from = _files_from(step, Path(tmp))
                 argv = copy_argv(

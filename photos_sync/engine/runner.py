@@ -21,7 +21,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +43,7 @@ from photos_sync.core.events import (
     RunResult,
 )
 from photos_sync.core.guards import FolderPreview, PreviewCollector, max_delete_refusal
+from photos_sync.core.manifest import FolderChanges
 from photos_sync.core.names import (
     DISK_NAME_LIMIT,
     NameProblem,
@@ -69,6 +70,7 @@ from photos_sync.core.rclone_args import (
     archive_path,
     crypt_path,
     sync_argv,
+    upload_argv,
 )
 from photos_sync.core.rclone_log import (
     DESTINATION_GONE,
@@ -102,6 +104,7 @@ from photos_sync.core.skips import (
 from photos_sync.core.states import JobStatus, Refusal, Staleness, stale_threshold
 from photos_sync.core.units import human_bytes, plural
 from photos_sync.engine.destination import DestinationContext
+from photos_sync.engine.incremental import ManifestRun
 from photos_sync.rclone import rc as rclone_rc
 from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage.store import Store
@@ -199,19 +202,40 @@ class DestinationPresence:
     #: Seconds between two looks at a local destination's device id during a sync.
     WATCH_INTERVAL = 1.0
 
-    def __init__(self, destination: Destination, remote: CryptRemote, device: int | None):
+    def __init__(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        device: int | None,
+        marker_present: Callable[[], Awaitable[bool]] | None = None,
+    ):
         self.destination = destination
         self.remote = remote
         self.device = device
+        #: how to look for the marker; an incremental run reads the manifest's head by name
+        #: instead of listing the destination's root
+        self.marker_present = marker_present or remote.has_marker
+        #: whether anything was written to the destination since the marker was last seen:
+        #: only then can a vanished disk have swallowed files (an incremental folder with
+        #: nothing to do writes nothing, and is not worth a request)
+        self.written = True
+
+    def wrote(self) -> None:
+        self.written = True
 
     @classmethod
-    def take(cls, destination: Destination, remote: CryptRemote) -> DestinationPresence:
+    def take(
+        cls,
+        destination: Destination,
+        remote: CryptRemote,
+        marker_present: Callable[[], Awaitable[bool]] | None = None,
+    ) -> DestinationPresence:
         """Record the device id of a local destination's folder, as the run sees it now."""
         device = None
         if destination.type == "local":
             with contextlib.suppress(OSError):
                 device = os.stat(destination.remote_path or "").st_dev
-        return cls(destination, remote, device)
+        return cls(destination, remote, device, marker_present)
 
     def _moved(self) -> str | None:
         if self.device is None:
@@ -234,8 +258,11 @@ class DestinationPresence:
         moved = self._moved()
         if moved is not None:
             return moved
+        if not self.written:
+            return None
+        self.written = False
         try:
-            present = await self.remote.has_marker()
+            present = await self.marker_present()
         except DestinationError as exc:
             return f"{DESTINATION_GONE}: {exc}"
         if not present:
@@ -405,6 +432,12 @@ class Runner:
         self.rc: RcServer | None = None
         #: job id -> what rclone skipped in its attempts (read by the run once the job ends)
         self._skipped: dict[int, dict[str, bool]] = {}
+        #: the manifest of the run in progress (#15)
+        self._manifest: ManifestRun | None = None
+        #: job id -> paths (relative to its folder) its attempts left out of the backup
+        self._left_out: dict[int, set[str]] = {}
+        #: job id -> paths its incremental attempt moved into the archive
+        self._archived: dict[int, list[bytes]] = {}
 
     # the run
 
@@ -427,27 +460,66 @@ class Runner:
             if not locked or await self.store.active_job(destination.id):
                 await self._take_over_running_jobs(destination, locked, request.force)
             remote = await self.destinations.open_remote(destination)
+            manifest = await ManifestRun.open(
+                self.settings, destination, remote, full=request.full, now=utcnow()
+            )
+            try:
+                return await self._checked_run(
+                    destination, remote, manifest, immich_path, folders, facts, request
+                )
+            finally:
+                self._manifest = None
+                await manifest.close()
+
+    async def _checked_run(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        manifest: ManifestRun,
+        immich_path: Path,
+        folders: tuple[ImmichFolder, ...],
+        facts: Mapping[str, FolderFacts],
+        request: RunRequest,
+    ) -> RunResult:
+        """Check the destination and the emptied-source guard, then run (or dry-run).
+
+        A run the manifest lets go incrementally lists nothing: the manifest's head, read by
+        name when the manifest was opened, proved the destination is there and is ours (its
+        name and content decrypt with this destination's keys), and the manifest tells which
+        folders the backup holds. A reconciling run lists the destination's root as before."""
+        incremental = manifest.reason is None
+        if incremental:
+            backed_up = manifest.backed_up_folders()
+            self._archive_present = bool(await manifest.archive_runs())
+        else:
             backed_up = await self.destinations.check(destination, remote)
             # Nothing in the archive before this run means nothing there can have expired:
             # spare the listing (one rclone start, and a list call on cloud storage).
             self._archive_present = ARCHIVE_FOLDER in backed_up
-            for folder in folders:
-                if not facts[folder.name].has_files and folder.name in backed_up:
-                    try:
-                        check_not_emptied(
-                            folder.name, False, await remote.folder_has_files(folder.name)
-                        )
-                    except SourceRefused as exc:
-                        if not request.force:
-                            raise RunRefused(str(exc)) from None
-            if request.dry_run:
-                result = await self._dry_run(destination, remote, immich_path, folders)
-                result.pruned = await self.prune_archive(destination, remote, dry_run=True)
-                return result
-            presence = DestinationPresence.take(destination, remote)
-            return await self._real_run(
-                destination, remote, immich_path, folders, request, backed_up, presence
-            )
+        for folder in folders:
+            if not facts[folder.name].has_files and folder.name in backed_up:
+                if incremental:
+                    in_backup = await manifest.has_files(folder.name)
+                else:
+                    in_backup = await remote.folder_has_files(folder.name)
+                try:
+                    check_not_emptied(folder.name, False, in_backup)
+                except SourceRefused as exc:
+                    if not request.force:
+                        raise RunRefused(str(exc)) from None
+        if request.dry_run:
+            result = await self._dry_run(destination, remote, immich_path, folders)
+            result.pruned = await self.prune_archive(destination, remote, dry_run=True)
+            return result
+        self._manifest = manifest
+        presence = DestinationPresence.take(
+            destination, remote, manifest.head_present if incremental else None
+        )
+        # the head was just read: the destination is there until something is written
+        presence.written = not incremental
+        return await self._real_run(
+            destination, remote, immich_path, folders, request, backed_up, presence
+        )
 
     async def _take_over_running_jobs(
         self, destination: Destination, locked: bool, force: bool
@@ -496,8 +568,14 @@ class Runner:
         """
         if self.settings.keep_deleted_days <= 0 or not self._archive_present:
             return []
+        manifest = self._manifest
         try:
-            stamps = await remote.list_archive_runs()
+            if manifest is not None and manifest.reason is None:
+                stamps = await manifest.archive_runs()  # an incremental run lists nothing
+            else:
+                stamps = await remote.list_archive_runs()
+                if manifest is not None and not dry_run:
+                    await manifest.set_archive_runs(stamps)
         except DestinationError as exc:
             log.warning("archive_listing_failed", error=str(exc))
             return []
@@ -517,6 +595,8 @@ class Runner:
             if not dry_run:
                 await remote.purge(crypt_path(ARCHIVE_FOLDER, stamp))
                 log.info("archive_pruned", destination=destination.name, run=stamp)
+        if expired and manifest is not None and not dry_run:
+            await manifest.set_archive_runs(s for s in stamps if s not in expired)
         return expired
 
     def _sync_options(self, dry_run: bool, force: bool) -> SyncOptions:
@@ -640,6 +720,9 @@ class Runner:
         guard_deletions = not request.force and self.settings.max_delete > 0
         guarded = {j.folder for j in jobs if j.folder in backed_up and guard_deletions}
         try:
+            await self._plan_manifest(destination, jobs, immich_path, plan.run_id, result)
+            if self._manifest is not None and self._manifest.moves:
+                presence.wrote()
             await self._run_jobs(
                 destination, remote, jobs, plan.run_id, options, presence, guarded, result
             )
@@ -649,6 +732,33 @@ class Runner:
             await asyncio.shield(self._interrupt_own_jobs(destination.id))
             raise
         return await self._settle_run(destination, remote, plan.run_id, result)
+
+    async def _plan_manifest(
+        self,
+        destination: Destination,
+        jobs: list[Job],
+        immich_path: Path,
+        run_id: str,
+        result: RunResult,
+    ) -> None:
+        """Decide each folder's way (incremental or full sync), say it, and rename inside
+        the destination the files that moved at the source (after the Immich dump: the walk
+        must see the dump it takes)."""
+        manifest = self._manifest
+        if manifest is None:
+            return
+        await manifest.plan([j.folder for j in jobs], immich_path)
+        for job in jobs:
+            why = manifest.reconciling.get(job.folder)
+            result.folder_modes[job.folder] = "incremental" if why is None else f"full sync: {why}"
+        reasons = sorted({r.value for r in manifest.reconciling.values()})
+        if reasons:
+            folders = ", ".join(f"{f}/" for f in manifest.reconciling)
+            self._say(destination, f"full sync of {folders} ({'; '.join(reasons)})")
+        result.moved = await manifest.apply_moves(run_id, lambda t: self._say(destination, t))
+
+    def _say(self, destination: Destination, text: str) -> None:
+        self.sink(RunEvent(EventKind.MESSAGE, destination.name, {"text": text}))
 
     async def _jobs_of_this_run(
         self, destination: Destination, immich_path: Path, folders: tuple[ImmichFolder, ...]
@@ -770,6 +880,10 @@ class Runner:
         if all(j.status is JobStatus.COMPLETED for j in all_jobs):
             await self.store.mark_backup_completed(destination.id, utcnow())
             result.pruned = await self.prune_archive(destination, remote, dry_run=False)
+            if self._manifest is not None:
+                await self._manifest.finish_run(
+                    run_id, utcnow(), lambda t: self._say(destination, t)
+                )
         log.info("run_finished", destination=destination.name, run_id=run_id, ok=result.ok)
         self.sink(RunEvent(EventKind.RUN_FINISHED, destination.name, result.as_dict()))
         return result
@@ -894,16 +1008,26 @@ class Runner:
         counts as COMPLETED only if the destination is still there afterwards. A retryable
         failure with retries left is attempted again after an exponential pause.
         """
+        manifest = self._manifest
+        changes = manifest.incremental.get(job.folder) if manifest is not None else None
         while True:
             job = await self._start_job(destination, job)
             refusal, code, last_error, only_skips = None, 0, None, False
             if guard:
                 refusal, code, last_error = await self._check_deletions(
-                    remote, job, run_id, options
+                    remote, job, run_id, options, changes
                 )
             if refusal is not None:
                 return await self._refuse_job(destination, job, refusal)
-            if code == 0:
+            if manifest is not None:
+                await manifest.begin([job.folder], run_id)
+                if changes is None:
+                    await manifest.stage(job.folder, Path(job.source_path))
+            if code == 0 and changes is not None:
+                code, last_error, only_skips = await self._attempt_incremental(
+                    destination, remote, job, run_id, options, presence, changes
+                )
+            elif code == 0:
                 code, last_error, only_skips = await self._attempt(
                     destination, remote, job, run_id, options, presence
                 )
@@ -911,6 +1035,7 @@ class Runner:
                 code, last_error, only_skips, presence
             )
             if outcome is Outcome.SUCCESS:
+                await self._record_in_manifest(job, run_id, changes)
                 job = await self._complete_job(destination, job)
             else:
                 job, pause = await self._fail_job(destination, job, code, last_error, outcome)
@@ -1022,12 +1147,27 @@ class Runner:
         return job
 
     async def _check_deletions(
-        self, remote: CryptRemote, job: Job, run_id: str, options: SyncOptions
+        self,
+        remote: CryptRemote,
+        job: Job,
+        run_id: str,
+        options: SyncOptions,
+        changes: FolderChanges | None = None,
     ) -> tuple[str | None, int, str | None]:
         """Preview the job's sync: (refusal, 0, None) when it would archive more deleted
         files than BACKUP_MAX_DELETE; (None, code, error) when the preview itself failed (the
-        attempt fails the same way); (None, 0, None) when the sync may go on."""
-        preview = await self._preview(remote, job.source_path, job.folder, run_id, options)
+        attempt fails the same way); (None, 0, None) when the sync may go on. An incremental
+        folder's `changes` are its preview (no dry run, no listing)."""
+        if changes is not None:
+            preview = FolderPreview(
+                files_to_send=len(changes.to_send),
+                bytes_to_send=changes.bytes_to_send,
+                deletes=len(changes.deleted),
+                replaced=len(changes.changed),
+                deleted_examples=tuple(os.fsdecode(s.path) for s in changes.deleted[:5]),
+            )
+        else:
+            preview = await self._preview(remote, job.source_path, job.folder, run_id, options)
         if preview.exit_code:
             return None, preview.exit_code, preview.error
         refusal = max_delete_refusal(job.folder, preview, options.max_delete)
@@ -1067,21 +1207,6 @@ class Runner:
                 RunEvent(EventKind.MESSAGE, destination.name, {"text": f"{job.folder}/{text}"})
             ),
         )
-        process = await self._start_sync(remote, job, run_id, options, tracker)
-        code = await self._follow_sync(job, process, tracker, presence)
-        self._skipped.setdefault(job.id, {}).update(tracker.skipped)
-        return self._attempt_verdict(code, tracker)
-
-    async def _start_sync(
-        self,
-        remote: CryptRemote,
-        job: Job,
-        run_id: str,
-        options: SyncOptions,
-        tracker: _JobTracker,
-    ) -> execute.StreamingProcess:
-        """Start `rclone sync` of the job's folder into the backup (replaced and deleted
-        files into this run's archive), its stderr lines going to `tracker`."""
         argv = sync_argv(
             remote.binary,
             job.source_path,
@@ -1089,6 +1214,83 @@ class Runner:
             archive_path(run_id, job.folder),
             options,
         )
+        process = await self._start_sync(remote, job, argv, tracker)
+        code = await self._follow_sync(job, process, tracker, presence)
+        self._note_skips(job, tracker)
+        return self._attempt_verdict(code, tracker)
+
+    def _note_skips(self, job: Job, tracker: _JobTracker) -> None:
+        """Keep what the attempt left out: named at the job's end, and kept out of the
+        manifest (a file not backed up must be tried again by the next run)."""
+        self._skipped.setdefault(job.id, {}).update(tracker.skipped)
+        left_out = self._left_out.setdefault(job.id, set())
+        left_out.update(tracker.skips.relative_paths())
+        left_out.update(tracker.skipped)
+
+    async def _attempt_incremental(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        job: Job,
+        run_id: str,
+        options: SyncOptions,
+        presence: DestinationPresence,
+        changes: FolderChanges,
+    ) -> tuple[int, str | None, bool]:
+        """One incremental attempt at the job's folder: move its deleted and replaced files
+        into this run's archive, then copy exactly its new and changed files (nothing
+        listed). Same result as `_attempt`."""
+        manifest = self._manifest
+        assert manifest is not None
+        if changes.to_archive or changes.to_send:
+            presence.wrote()
+        archived, error = await manifest.archive(job.folder, run_id)
+        self._archived[job.id] = archived
+        if error is not None:
+            return STALLED_EXIT, error, False
+        files_from = await manifest.files_from(job.folder, run_id)
+        if files_from is None:
+            await self.store.update_job(job.id, files_archived=len(archived))
+            return 0, None, False
+        tracker = _JobTracker(
+            job, remote.secrets, lambda: self._emit_progress(destination, job, tracker)
+        )
+        argv = upload_argv(
+            remote.binary, job.source_path, crypt_path(job.folder), str(files_from), options
+        )
+        process = await self._start_sync(remote, job, argv, tracker)
+        try:
+            code = await self._follow_sync(job, process, tracker, presence)
+        finally:
+            files_from.unlink(missing_ok=True)
+        self._note_skips(job, tracker)
+        await self.store.update_job(job.id, files_archived=len(archived))
+        return self._attempt_verdict(code, tracker)
+
+    async def _record_in_manifest(
+        self, job: Job, run_id: str, changes: FolderChanges | None
+    ) -> None:
+        """Write a completed job's work into the manifest, less what it left out."""
+        manifest = self._manifest
+        if manifest is None:
+            return
+        left_out = self._left_out.pop(job.id, set())
+        if changes is not None:
+            await manifest.commit_incremental(
+                job.folder, self._archived.pop(job.id, []), left_out, run_id
+            )
+        else:
+            await manifest.commit_reconciled(job.folder, left_out, run_id)
+
+    async def _start_sync(
+        self,
+        remote: CryptRemote,
+        job: Job,
+        argv: tuple[str, ...],
+        tracker: _JobTracker,
+    ) -> execute.StreamingProcess:
+        """Start rclone with `argv` (a sync, or an incremental run's upload) for the job's
+        folder, its stderr lines going to `tracker`."""
         process = execute.StreamingProcess(
             argv, self._sync_env(remote), tracker.on_line, grace=self.grace
         )

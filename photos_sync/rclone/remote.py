@@ -109,6 +109,41 @@ class CryptRemote:
     async def has_marker(self) -> bool:
         return DESTINATION_MARKER in await self.list_root()
 
+    async def read_file(self, path: str) -> bytes | None:
+        """The decrypted content of the file at plain `path`, or None if there is none (a
+        download of that one file: no listing)."""
+        result = await self._run("cat", crypt_path(path))
+        if result.returncode == 0:
+            return result.stdout
+        message = _rclone_error(result.stderr, self.secrets).lower()
+        if any(marker in message for marker in ("not found", "is a directory", "doesn't exist")):
+            return None
+        raise self.failure(f"reading {path}", result)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        """Write `data` (encrypted) to plain `path`, replacing what is there."""
+        result = await self._run("rcat", crypt_path(path), stdin=data)
+        if result.returncode != 0:
+            raise self.failure(f"writing {path}", result)
+
+    async def upload(self, local: str, path: str, *, timeout: float = 3600) -> None:
+        """Copy the local file `local` (encrypted) to plain `path`, without listing."""
+        result = await self._run(
+            "copyto", local, crypt_path(path), "--no-traverse", "--no-check-dest", timeout=timeout
+        )
+        if result.returncode != 0:
+            raise self.failure(f"uploading {path}", result)
+
+    async def download(self, path: str, local: str, *, timeout: float = 3600) -> bool:
+        """Copy plain `path` (decrypted) to the local file `local`; False if there is none."""
+        result = await self._run("copyto", crypt_path(path), local, timeout=timeout)
+        if result.returncode == 0:
+            return True
+        message = _rclone_error(result.stderr, self.secrets).lower()
+        if "not found" in message:
+            return False
+        raise self.failure(f"downloading {path}", result)
+
     async def write_marker(self, content: Mapping[str, str]) -> None:
         data = json.dumps(dict(content), sort_keys=True).encode()
         result = await self._run("rcat", crypt_path(DESTINATION_MARKER), stdin=data)

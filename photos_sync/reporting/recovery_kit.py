@@ -10,6 +10,7 @@ from photos_sync.core.rclone_args import (
     CRYPT_REMOTE,
     DESTINATION_MARKER,
     EXACT_NAMES,
+    META_FOLDER,
     RemoteSpec,
 )
 
@@ -49,7 +50,8 @@ def recovery_kit(
 #        rclone --config rclone.conf lsd {CRYPT_REMOTE}:
 #   3. Restore everything except the archive of deleted files:
 #        rclone --config rclone.conf copy {CRYPT_REMOTE}: /path/to/restore {EXACT_NAMES} \\
-#            --exclude "/{ARCHIVE_FOLDER}/**" --exclude "/{DESTINATION_MARKER}" --progress
+#            --exclude "/{ARCHIVE_FOLDER}/**" --exclude "/{DESTINATION_MARKER}" \\
+#            --exclude "/{META_FOLDER}/**" --progress
 #      ({EXACT_NAMES}: without it rclone restores only one of two names that differ
 #      only in Unicode normalisation, e.g. "café.jpg" written two ways)
 #   4. Files deleted or replaced at the source are kept under

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+
+from photos_sync.core.manifest import FileState, walk_order
 
 
 def find_symlink_loops(root: Path, limit: int = 1000) -> list[str]:
@@ -40,3 +43,60 @@ def find_symlink_loops(root: Path, limit: int = 1000) -> list[str]:
     top = os.stat(root)
     walk(str(root), "", frozenset({(top.st_dev, top.st_ino)}))
     return loops
+
+
+class WalkProblems:
+    """What a source walk could not read (folders it could not open, files it could not
+    stat): paths relative to the walk's root. A walk with problems must not be taken for the
+    whole truth: the files below are not gone, they were not seen."""
+
+    def __init__(self) -> None:
+        self.unreadable: list[bytes] = []
+
+
+def _sorted_entries(
+    folder: bytes, relative: bytes, problems: WalkProblems
+) -> Iterator[tuple[bytes, bytes, os.stat_result | None]]:
+    """(full path, relative path, stat or None for a folder) of the folder's files and
+    subfolders in walk order; an unreadable folder is noted in `problems` and yields none."""
+    listed: list[tuple[bytes, bytes, bytes, os.stat_result | None]] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        listed.append((walk_order(entry.name, True), entry.path, entry.name, None))
+                    elif entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        listed.append((walk_order(entry.name, False), entry.path, entry.name, info))
+                except OSError:
+                    problems.unreadable.append(
+                        relative + b"/" + entry.name if relative else entry.name
+                    )
+    except OSError:
+        problems.unreadable.append(relative or b".")
+        return
+    listed.sort(key=lambda item: item[0])
+    for _key, path, name, found in listed:
+        yield path, (relative + b"/" + name if relative else name), found
+
+
+def walk_files(root: Path, problems: WalkProblems) -> Iterator[FileState]:
+    """Every regular file below `root` with its size and modification time, as rclone's sync
+    would see it without --copy-links (symbolic links and special files are left out), in
+    byte order of the paths (see core.manifest.walk_order). Memory holds one listing per
+    level of depth, not the tree.
+
+    Immich's `.immich` marker is a file like any other: it is backed up too.
+    """
+    levels = [_sorted_entries(os.fsencode(root), b"", problems)]
+    while levels:
+        item = next(levels[-1], None)
+        if item is None:
+            levels.pop()
+            continue
+        path, relative, info = item
+        if info is None:
+            levels.append(_sorted_entries(path, relative, problems))
+        else:
+            yield FileState(relative, info.st_size, info.st_mtime_ns)
