@@ -106,7 +106,13 @@ class ManifestRun:
         state = await asyncio.to_thread(db.state)
         head = None
         if not full and not settings.follow_symlinks:
-            head = parse_head(await _read_small(remote, settings, destination, MANIFEST_HEAD))
+            try:
+                head = parse_head(await _read_small(remote, settings, destination, MANIFEST_HEAD))
+            except DestinationError as exc:
+                # unreachable, refused, unmounted: the run reconciles, and the destination
+                # check that comes with it says what is wrong in the usual words
+                log.info("manifest_head_unreadable", error=str(exc))
+                head = None
             if head is not None and state.reconciled_at is None:
                 # A new machine (or a new data dir) with the same keys: start from the copy
                 # the last run left in the destination instead of a full reconcile.

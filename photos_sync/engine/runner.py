@@ -215,9 +215,10 @@ class DestinationPresence:
         #: how to look for the marker; an incremental run reads the manifest's head by name
         #: instead of listing the destination's root
         self.marker_present = marker_present or remote.has_marker
-        #: whether anything was written to the destination since the marker was last seen:
-        #: only then can a vanished disk have swallowed files (an incremental folder with
-        #: nothing to do writes nothing, and is not worth a request)
+        #: In an incremental run the marker is looked for only when something was written
+        #: since it was last seen: only then can a vanished disk have swallowed files, and
+        #: a folder with nothing to do is not worth a request. A full sync always looks.
+        self.only_after_writes = False
         self.written = True
 
     def wrote(self) -> None:
@@ -258,9 +259,10 @@ class DestinationPresence:
         moved = self._moved()
         if moved is not None:
             return moved
-        if not self.written:
-            return None
-        self.written = False
+        if self.only_after_writes:
+            if not self.written:
+                return None
+            self.written = False
         try:
             present = await self.marker_present()
         except DestinationError as exc:
@@ -516,6 +518,7 @@ class Runner:
             destination, remote, manifest.head_present if incremental else None
         )
         # the head was just read: the destination is there until something is written
+        presence.only_after_writes = incremental
         presence.written = not incremental
         return await self._real_run(
             destination, remote, immich_path, folders, request, backed_up, presence

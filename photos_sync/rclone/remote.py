@@ -7,6 +7,7 @@ Errors are raised as DestinationError with rclone's message, scrubbed of secrets
 from __future__ import annotations
 
 import json
+import os
 import secrets as pysecrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -138,7 +139,9 @@ class CryptRemote:
         """Copy plain `path` (decrypted) to the local file `local`; False if there is none."""
         result = await self._run("copyto", crypt_path(path), local, timeout=timeout)
         if result.returncode == 0:
-            return True
+            # On S3 a missing file looks like an empty folder: rclone copies nothing, and
+            # says so with success.
+            return os.path.exists(local)
         message = _rclone_error(result.stderr, self.secrets).lower()
         if "not found" in message:
             return False

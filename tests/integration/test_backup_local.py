@@ -61,10 +61,10 @@ async def test_full_backup_is_encrypted_and_verifies_with_plain_rclone(
         check = plain_rclone.cryptcheck(root / folder, f"check:{folder}", env)
         assert check.returncode == 0, check.stderr
         assert "0 differences found" in check.stderr
-    # generated folders are not backed up by default
+    # generated folders are not backed up by default; the manifest's copy is (#15)
     listing = plain_rclone.run(["lsf", "check:"], env)
     assert sorted(listing.stdout.split()) == sorted(
-        [f"{f}/" for f in DEFAULT_FOLDERS] + [".photos-sync-destination"]
+        [f"{f}/" for f in DEFAULT_FOLDERS] + [".photos-sync-destination", ".photos-sync/"]
     )
     # files counted per job match the tree (plus the .immich marker)
     library = next(j for j in result.jobs if j.folder == "library")

@@ -187,7 +187,11 @@ def test_restore_command_from_the_kit_restores_without_the_archive(
     conf.write_text(kit)
     lines = kit.splitlines()
     start = next(i for i, line in enumerate(lines) if "rclone --config rclone.conf copy" in line)
-    command = lines[start].lstrip("# ").rstrip("\\") + lines[start + 1].lstrip("#")
+    parts = [lines[start].lstrip("# ")]
+    while parts[-1].endswith("\\"):  # a command continued on the next line
+        parts[-1] = parts[-1].rstrip("\\")
+        parts.append(lines[start + len(parts)].lstrip("#"))
+    command = "".join(parts)
     restore = tmp_path / "restore"
     argv = shlex.split(command.replace("/path/to/restore", str(restore)))
     assert argv[:4] == ["rclone", "--config", "rclone.conf", "copy"]
