@@ -1,0 +1,261 @@
+"""Incremental runs (#15) against a real S3 server behind a request-counting proxy: what a run
+sends, archives and moves, the requests it makes (no listing), when the manifest is not
+trusted, and restores across a move."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from photos_sync.core.archive import parse_stamp
+from photos_sync.core.config import Settings
+from photos_sync.core.events import RestoreRequest, RunRequest, RunResult
+from photos_sync.core.manifest import MANIFEST_HEAD, Reconcile
+from photos_sync.engine.destination import DestinationContext
+from photos_sync.engine.restore import Restorer
+from photos_sync.engine.runner import Runner
+from photos_sync.engine.setup import SetupRequest, setup_destination
+from photos_sync.storage.manifest_db import ManifestDB, manifest_path
+from photos_sync.storage.settings_io import load_settings
+from photos_sync.storage.store import Store
+from tests.conftest import rclone_binary
+from tests.immich_tree import TreeStats
+from tests.support import plain_rclone
+from tests.support.s3_counting import CountingS3, Kind, counting_s3  # noqa: F401
+
+PASSWORD = "Correct-Horse-Battery-Staple-42"
+FOLDERS = ("backups", "library", "upload", "profile")
+
+
+def s3_setup(s3: CountingS3) -> SetupRequest:
+    return SetupRequest(
+        kind="s3",
+        name="cloud",
+        bucket=s3.bucket,
+        endpoint=s3.endpoint,
+        secrets="file",
+        env={
+            **os.environ,
+            "PHOTOS_SYNC_ACCESS_KEY_ID": s3.access_key_id,
+            "PHOTOS_SYNC_SECRET_ACCESS_KEY": s3.secret_access_key,
+            "PHOTOS_SYNC_ENCRYPTION_PASSWORD": PASSWORD,
+        },
+    )
+
+
+def crypt_env(s3: CountingS3, settings: Settings) -> dict[str, str]:
+    salt = json.loads((settings.secrets_dir / "cloud.json").read_text())["encryption_salt"]
+    env = dict(os.environ)
+    env.update(s3.rclone_env("s3"))
+    env.update(
+        {
+            "RCLONE_CONFIG": "",
+            "RCLONE_CONFIG_SECRET_TYPE": "crypt",
+            "RCLONE_CONFIG_SECRET_REMOTE": f"s3:{s3.bucket}",
+            "RCLONE_CONFIG_SECRET_PASSWORD": plain_rclone.obscure(PASSWORD),
+            "RCLONE_CONFIG_SECRET_PASSWORD2": plain_rclone.obscure(salt),
+            "RCLONE_CONFIG_SECRET_FILENAME_ENCRYPTION": "standard",
+            "RCLONE_CONFIG_SECRET_DIRECTORY_NAME_ENCRYPTION": "true",
+        }
+    )
+    return env
+
+
+def assert_backup_matches(root: Path, env: dict[str, str]) -> None:
+    for folder in FOLDERS:
+        result = plain_rclone.cryptcheck(root / folder, f"secret:{folder}", env)
+        assert result.returncode == 0, result.stderr
+
+
+class Bench:
+    """One settings + store + destination for a test, runs through the real Runner."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    async def run(self, *, full: bool = False) -> RunResult:
+        result = await Runner(self.settings, self.store).run(RunRequest("cloud", full=full))
+        assert result.ok, result.as_dict()
+        return result
+
+
+@pytest.fixture
+async def bench(
+    immich: tuple[Path, TreeStats],
+    counting_s3: CountingS3,  # noqa: F811
+) -> object:
+    settings = load_settings()
+    store = await Store.open(settings.db_path)
+    await setup_destination(settings, store, s3_setup(counting_s3))
+    try:
+        yield Bench(settings, store)
+    finally:
+        await store.close()
+
+
+def files(root: Path, folder: str) -> list[Path]:
+    return sorted(p for p in (root / folder).rglob("*") if p.is_file() and p.name != ".immich")
+
+
+def modes(result: RunResult) -> set[str]:
+    return set(result.folder_modes.values())
+
+
+async def test_an_incremental_run_sends_the_new_file_and_archives_the_deleted_one_without_listing(
+    bench: Bench,
+    immich: tuple[Path, TreeStats],
+    counting_s3: CountingS3,  # noqa: F811
+) -> None:
+    root = immich[0]
+    first = await bench.run()
+    assert modes(first) == {f"full sync: {Reconcile.FIRST}"}
+    new = root / "library" / "admin" / "2026" / "11" / "IMG_9001.jpg"
+    new.parent.mkdir(parents=True, exist_ok=True)
+    new.write_bytes(os.urandom(70_000))
+    deleted = files(root, "upload")[0]
+    deleted_path = deleted.relative_to(root / "upload").as_posix()
+    deleted.unlink()
+    counting_s3.counter.reset()
+    second = await bench.run()
+    counts = counting_s3.counter.snapshot()
+    assert modes(second) == {"incremental"}
+    assert counts[Kind.LIST] == 0, counts.describe()
+    # the new file (70,000 B, a little more encrypted) and the manifest's copy and head
+    assert 70_000 < counts.put_bytes < 70_000 + 40_000, counts.describe()
+    assert counts[Kind.COPY] >= 1  # the deleted file, moved server-side into the archive
+    by_folder = {j.folder: j for j in second.jobs}
+    assert by_folder["library"].files_transferred == 1
+    assert by_folder["upload"].files_archived == 1
+    env = crypt_env(counting_s3, bench.settings)
+    assert_backup_matches(root, env)
+    archive = plain_rclone.run(["lsf", "-R", "--files-only", "secret:.deleted"], env)
+    assert f"{second.run_id}/upload/{deleted_path}" in archive.stdout.split("\n")
+    # and nothing to do is nothing done: no rclone upload, no listing
+    counting_s3.counter.reset()
+    third = await bench.run()
+    counts = counting_s3.counter.snapshot()
+    assert sum(j.files_transferred for j in third.jobs) == 0
+    assert counts[Kind.LIST] == 0 and counts[Kind.PUT] == 0, counts.describe()
+
+
+async def test_a_moved_file_is_not_sent_again_and_restores_at_both_paths(
+    bench: Bench,
+    immich: tuple[Path, TreeStats],
+    counting_s3: CountingS3,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    root = immich[0]
+    first = await bench.run()
+    old = max(files(root, "upload"), key=lambda p: p.stat().st_size)
+    content = old.read_bytes()
+    old_path = old.relative_to(root).as_posix()
+    moved = root / "library" / "admin" / "2019" / "06" / "IMG_0042.jpg"
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(old, moved)  # keeps the modification time, as Immich's template migration does
+    counting_s3.counter.reset()
+    second = await bench.run()
+    counts = counting_s3.counter.snapshot()
+    assert second.moved == 1
+    assert counts.put_bytes < len(content), counts.describe()  # only the manifest went up
+    assert sum(j.files_transferred for j in second.jobs) == 0
+    assert counts[Kind.LIST] == 0, counts.describe()
+    assert_backup_matches(root, crypt_env(counting_s3, bench.settings))
+
+    restorer = Restorer(DestinationContext(bench.settings, bench.store))
+    now_dir, then_dir = tmp_path / "now", tmp_path / "then"
+    restored = await restorer.run(RestoreRequest("cloud", now_dir, "", "current", None))
+    assert restored.ok
+    assert (now_dir / "library/admin/2019/06/IMG_0042.jpg").read_bytes() == content
+    assert not (now_dir / old_path).exists()
+    start = parse_stamp(first.run_id)
+    assert start is not None and parse_stamp(second.run_id) is not None
+    moment = start + timedelta(milliseconds=500)  # after the first run, before the move
+    restored = await restorer.run(RestoreRequest("cloud", then_dir, "", "as-of", moment))
+    assert restored.ok, restored.as_dict()
+    assert (then_dir / old_path).read_bytes() == content
+    assert not (then_dir / "library/admin/2019/06/IMG_0042.jpg").exists()
+    assert not (then_dir / ".photos-sync-staging").exists()
+    # everything else restored as it was
+    for path in files(root, "library"):
+        if path != moved:
+            assert (then_dir / path.relative_to(root)).read_bytes() == path.read_bytes()
+
+
+async def test_a_folder_left_unfinished_is_reconciled(
+    bench: Bench,
+    immich: tuple[Path, TreeStats],
+    counting_s3: CountingS3,  # noqa: F811
+) -> None:
+    await bench.run()
+    destination = await bench.store.get_destination("cloud")
+    assert destination is not None
+    db = ManifestDB(manifest_path(bench.settings.data_dir, destination.id))
+    db.begin_folder("upload", "20261130T000000Z")  # as a run killed mid-folder leaves it
+    db.close()
+    counting_s3.counter.reset()
+    result = await bench.run()
+    assert result.folder_modes["upload"] == f"full sync: {Reconcile.UNFINISHED}"
+    assert result.folder_modes["library"] == "incremental"
+    assert counting_s3.counter.snapshot()[Kind.LIST] > 0  # the full sync lists
+    again = await bench.run()
+    assert modes(again) == {"incremental"}  # once reconciled, trusted again
+
+
+async def test_a_manifest_for_another_destination_or_a_stale_copy_is_not_trusted(
+    bench: Bench,
+    counting_s3: CountingS3,  # noqa: F811
+) -> None:
+    await bench.run()
+    destination = await bench.store.get_destination("cloud")
+    assert destination is not None
+    db = ManifestDB(manifest_path(bench.settings.data_dir, destination.id))
+    db.set_identity("s3|other-bucket||http://elsewhere")
+    db.close()
+    result = await bench.run()
+    assert modes(result) == {f"full sync: {Reconcile.OTHER_DESTINATION}"}
+    # the destination's head now names a run the local manifest does not know (a DB
+    # restored from an older backup, or another machine wrote the destination)
+    env = crypt_env(counting_s3, bench.settings)
+    head = json.loads(plain_rclone.run(["cat", f"secret:{MANIFEST_HEAD}"], env).stdout)
+    head["run"] = "20991231T000000Z"
+    written = subprocess.run(
+        [rclone_binary(), "rcat", f"secret:{MANIFEST_HEAD}"],
+        env=env,
+        input=json.dumps(head),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert written.returncode == 0, written.stderr
+    result = await bench.run()
+    assert modes(result) == {f"full sync: {Reconcile.STALE_COPY}"}
+    assert modes(await bench.run(full=True)) == {f"full sync: {Reconcile.ASKED}"}
+    assert modes(await bench.run()) == {"incremental"}
+
+
+async def test_a_new_machine_starts_from_the_manifest_copy_in_the_destination(
+    bench: Bench,
+    immich: tuple[Path, TreeStats],
+    counting_s3: CountingS3,  # noqa: F811
+) -> None:
+    await bench.run()
+    destination = await bench.store.get_destination("cloud")
+    assert destination is not None
+    local = manifest_path(bench.settings.data_dir, destination.id)
+    for leftover in local.parent.glob(f"{local.name}*"):
+        leftover.unlink()  # a new machine: same keys, no manifest
+    new = immich[0] / "upload" / "fresh.jpg"
+    new.write_bytes(os.urandom(5000))
+    counting_s3.counter.reset()
+    result = await bench.run()
+    counts = counting_s3.counter.snapshot()
+    assert modes(result) == {"incremental"}
+    assert counts[Kind.LIST] == 0, counts.describe()
+    assert sum(j.files_transferred for j in result.jobs) == 1
+    assert_backup_matches(immich[0], crypt_env(counting_s3, bench.settings))
