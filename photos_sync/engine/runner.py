@@ -509,11 +509,11 @@ class Runner:
                 except SourceRefused as exc:
                     if not request.force:
                         raise RunRefused(str(exc)) from None
+        self._manifest = manifest
         if request.dry_run:
-            result = await self._dry_run(destination, remote, immich_path, folders)
+            result = await self._dry_run(destination, remote, immich_path, folders, manifest)
             result.pruned = await self.prune_archive(destination, remote, dry_run=True)
             return result
-        self._manifest = manifest
         presence = DestinationPresence.take(
             destination, remote, manifest.head_present if incremental else None
         )
@@ -653,20 +653,39 @@ class Runner:
         remote: CryptRemote,
         immich_path: Path,
         folders: tuple[ImmichFolder, ...],
+        manifest: ManifestRun,
     ) -> RunResult:
+        """What a run would do, folder by folder, nothing written. Folders a real run would
+        take incrementally are previewed from the manifest (no rclone, no listing); the
+        others by an rclone dry run of their sync."""
         run_id = _run_stamp(utcnow())
         result = RunResult(destination.name, run_id, dry_run=True)
         options = destination_type(destination.type).tune(self._sync_options(True, False))
         log.info("dry_run_started", destination=destination.name, source=str(immich_path))
+        await manifest.plan([f.name for f in folders], immich_path)
+        for folder in folders:
+            why = manifest.reconciling.get(folder.name)
+            result.folder_modes[folder.name] = "incremental" if why is None else f"full sync: {why}"
+        if manifest.moves:
+            result.moved = len(manifest.moves)
+            self._say(
+                destination,
+                f"would move {plural(len(manifest.moves), 'file')} inside the backup (moved or "
+                "renamed at the source), sending nothing for them",
+            )
         for folder in folders:
             hazards = await asyncio.to_thread(
                 scan_names, immich_path / folder.name, folder.name, _name_limit(destination)
             )
             self._tell_names(destination.name, hazards)
             result.file_names += hazards
-            preview = await self._preview(
-                remote, str(immich_path / folder.name), folder.name, run_id, options
-            )
+            changes = manifest.incremental.get(folder.name)
+            if changes is not None:
+                preview = _preview_of(changes)
+            else:
+                preview = await self._preview(
+                    remote, str(immich_path / folder.name), folder.name, run_id, options
+                )
             refusal = max_delete_refusal(folder.name, preview, self.settings.max_delete)
             entry = DryRunFolder(
                 folder.name,
@@ -1162,13 +1181,7 @@ class Runner:
         attempt fails the same way); (None, 0, None) when the sync may go on. An incremental
         folder's `changes` are its preview (no dry run, no listing)."""
         if changes is not None:
-            preview = FolderPreview(
-                files_to_send=len(changes.to_send),
-                bytes_to_send=changes.bytes_to_send,
-                deletes=len(changes.deleted),
-                replaced=len(changes.changed),
-                deleted_examples=tuple(os.fsdecode(s.path) for s in changes.deleted[:5]),
-            )
+            preview = _preview_of(changes)
         else:
             preview = await self._preview(remote, job.source_path, job.folder, run_id, options)
         if preview.exit_code:
@@ -1448,6 +1461,17 @@ class Runner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _preview_of(changes: FolderChanges) -> FolderPreview:
+    """An incremental folder's preview: what it would send and archive, from its changes."""
+    return FolderPreview(
+        files_to_send=len(changes.to_send),
+        bytes_to_send=changes.bytes_to_send,
+        deletes=len(changes.deleted),
+        replaced=len(changes.changed),
+        deleted_examples=tuple(os.fsdecode(s.path) for s in changes.deleted[:5]),
+    )
 
 
 def summarise(result: RunResult | Mapping[str, Any]) -> str:

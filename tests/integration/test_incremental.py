@@ -79,8 +79,9 @@ class Bench:
         self.settings = settings
         self.store = store
 
-    async def run(self, *, full: bool = False) -> RunResult:
-        result = await Runner(self.settings, self.store).run(RunRequest("cloud", full=full))
+    async def run(self, *, full: bool = False, dry_run: bool = False) -> RunResult:
+        request = RunRequest("cloud", dry_run=dry_run, full=full)
+        result = await Runner(self.settings, self.store).run(request)
         assert result.ok, result.as_dict()
         return result
 
@@ -259,3 +260,25 @@ async def test_a_new_machine_starts_from_the_manifest_copy_in_the_destination(
     assert counts[Kind.LIST] == 0, counts.describe()
     assert sum(j.files_transferred for j in result.jobs) == 1
     assert_backup_matches(immich[0], crypt_env(counting_s3, bench.settings))
+
+
+async def test_a_dry_run_previews_from_the_manifest_without_listing_or_writing(
+    bench: Bench,
+    immich: tuple[Path, TreeStats],
+    counting_s3: CountingS3,  # noqa: F811
+) -> None:
+    root = immich[0]
+    await bench.run()
+    (root / "library" / "new.jpg").write_bytes(os.urandom(1234))
+    files(root, "upload")[0].unlink()
+    counting_s3.counter.reset()
+    preview = await bench.run(dry_run=True)
+    counts = counting_s3.counter.snapshot()
+    assert counts[Kind.LIST] == 0 and counts[Kind.PUT] == 0 and counts[Kind.COPY] == 0
+    by_folder = {f.folder: f for f in preview.dry_run_folders}
+    assert (by_folder["library"].files, by_folder["library"].bytes) == (1, 1234)
+    assert by_folder["upload"].archived == 1
+    assert modes(preview) == {"incremental"}
+    real = await bench.run()  # the dry run changed nothing: the real run still has it all to do
+    assert sum(j.files_transferred for j in real.jobs) == 1
+    assert sum(j.files_archived for j in real.jobs) == 1
