@@ -70,8 +70,9 @@ def run_in_daemon(
     full: bool = False,
 ) -> bool:
     """Run the backup (or, with `restore_params`, a restore) in the daemon if one runs for the
-    data dir; False (nothing done) if none does. `full`: the backup is a full sync. A daemon that runs but does not answer is an
-    error (exit 1): a foreground run beside it would race it.
+    data dir; False (nothing done) if none does. A daemon that runs but does not answer is an
+    error (exit 1): a foreground run beside it would race it. `full`: the backup is a full
+    sync (`backup --full`).
 
     Follows the run's progress until it ends, unless `detach`. Ctrl-C stops following only:
     the daemon's run carries on.

@@ -2,9 +2,10 @@
 
 What goes: the destination's row and, with it (ON DELETE CASCADE), its backup jobs, restore
 jobs and verify results; its manifest (`<data dir>/manifests/<id>.*`: a destination set up
-later may get the same id, and must not inherit it). What stays: the backed-up files, any 1Password item, and the key
-file unless the caller deletes it after its own confirmation (without the key file, or a
-recovery kit printed before, the backup cannot be decrypted). Refused while a backup, verify
+later may get the same id, and must not inherit it). What stays: the backed-up files (the
+manifest's copy among them), any 1Password item, and the key file unless the caller deletes
+it after its own confirmation (without the key file, or a recovery kit printed before, the
+backup cannot be decrypted). Refused while a backup, verify
 or restore uses the destination.
 """
 
