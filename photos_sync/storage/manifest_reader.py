@@ -5,11 +5,17 @@ missing, which is right for a run and wrong for a status query: `--status` on a 
 that has never run must not leave a manifest behind (it would look like one that was emptied),
 and a query must never change a manifest a run is writing. This reads the same file through a
 read-only connection (SQLite's `mode=ro`): the run's WAL is read as it stands.
+
+Counting a manifest's files reads all of it (about 0.8 s per million files), and `--status
+--watch` asks every second, in the daemon or in the watching process: the count is kept per
+file and taken again only when the file or its WAL changed (a run writes the manifest at a
+folder's start and end, not as it goes).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +33,23 @@ class ManifestFacts:
     files: int
 
 
+#: manifest path -> (the stamp of its file and WAL when counted, the count)
+_COUNTS: dict[Path, tuple[tuple[int, ...], int]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    """What changes when SQLite writes the manifest: its file's and its WAL's size and mtime."""
+    stamp: list[int] = []
+    for candidate in (path, Path(f"{path}-wal")):
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            stamp += [-1, -1]
+        else:
+            stamp += [info.st_size, info.st_mtime_ns]
+    return tuple(stamp)
+
+
 def read_manifest_facts(path: Path) -> ManifestFacts | None:
     """The facts of the manifest at `path`; None when there is none. Opens it read-only and
     writes nothing to it; ManifestError when it cannot be read (a run sets such a file aside
@@ -38,8 +61,14 @@ def read_manifest_facts(path: Path) -> ManifestFacts | None:
     except sqlite3.Error as exc:
         raise ManifestError(f"manifest {path}: {exc}") from None
     try:
+        stamp = _stamp(path)  # before reading: a write after it is seen by the next read
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        files = int(conn.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+        known = _COUNTS.get(path)
+        if known is not None and known[0] == stamp:
+            files = known[1]
+        else:
+            files = int(conn.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+            _COUNTS[path] = (stamp, files)
         return ManifestFacts(_state(meta), files)
     except (sqlite3.Error, ValueError, TypeError) as exc:
         raise ManifestError(f"manifest {path}: {exc}") from None

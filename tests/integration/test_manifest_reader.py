@@ -66,3 +66,23 @@ def test_an_unreadable_manifest_is_a_manifest_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a database, " * 512)
     with pytest.raises(ManifestError, match="manifest "):
         read_manifest_facts(path)
+
+
+def test_the_count_follows_every_write(tmp_path: Path) -> None:
+    """The count is kept between reads (`--status --watch` asks every second) and taken again
+    after each write, whether it is still in the WAL or checkpointed into the file."""
+    path = manifest_path(tmp_path, 1)
+    manifest = ManifestDB(path)  # stays open: its writes stay in the WAL
+    try:
+        manifest.replace_folder("library", [FileState(b"a.jpg", 1, 1)], "r1")
+        for files in (2, 3, 4):
+            assert (facts := read_manifest_facts(path)) is not None
+            assert facts.files == files - 1
+            assert (facts := read_manifest_facts(path)) is not None  # the kept count
+            assert facts.files == files - 1
+            states = [FileState(f"{n}.jpg".encode(), n, n) for n in range(files)]
+            manifest.replace_folder("library", states, f"r{files}")
+    finally:
+        manifest.close()  # the last connection: the WAL goes into the file
+    assert (facts := read_manifest_facts(path)) is not None
+    assert facts.files == 4
