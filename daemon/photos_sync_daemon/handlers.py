@@ -123,17 +123,23 @@ class Handlers:
         return document
 
     async def start(
-        self, destination: str | None = None, dry_run: bool = False, force: bool = False
+        self,
+        destination: str | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+        full: bool = False,
     ) -> dict[str, Any]:
+        """Queue a backup requested by a client (`full`: `backup --full`; the scheduler's
+        and the start-up resume's runs never are, the manifest decides for them)."""
         if destination is None:
             names = [d.name for d in await self._store.list_destinations()]
             if len(names) > 1:  # no --to: each destination in turn, one Immich dump for all
                 runs = await self._queue.submit_each(
-                    names, dry_run=dry_run, force=force, reason="request"
+                    names, dry_run=dry_run, force=force, full=full, reason="request"
                 )
                 return {"runs": runs}
         info, already, queued = await self._queue.submit(
-            destination, dry_run=dry_run, force=force, reason="request"
+            destination, dry_run=dry_run, force=force, full=full, reason="request"
         )
         return {"run": info.as_dict(), "already_running": already, "queued": queued}
 
@@ -208,7 +214,7 @@ class Handlers:
         from photos_sync.engine.maintenance import reset_jobs
 
         try:
-            removed = await reset_jobs(self._store, destination)
+            removed = await reset_jobs(self._settings(), self._store, destination)
         except UsageProblem as exc:
             raise rpc.RpcError(rpc.USAGE, str(exc)) from None
         except RunRefused as exc:

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from photos_sync.core import rpc
@@ -68,6 +68,8 @@ class RunInfo:
     dry_run: bool
     force: bool
     reason: str  # request | resume | schedule
+    #: `backup --full`: a full sync whatever the manifest says (only a request asks for one)
+    full: bool = False
     state: str = "queued"  # queued | running | finished
     submitted_at: str = field(default_factory=lambda: to_iso(utcnow()))
     started_at: str | None = None
@@ -81,6 +83,7 @@ class RunInfo:
             "dry_run": self.dry_run,
             "force": self.force,
             "reason": self.reason,
+            "full": self.full,
             "state": self.state,
             "submitted_at": self.submitted_at,
             "started_at": self.started_at,
@@ -217,6 +220,7 @@ class RunQueue:
         *,
         dry_run: bool = False,
         force: bool = False,
+        full: bool = False,
         reason: str = "request",
         wait_start: bool = True,
         restore: RestoreRequest | None = None,
@@ -224,7 +228,9 @@ class RunQueue:
     ) -> tuple[RunInfo, bool, bool]:
         """Queue a run; return (run, already_running, queued).
 
-        A destination with a run in progress or queued gets that run back. A fresh run that
+        A destination with a run in progress or queued gets that run back; a `full` request
+        never gets a run that is not a full sync (a queued one becomes one, else a full run
+        is queued after the one in progress). A fresh run that
         is first in line is awaited until the runner has passed its checks, so a refusal
         comes back as an RpcError rather than a run that dies at once.
         """
@@ -238,13 +244,13 @@ class RunQueue:
             except _REFUSALS as exc:
                 raise rpc.RpcError(rpc.RUN_REFUSED, str(exc)) from None
             if restore is None:  # every restore request is its own run
-                existing = self._same_backup(name, dry_run)
+                existing = self._same_backup(name, dry_run, full)
                 if existing is not None:
                     return existing
             current = self._current
             entry = Entry(
-                RunInfo(next(self._ids), name, dry_run, force, reason),
-                RunRequest(name, dry_run, force, restore, dump=dump),
+                RunInfo(next(self._ids), name, dry_run, force, reason, full),
+                RunRequest(name, dry_run, force, restore, dump=dump, full=full),
                 asyncio.get_running_loop().create_future(),
             )
             first_in_line = current is None and not self._pending
@@ -260,9 +266,13 @@ class RunQueue:
             raise rpc.RpcError(end.error_code or rpc.RUN_REFUSED, end.error, data=end.as_dict())
         return entry.info, False, False
 
-    def _same_backup(self, name: str, dry_run: bool) -> tuple[RunInfo, bool, bool] | None:
+    def _same_backup(
+        self, name: str, dry_run: bool, full: bool
+    ) -> tuple[RunInfo, bool, bool] | None:
         """The backup to `name` running or queued that a new request gets instead, as `submit`
-        returns it; RpcError for a dry run while a real backup to `name` runs."""
+        returns it; RpcError for a dry run while a real backup to `name` runs. A `full`
+        request makes a queued backup a full one, and is not given a running backup that is
+        not (None: a full run is queued after it)."""
         current = self._current
         if current is not None and current.info.destination == name and current.end is None:
             if dry_run and not current.info.dry_run:
@@ -270,13 +280,17 @@ class RunQueue:
                     rpc.RUN_REFUSED,
                     f"a backup to {name!r} is running: try the dry run after it ends",
                 )
-            return current.info, True, False
+            if current.info.full or not full:
+                return current.info, True, False
         for queued in self._pending:
             if (
                 queued.info.destination == name
                 and queued.info.dry_run == dry_run
                 and queued.request.restore is None
             ):
+                if full and not queued.info.full:
+                    queued.info.full = True
+                    queued.request = replace(queued.request, full=True)
                 return queued.info, True, True
         return None
 
@@ -286,6 +300,7 @@ class RunQueue:
         *,
         dry_run: bool = False,
         force: bool = False,
+        full: bool = False,
         reason: str = "request",
     ) -> list[dict[str, Any]]:
         """Queue a backup to each of `destinations`, in order, sharing one Immich dump.
@@ -299,7 +314,13 @@ class RunQueue:
         for name in destinations:
             try:
                 info, already, queued = await self.submit(
-                    name, dry_run=dry_run, force=force, reason=reason, wait_start=False, dump=dump
+                    name,
+                    dry_run=dry_run,
+                    force=force,
+                    full=full,
+                    reason=reason,
+                    wait_start=False,
+                    dump=dump,
                 )
             except rpc.RpcError as exc:
                 entries.append({"destination": name, "error": exc.message, "error_code": exc.code})

@@ -79,6 +79,8 @@ SETUP_TYPES = ("b2", "s3", "local")
         "  BACKUP_IMMICH_PATH=/srv/immich photos-sync backup   the one required setting\n\n"
         "  photos-sync backup                       back up to each destination in turn\n\n"
         "  photos-sync backup --to nas --dry-run    show what would be sent\n\n"
+        "  photos-sync backup --full                full sync: list the destination, rebuild "
+        "the manifest\n\n"
         "  photos-sync backup --status --json       state of every job, for scripts\n\n"
         "  photos-sync backup --setup local --name nas --path /mnt/nas/immich-backup --yes\n\n"
         "  photos-sync backup --setup b2 --name b2 --bucket my-immich --secrets op\n\n"
@@ -102,6 +104,13 @@ def backup(
             help="Take over a stale job; lift the BACKUP_MAX_DELETE and empty-source guards.",
         ),
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="A full sync: list the destination and rebuild the manifest (not incremental).",
+        ),
+    ] = False,
     detach: Annotated[
         bool,
         typer.Option("--detach", help="Start the backup in the daemon and return at once."),
@@ -118,7 +127,7 @@ def backup(
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     reset: Annotated[
-        bool, typer.Option("--reset", help="Clear job state (not the backup).")
+        bool, typer.Option("--reset", help="Clear job state and the manifest (not the backup).")
     ] = False,
     setup: Annotated[
         str | None,
@@ -205,6 +214,8 @@ def backup(
         fail("--watch and --once go with --status", EXIT_USAGE)
     if delete_key_file and remove is None:
         fail("--delete-key-file goes with --remove NAME", EXIT_USAGE)
+    if full and mode is not None:
+        fail(f"--full goes with a backup run, not with {mode}", EXIT_USAGE)
     settings = settings_or_exit(
         _settings_used_by(mode),
         f"backup {mode}" if mode else "backup",
@@ -246,7 +257,7 @@ def backup(
             json_output,
         )
     else:
-        backup_cmd.run_backup(settings, to, dry_run, force, json_output, detach)
+        backup_cmd.run_backup(settings, to, dry_run, force, json_output, detach, full=full)
 
 
 def _watch(settings: Settings, to: str | None, *, once: bool, json_output: bool) -> NoReturn:

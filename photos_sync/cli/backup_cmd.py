@@ -40,9 +40,12 @@ def run_backup(
     force: bool,
     json_output: bool,
     detach: bool = False,
+    *,
+    full: bool = False,
 ) -> None:
-    """`backup [--to NAME]`: in the daemon if one runs, else here; exit 1 if it failed."""
-    if run_in_daemon(settings, to, dry_run, force, json_output, detach):
+    """`backup [--to NAME] [--full]`: in the daemon if one runs, else here; exit 1 if it
+    failed. `full` makes the run a full sync whatever the manifest says."""
+    if run_in_daemon(settings, to, dry_run, force, json_output, detach, full=full):
         return
     if detach:
         fail(
@@ -58,11 +61,12 @@ def run_backup(
     if to is None:
         names = run_async(lambda: with_store(settings, destination_names))
         if len(names) > 1:
-            _run_each(settings, names, dry_run, force, json_output, view)
+            _run_each(settings, names, dry_run, force, json_output, view, full=full)
             return
 
     async def body(store: Store) -> RunResult:
-        return await _back_up(settings, store, RunRequest(to, dry_run, force), view, showing=view)
+        request = RunRequest(to, dry_run, force, full=full)
+        return await _back_up(settings, store, request, view, showing=view)
 
     print_run_result(run_async(lambda: with_store(settings, body)), json_output)
 
@@ -94,6 +98,8 @@ def _run_each(
     force: bool,
     json_output: bool,
     view: LiveView,
+    *,
+    full: bool = False,
 ) -> None:
     """No --to, several destinations, no daemon: back up to each in turn here, with one fresh
     Immich dump for all. A destination that is refused or fails does not stop the others."""
@@ -107,7 +113,7 @@ def _run_each(
         outcomes: list[dict[str, Any]] = []
         with view:
             for name in names:
-                request = RunRequest(name, dry_run, force, dump=shared)
+                request = RunRequest(name, dry_run, force, dump=shared, full=full)
                 try:
                     result = await _back_up(
                         settings, store, request, view, showing=contextlib.nullcontext()
@@ -148,15 +154,23 @@ def reset(settings: Settings, to: str | None, yes: bool) -> None:
 
     if to is not None:
         require_destination(settings, to)
-    what = f"the job history of {to!r}" if to else "the job history of every destination"
+    what = (
+        f"the job history and manifest of {to!r}"
+        if to
+        else "the job history and manifest of every destination"
+    )
     if not yes:
         confirm_reset(what)
     from_daemon = daemon_call(settings, "reset", {"destination": to} if to else None)
     if from_daemon is not None:
         removed = int(from_daemon["removed"])
     else:
-        removed = run_async(lambda: with_store(settings, lambda s: reset_jobs(s, to)))
-    stdout.print(f"cleared {plural(removed, 'job')} ({what}); the backup itself is untouched")
+        removed = run_async(lambda: with_store(settings, lambda s: reset_jobs(settings, s, to)))
+    stdout.print(
+        f"cleared {plural(removed, 'job')} ({what}): the next run is a full sync; the backup "
+        "itself is untouched",
+        highlight=False,
+    )
 
 
 def check(settings: Settings, json_output: bool) -> None:

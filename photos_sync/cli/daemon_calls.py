@@ -66,10 +66,13 @@ def run_in_daemon(
     json_output: bool,
     detach: bool,
     restore_params: dict[str, Any] | None = None,
+    *,
+    full: bool = False,
 ) -> bool:
     """Run the backup (or, with `restore_params`, a restore) in the daemon if one runs for the
     data dir; False (nothing done) if none does. A daemon that runs but does not answer is an
-    error (exit 1): a foreground run beside it would race it.
+    error (exit 1): a foreground run beside it would race it. `full`: the backup is a full
+    sync (`backup --full`).
 
     Follows the run's progress until it ends, unless `detach`. Ctrl-C stops following only:
     the daemon's run carries on.
@@ -78,7 +81,12 @@ def run_in_daemon(
     from photos_sync.cli.render import LiveView
 
     view = LiveView(stdout, quiet=json_output)
-    params: dict[str, Any] = {"destination": to, "dry_run": dry_run, "force": force}
+    params: dict[str, Any] = {
+        "destination": to,
+        "dry_run": dry_run,
+        "force": force,
+        "full": full,
+    }
     method, what = "start", "backup"
     if restore_params is not None:
         params = {"destination": to, "dry_run": dry_run, **restore_params}

@@ -34,14 +34,12 @@ if TYPE_CHECKING:
 
 def print_run_result(result: RunResult, json_output: bool) -> None:
     """The end of a foreground backup to one destination; exit 1 if it failed."""
-    from photos_sync.engine.runner import summarise
-
     if json_output:
         from photos_sync.cli.render import dumps
 
         stdout.print_json(dumps(result.as_dict()))
     else:
-        stdout.print(summarise(result), highlight=False)
+        stdout.print(run_summary(result.as_dict()), highlight=False)
     print_immich_outcome(result.immich)
     if not result.ok:
         for job in result.jobs:
@@ -50,6 +48,36 @@ def print_run_result(result: RunResult, json_output: bool) -> None:
                 line = f"[red]{job.folder}/:[/red] {message}"
                 stderr.print(line, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILURE)
+
+
+def run_summary(data: Mapping[str, Any]) -> str:
+    """The end of a backup run for people, from its RunResult.as_dict(): the summary line
+    (engine.runner.summarise), then how its folders went, when the run says (`modes_note`)."""
+    from photos_sync.engine.runner import summarise
+
+    note = modes_note(data)
+    return summarise(data) + (f"\n{note}" if note else "")
+
+
+def modes_note(data: Mapping[str, Any]) -> str:
+    """How a run's folders went (#15), from its `folder_modes` and `moved`: 'incremental:
+    library/, upload/; full sync of backups/ (a folder the manifest does not cover yet); 3 files
+    moved inside the backup, not sent again'. Empty for a run that does not say (a dry run)."""
+    modes: Mapping[str, str] = data.get("folder_modes") or {}
+    moved = int(data.get("moved") or 0)
+    by_mode: dict[str, list[str]] = {}
+    for folder, mode in modes.items():
+        by_mode.setdefault(mode, []).append(f"{folder}/")
+    parts = []
+    incremental = by_mode.pop("incremental", [])
+    if incremental:
+        parts.append(f"incremental: {', '.join(incremental)}")
+    for mode, folders in by_mode.items():
+        why = mode.removeprefix("full sync").removeprefix(":").strip()
+        parts.append(f"full sync of {', '.join(folders)}" + (f" ({why})" if why else ""))
+    if moved:
+        parts.append(f"{plural(moved, 'file')} moved inside the backup, not sent again")
+    return "; ".join(parts)
 
 
 def refused_outcome(destination: str, error: str) -> dict[str, Any]:
@@ -61,8 +89,6 @@ def refused_outcome(destination: str, error: str) -> dict[str, Any]:
 def report_each(outcomes: list[dict[str, Any]], json_output: bool) -> None:
     """The end of a backup to several destinations: one line per destination, the errors,
     exit 1 if any failed. Each outcome is a RunResult.as_dict(), or a `refused_outcome`."""
-    from photos_sync.engine.runner import summarise
-
     if json_output:
         ok = all(o.get("ok") for o in outcomes)
         print_json_line({"ok": ok, "destinations": outcomes})
@@ -77,7 +103,7 @@ def report_each(outcomes: list[dict[str, Any]], json_output: bool) -> None:
             )
             continue
         if not json_output:
-            stdout.print(summarise(outcome), highlight=False)
+            stdout.print(run_summary(outcome), highlight=False)
         for job in outcome.get("jobs") or []:
             if job.get("error_message") and job["status"] != JobStatus.COMPLETED:
                 stderr.print(
@@ -201,12 +227,10 @@ def print_run_end(end: Mapping[str, Any], what: str, json_output: bool) -> None:
 
 def run_end_summary(end: Mapping[str, Any]) -> str:
     """The summary line of a run that ended in the daemon: a backup's or a restore's."""
-    from photos_sync.engine.runner import summarise
-
     result = end.get("result") or {}
     destination = end["run"]["destination"]
     if end["run"].get("reason") != "restore":
-        return summarise({"destination": destination, **result})
+        return run_summary({"destination": destination, **result})
     job = result.get("job") or {}
     target = str(job.get("target_dir", "the target folder"))
     line = restore_line(
@@ -504,8 +528,8 @@ def untouched_by_removal(plan: RemovalPlan) -> str:
 def print_removal_notice(plan: RemovalPlan) -> None:
     """Before `--remove` asks: what goes and what stays."""
     stdout.print(
-        f"Removing destination {plan.name!r} deletes its settings and job history from "
-        f"photos-sync. Untouched: {untouched_by_removal(plan)}.",
+        f"Removing destination {plan.name!r} deletes its settings, job history and manifest "
+        f"from photos-sync. Untouched: {untouched_by_removal(plan)}.",
         highlight=False,
         soft_wrap=True,
     )
@@ -514,8 +538,8 @@ def print_removal_notice(plan: RemovalPlan) -> None:
 def print_removed(plan: RemovalPlan, removed_jobs: int) -> None:
     """After `--remove`: what went, what stayed."""
     stdout.print(
-        f"removed destination {plan.name!r} and its job history ({removed_jobs} jobs) from "
-        f"photos-sync; {untouched_by_removal(plan)} are untouched",
+        f"removed destination {plan.name!r}, its job history ({removed_jobs} jobs) and its "
+        f"manifest from photos-sync; {untouched_by_removal(plan)} are untouched",
         highlight=False,
         soft_wrap=True,
     )

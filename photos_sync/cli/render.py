@@ -128,6 +128,9 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
                 f"{verify['matched']} match, {verify['missing']} missing, {verify['extra']} "
                 f"extra, {verify['differ']} differ, {verify['errors']} unreadable"
             )
+        manifest = destination.get("manifest")
+        if manifest:
+            console.print(f"  {manifest_line(manifest)}", markup=False, highlight=False)
         jobs = [j for j in document["jobs"] if j["destination"] == destination["name"]]
         if not jobs:
             console.print("  no backup has run yet")
@@ -157,6 +160,28 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
                     f"{_when(job['last_update'])} (pid {job['owner_pid']}): it may be hung[/yellow]"
                 )
     print_immich(console, document.get("immich"))
+
+
+def manifest_line(manifest: Mapping[str, Any]) -> str:
+    """`--status`'s line about a destination's manifest (reporting.status.manifest_section)."""
+    if manifest.get("error"):
+        return (
+            f"manifest: could not be read ({manifest['error']}); a run that cannot read it "
+            "either sets it aside and does a full sync"
+        )
+    if not manifest.get("present"):
+        return (
+            "manifest: none yet — the next run is a full sync (or starts from the manifest's "
+            "copy in the destination)"
+        )
+    if manifest.get("reconciled_at"):
+        line = f"manifest: {int(manifest['files']):,} files, last full sync "
+        line += _when(manifest["reconciled_at"])
+        due = manifest.get("next_reconcile_at")
+        line += f", next due {_when(due)}" if due else ", periodic full sync off"
+    else:
+        line = f"manifest: {int(manifest['files']):,} files, no full sync finished yet"
+    return f"{line}; next run: {manifest.get('next_run')}"
 
 
 def job_table(jobs: Sequence[Mapping[str, Any]], width: int) -> Table:

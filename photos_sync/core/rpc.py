@@ -14,12 +14,13 @@ status      –                                            the `--status --json`
                                                          ``daemon`` (pid, uptime, run, queue,
                                                          schedule, next_run, foreign_jobs)
 start       {destination: str, dry_run: bool,            {run: RunInfo, already_running: bool,
-            force: bool}                                 queued: bool}; with no destination
+            force: bool, full: bool}                     queued: bool}; with no destination
                                                          and several set up: {runs: [...]},
                                                          one such object per destination
                                                          (or {destination, error,
                                                          error_code} if refused at once),
-                                                         queued in turn, one Immich dump
+                                                         queued in turn, one Immich dump;
+                                                         ``full``: a full sync (`--full`)
 cancel      –                                            {cancelled: bool, run: RunInfo | null}
 reset       {destination: str}                           {removed: int}
 remove      {destination: str (required)}                {removed_jobs: int}; BUSY while a run
@@ -109,7 +110,7 @@ class Request:
 PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "ping": {},
     "status": {},
-    "start": {"destination": str, "dry_run": bool, "force": bool},
+    "start": {"destination": str, "dry_run": bool, "force": bool, "full": bool},
     "cancel": {},
     "reset": {"destination": str},
     "remove": {"destination": str},

@@ -1,9 +1,11 @@
 """`photos-sync backup --remove NAME`: photos-sync forgets a destination, never its data.
 
 What goes: the destination's row and, with it (ON DELETE CASCADE), its backup jobs, restore
-jobs and verify results. What stays: the backed-up files, any 1Password item, and the key
-file unless the caller deletes it after its own confirmation (without the key file, or a
-recovery kit printed before, the backup cannot be decrypted). Refused while a backup, verify
+jobs and verify results; its manifest (`<data dir>/manifests/<id>.*`: a destination set up
+later may get the same id, and must not inherit it). What stays: the backed-up files (the
+manifest's copy among them), any 1Password item, and the key file unless the caller deletes
+it after its own confirmation (without the key file, or a recovery kit printed before, the
+backup cannot be decrypted). Refused while a backup, verify
 or restore uses the destination.
 """
 
@@ -25,6 +27,7 @@ from photos_sync.core.events import RunRefused, UsageProblem
 from photos_sync.core.records import Destination
 from photos_sync.core.states import JobStatus, Staleness, stale_threshold
 from photos_sync.engine.destination import destination_lock
+from photos_sync.storage.manifest_db import manifest_path
 from photos_sync.storage.store import RestoreAndVerifyStore, Store
 from photos_sync.system import procinfo
 
@@ -66,6 +69,22 @@ async def plan_removal(store: Store, name: str) -> RemovalPlan:
     return RemovalPlan(
         name, found.id, destination_type(found.type).describe(found), op_item, key_file, shared
     )
+
+
+def delete_manifest(data_dir: Path, destination_id: int) -> None:
+    """Delete the destination's manifest: the SQLite file with its journals, one set aside as
+    unreadable, and what a run left behind in the manifests folder for it."""
+    folder = manifest_path(data_dir, destination_id).parent
+    patterns = (
+        f"{destination_id}.*",  # N.sqlite, -wal, -shm, .broken-<time>, N.importing
+        f"send-{destination_id}-*",
+        f"read-{destination_id}-*",
+        f"upload-{destination_id}.*",
+        f"download-{destination_id}.*",
+    )
+    for pattern in patterns:
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def busy_message(settings: Settings, plan: RemovalPlan) -> str | None:
@@ -118,6 +137,7 @@ async def remove_destination(settings: Settings, store: Store, name: str) -> int
             raise RunRefused(_busy(name))
         await _refuse_if_in_use(settings, store, destination)
         removed = await store.delete_destination(destination.id)
+        delete_manifest(settings.data_dir, destination.id)
     from photos_sync.reporting.metrics import write_textfile
 
     await write_textfile(settings, store)  # monitoring stops seeing the destination

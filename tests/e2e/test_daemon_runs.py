@@ -242,3 +242,36 @@ def test_a_job_running_in_a_live_process_is_reported_not_touched(
     finally:
         foreground.send_signal(signal.SIGINT)
         foreground.wait(15)
+
+
+def test_backup_full_in_the_daemon_and_a_full_request_never_gets_a_plain_run(
+    daemons: DaemonPool,
+    tmp_path: Path,
+    immich: tuple[Path, TreeStats],
+    isolated_env: dict[str, str],
+) -> None:
+    setup_local(tmp_path)
+    daemon = daemons.start(SLOW)
+    plain = daemon.call("start", {"destination": "nas"})  # the first backup: slow
+    assert plain["run"]["full"] is False and not plain["queued"]
+    full = daemon.call("start", {"destination": "nas", "full": True})
+    # not the plain run in progress: a full one queued after it
+    assert full["run"]["id"] != plain["run"]["id"]
+    assert (full["run"]["full"], full["queued"], full["already_running"]) == (True, True, False)
+    again = daemon.call("start", {"destination": "nas", "full": True})
+    assert (again["run"]["id"], again["already_running"]) == (full["run"]["id"], True)
+    assert daemon.call("start", {"destination": "nas"})["run"]["id"] == plain["run"]["id"]
+    assert daemon.wait_run_end(plain["run"]["id"])["ok"] is True
+    end = daemon.wait_run_end(full["run"]["id"])
+    assert end["ok"] is True, end
+    assert set(end["result"]["folder_modes"].values()) == {"full sync: --full"}
+
+    # the command line passes --full to the daemon, and says how each folder went
+    folders = "backups/, library/, upload/, profile/"
+    forced = photos_sync("backup", "--full")
+    assert forced.returncode == 0, forced.stderr
+    assert "running in the photos-sync daemon" in forced.stdout
+    assert f"full sync of {folders} (--full)" in forced.stdout
+    incremental = photos_sync("backup")
+    assert incremental.returncode == 0, incremental.stderr
+    assert f"incremental: {folders}" in incremental.stdout

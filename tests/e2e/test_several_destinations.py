@@ -276,6 +276,9 @@ def test_remove_asks_twice_at_a_terminal_and_leaves_the_backup(
     assert photos_sync("backup").returncode == 0
     assert photos_sync("verify", "--to", "nas").returncode == 0
     nas_id = db_rows(data_dir, "SELECT id FROM backup_destinations WHERE name = 'nas'")[0][0]
+    usb_id = db_rows(data_dir, "SELECT id FROM backup_destinations WHERE name = 'usb'")[0][0]
+    manifests = data_dir / "manifests"
+    assert (manifests / f"{nas_id}.sqlite").exists() and (manifests / f"{usb_id}.sqlite").exists()
     backed_up = sorted(p.relative_to(nas) for p in nas.rglob("*"))
     nas_key, usb_key = data_dir / "secrets" / "nas.json", data_dir / "secrets" / "usb.json"
 
@@ -299,11 +302,13 @@ def test_remove_asks_twice_at_a_terminal_and_leaves_the_backup(
     assert "recovery-kit nas" in terminal.screen
     terminal.type("n")
     assert terminal.wait() == 0, terminal.screen
-    assert "removed destination 'nas' and its job history" in terminal.screen
+    assert "removed destination 'nas', its job history" in terminal.screen
     assert f"kept the key file {nas_key}" in terminal.screen
     assert nas_key.exists()
     assert sorted(p.relative_to(nas) for p in nas.rglob("*")) == backed_up  # data untouched
     assert db_rows(data_dir, "SELECT name FROM backup_destinations") == [("usb",)]
+    # its manifest goes (a destination set up later may get its id), the other one's stays
+    assert sorted(p.name for p in manifests.iterdir()) == [f"{usb_id}.sqlite"]
     for table in ("backup_jobs", "verify_runs", "restore_jobs"):  # ON DELETE CASCADE
         sql = f"SELECT count(*) FROM {table} WHERE destination_id = {nas_id}"
         assert db_rows(data_dir, sql) == [(0,)], table

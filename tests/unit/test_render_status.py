@@ -1,17 +1,24 @@
-"""photos_sync.reporting.status.status_document: the stable `backup --status --json` contract."""
+"""photos_sync.reporting.status.status_document: the stable `backup --status --json` contract;
+its manifest part (manifest_section, render.manifest_line) and the run summary's modes note."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from photos_sync.cli.render import dumps
+from photos_sync.cli.output import modes_note
+from photos_sync.cli.render import dumps, manifest_line
+from photos_sync.core.config import Settings
+from photos_sync.core.manifest import ManifestState, Reconcile, destination_key
 from photos_sync.core.records import Destination, Job
 from photos_sync.core.states import JobStatus, Staleness
-from photos_sync.reporting.status import percent, status_document
+from photos_sync.reporting.status import manifest_section, percent, status_document
+from photos_sync.storage.manifest_reader import ManifestFacts
 
 #: Every job field the JSON carries, as documented in the design (plus run/ownership data).
 JOB_FIELDS = {
@@ -253,3 +260,102 @@ def test_no_secret_material_in_destinations() -> None:
     text = dumps(status_document([B2], {}, {}))
     for word in ("password", "secret_access_key", "application_key"):
         assert word not in text
+
+
+# -- the manifest's part (#15) -----------------------------------------------------------------
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+NAS_KEY = destination_key("local", None, "/mnt/nas", None)
+
+
+def _settings(**changes: Any) -> Settings:
+    return Settings(data_dir=Path("/data"), socket_path=Path("/data/daemon.sock"), **changes)
+
+
+def _facts(files: int = 1200, **changes: Any) -> ManifestFacts:
+    values: dict[str, Any] = {
+        "destination_key": NAS_KEY,
+        "copy_run": "20261128T033000Z",
+        "reconciled_at": NOW - timedelta(days=2),
+        "folders": frozenset({"library", "upload"}),
+    }
+    values.update(changes)
+    return ManifestFacts(ManifestState(**values), files)
+
+
+def test_no_manifest_means_the_next_run_is_a_full_sync() -> None:
+    section = manifest_section(None, NAS, _settings(), NOW)
+    assert section == {
+        "present": False,
+        "files": 0,
+        "reconciled_at": None,
+        "next_reconcile_at": None,
+        "unfinished": [],
+        "next_run": "full sync: no manifest yet",
+        "error": None,
+    }
+    assert manifest_line(section).startswith("manifest: none yet — the next run is a full sync")
+
+
+def test_a_trusted_manifest_says_its_size_its_last_reconcile_and_the_next() -> None:
+    section = manifest_section(_facts(), NAS, _settings(), NOW)
+    assert section["present"] is True and section["files"] == 1200
+    assert section["reconciled_at"] == "2026-11-28T12:00:00+00:00"
+    assert section["next_reconcile_at"] == "2026-12-05T12:00:00+00:00"  # the default 7d
+    assert section["next_run"] == "incremental"
+    line = manifest_line(section)
+    assert line.startswith("manifest: 1,200 files, last full sync ")
+    assert ", next due " in line and line.endswith("; next run: incremental")
+    off = manifest_section(_facts(), NAS, _settings(reconcile_every=None), NOW)
+    assert off["next_reconcile_at"] is None and off["next_run"] == "incremental"
+    assert "periodic full sync off" in manifest_line(off)
+
+
+@pytest.mark.parametrize(
+    ("changes", "settings", "expected"),
+    [
+        ({"reconciled_at": NOW - timedelta(days=8)}, {}, Reconcile.DUE),
+        ({"reconciled_at": None}, {}, Reconcile.FIRST),
+        ({"destination_key": "local||/mnt/usb|"}, {}, Reconcile.OTHER_DESTINATION),
+        ({"copy_run": None}, {}, Reconcile.STALE_COPY),
+        ({}, {"follow_symlinks": True}, Reconcile.SYMLINKS),
+    ],
+)
+def test_what_makes_the_next_run_a_full_sync_is_named(
+    changes: dict[str, Any], settings: dict[str, Any], expected: Reconcile
+) -> None:
+    section = manifest_section(_facts(**changes), NAS, _settings(**settings), NOW)
+    assert section["next_run"] == f"full sync: {expected.value}"
+
+
+def test_folders_a_run_left_unfinished_are_named() -> None:
+    facts = _facts(unfinished={"upload": "r2", "library": "r2"})
+    section = manifest_section(facts, NAS, _settings(), NOW)
+    assert section["unfinished"] == ["library", "upload"]
+    assert section["next_run"] == (f"full sync of library/, upload/: {Reconcile.UNFINISHED.value}")
+
+
+def test_an_unreadable_manifest_is_reported_not_raised() -> None:
+    section = manifest_section(None, NAS, _settings(), NOW, error="file is not a database")
+    assert section["present"] is True and section["error"] == "file is not a database"
+    assert manifest_line(section).startswith("manifest: could not be read (file is not a database)")
+
+
+def test_the_run_summary_says_how_each_folder_went_and_what_moved() -> None:
+    data = {
+        "folder_modes": {
+            "backups": "full sync: a folder the manifest does not cover yet",
+            "library": "incremental",
+            "upload": "incremental",
+            "profile": "full sync: a folder the manifest does not cover yet",
+        },
+        "moved": 3,
+    }
+    assert modes_note(data) == (
+        "incremental: library/, upload/; full sync of backups/, profile/ (a folder the "
+        "manifest does not cover yet); 3 files moved inside the backup, not sent again"
+    )
+    assert modes_note({"folder_modes": {"library": "incremental"}, "moved": 1}) == (
+        "incremental: library/; 1 file moved inside the backup, not sent again"
+    )
+    assert modes_note({"dry_run": True, "dry_run_folders": []}) == ""  # a dry run says nothing
