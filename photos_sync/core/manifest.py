@@ -262,6 +262,8 @@ class ManifestState:
     #: folders a finished run recorded (reconciled or sent incrementally)
     folders: frozenset[str] = frozenset()
     format: int = MANIFEST_FORMAT
+    #: emptied by `--reset`: rebuilt by a full sync, never taken from the destination's copy
+    forgotten: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +314,7 @@ class Reconcile(StrEnum):
 
     FIRST = "first backup with a manifest"
     ASKED = "--full"
+    RESET = "after --reset"
     UNFINISHED = "the last run stopped before it finished"
     OTHER_DESTINATION = "the manifest was written for another destination"
     STALE_COPY = "the manifest does not match the one in the destination (restored or copied DB?)"
@@ -345,6 +348,8 @@ def run_reconcile(
     if follow_symlinks:
         # links can lead anywhere and loop; rclone -L follows them in a full sync only
         return Reconcile.SYMLINKS
+    if state is not None and state.forgotten:
+        return Reconcile.RESET
     if state is None or state.reconciled_at is None or state.format != MANIFEST_FORMAT:
         return Reconcile.FIRST
     if state.destination_key != key:

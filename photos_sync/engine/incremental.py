@@ -113,7 +113,7 @@ class ManifestRun:
                 # check that comes with it says what is wrong in the usual words
                 log.info("manifest_head_unreadable", error=str(exc))
                 head = None
-            if head is not None and state.reconciled_at is None:
+            if head is not None and state.reconciled_at is None and not state.forgotten:
                 # A new machine (or a new data dir) with the same keys: start from the copy
                 # the last run left in the destination instead of a full reconcile.
                 db, state = await _adopt_copy(db, remote, settings, destination, head)

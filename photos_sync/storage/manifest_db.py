@@ -53,6 +53,20 @@ _SCHEMA = (
 _BATCH = 5000
 
 
+def state_from_meta(meta: Mapping[str, str]) -> ManifestState:
+    """A manifest's meta table as a ManifestState."""
+    reconciled = meta.get("reconciled_at")
+    return ManifestState(
+        destination_key=meta.get("destination_key"),
+        copy_run=meta.get("copy_run"),
+        reconciled_at=datetime.fromisoformat(reconciled) if reconciled else None,
+        unfinished=json.loads(meta.get("unfinished", "{}")),
+        folders=frozenset(json.loads(meta.get("folders", "[]"))),
+        format=int(meta.get("format", MANIFEST_FORMAT)),
+        forgotten=meta.get("forgotten") == "1",
+    )
+
+
 def manifest_path(data_dir: Path, destination_id: int) -> Path:
     return data_dir / "manifests" / f"{destination_id}.sqlite"
 
@@ -98,16 +112,7 @@ class ManifestDB:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
     def state(self) -> ManifestState:
-        meta = self._meta()
-        reconciled = meta.get("reconciled_at")
-        return ManifestState(
-            destination_key=meta.get("destination_key"),
-            copy_run=meta.get("copy_run"),
-            reconciled_at=datetime.fromisoformat(reconciled) if reconciled else None,
-            unfinished=json.loads(meta.get("unfinished", "{}")),
-            folders=frozenset(json.loads(meta.get("folders", "[]"))),
-            format=int(meta.get("format", MANIFEST_FORMAT)),
-        )
+        return state_from_meta(self._meta())
 
     def _set(self, conn: sqlite3.Connection, **values: str) -> None:
         conn.executemany(
@@ -160,6 +165,7 @@ class ManifestDB:
     def mark_reconciled(self, moment: datetime) -> None:
         with self._transaction() as conn:
             self._set(conn, reconciled_at=to_iso(moment))
+            conn.execute("DELETE FROM meta WHERE key = 'forgotten'")
 
     def mark_copied(self, run: str) -> None:
         """The destination's copy of the manifest now is the one of `run`."""
@@ -167,10 +173,13 @@ class ManifestDB:
             self._set(conn, copy_run=run)
 
     def forget(self) -> None:
-        """Drop every entry and all state (after --reset): the next run reconciles."""
+        """Drop every entry and all state (after --reset): the next run reconciles, and
+        does not start from the destination's copy either (the mark says so)."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM files")
+            conn.execute("DELETE FROM staged")
             conn.execute("DELETE FROM meta")
+            self._set(conn, forgotten="1")
 
     # -- its entries
 

@@ -14,15 +14,13 @@ folder's start and end, not as it goes).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-from photos_sync.core.manifest import MANIFEST_FORMAT, ManifestState
-from photos_sync.storage.manifest_db import ManifestError
+from photos_sync.core.manifest import ManifestState
+from photos_sync.storage.manifest_db import ManifestError, state_from_meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +75,5 @@ def read_manifest_facts(path: Path) -> ManifestFacts | None:
 
 
 def _state(meta: dict[str, str]) -> ManifestState:
-    """The meta table as a ManifestState (the keys ManifestDB.state reads)."""
-    reconciled = meta.get("reconciled_at")
-    return ManifestState(
-        destination_key=meta.get("destination_key"),
-        copy_run=meta.get("copy_run"),
-        reconciled_at=datetime.fromisoformat(reconciled) if reconciled else None,
-        unfinished=json.loads(meta.get("unfinished", "{}")),
-        folders=frozenset(json.loads(meta.get("folders", "[]"))),
-        format=int(meta.get("format", MANIFEST_FORMAT)),
-    )
+    """The meta table as a ManifestState (the same reading as ManifestDB.state)."""
+    return state_from_meta(meta)

@@ -197,12 +197,6 @@ def test_reset_clears_jobs_not_the_backup(immich: tuple[Path, TreeStats], tmp_pa
     assert sorted(p for p in dest.rglob("*")) == files_before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lead's part (#15): after --reset, ManifestRun.open adopts the destination's "
-    "copy of the manifest (reconciled_at is None after ManifestDB.forget) and the run goes "
-    "incremental; forget() must leave a mark that run_reconcile turns into a full sync",
-)
 def test_the_run_after_reset_is_a_full_sync(immich: tuple[Path, TreeStats], tmp_path: Path) -> None:
     _setup(tmp_path / "dest")
     assert photos_sync("backup").returncode == 0
@@ -210,7 +204,7 @@ def test_the_run_after_reset_is_a_full_sync(immich: tuple[Path, TreeStats], tmp_
     run = photos_sync("backup", "--json")
     assert run.returncode == 0, run.stderr
     modes = json.loads(run.stdout)["folder_modes"]
-    assert all(str(mode).startswith("full sync") for mode in modes.values()), modes
+    assert set(modes.values()) == {"full sync: after --reset"}, modes
 
 
 def test_full_flag_and_the_summary_of_how_each_folder_went(
