@@ -46,6 +46,13 @@ class FileState(NamedTuple):
     mtime_ns: int
 
 
+def crypt_size(plain: int) -> int:
+    """The size of a file once rclone crypt encrypted it (what an upload sends): a 32-byte
+    header (magic and nonce), then each 64 KiB block of content plus its 16-byte tag."""
+    blocks = -(-plain // 65536)
+    return 32 + plain + 16 * blocks
+
+
 class Change(StrEnum):
     NEW = "new"
     CHANGED = "changed"
@@ -111,7 +118,10 @@ class FolderChanges:
 
     @property
     def bytes_to_send(self) -> int:
-        return sum(f.size for f in self.new) + sum(f.size for f in self.changed)
+        """What the upload sends: the files' encrypted sizes (as rclone counts them)."""
+        return sum(crypt_size(f.size) for f in self.new) + sum(
+            crypt_size(f.size) for f in self.changed
+        )
 
     @property
     def to_archive(self) -> list[bytes]:
@@ -323,6 +333,7 @@ class Reconcile(StrEnum):
     NEW_FOLDER = "a folder the manifest does not cover yet"
     NAMES = "a file name holds a line break, or a file to archive has a name that is not UTF-8"
     UNREADABLE = "a folder could not be read"
+    TWINS = "names that differ only in Unicode normalisation (a full sync checks them)"
 
 
 def run_reconcile(

@@ -201,6 +201,13 @@ class ManifestRun:
     def is_incremental(self, folder: str) -> bool:
         return folder in self.incremental
 
+    def demote(self, folder: str, why: Reconcile) -> None:
+        """Make an incremental folder a full sync after all (its moves already done stay:
+        the manifest recorded them)."""
+        if self.incremental.pop(folder, None) is not None:
+            self.reconciling[folder] = why
+            log.info("folder_demoted", folder=folder, reason=why.value)
+
     # -- the work
 
     async def _mover_for_run(self) -> ServerSideMover:

@@ -43,9 +43,10 @@ from photos_sync.core.events import (
     RunResult,
 )
 from photos_sync.core.guards import FolderPreview, PreviewCollector, max_delete_refusal
-from photos_sync.core.manifest import FolderChanges
+from photos_sync.core.manifest import FolderChanges, Reconcile
 from photos_sync.core.names import (
     DISK_NAME_LIMIT,
+    NameHazard,
     NameProblem,
     display_path,
     summary_note,
@@ -873,6 +874,7 @@ class Runner:
             if gone is not None:
                 result.jobs += await self._skip_jobs(jobs[index:], gone)
                 return
+            self._full_sync_for_twins(job.folder, hazards, result)
             finished = await self._run_job(
                 destination,
                 remote,
@@ -892,6 +894,19 @@ class Runner:
                 # retry storm, and no hours RUNNING against a storage that is down.
                 result.jobs += await self._skip_jobs(jobs[index + 1 :], finished)
                 return
+
+    def _full_sync_for_twins(
+        self, folder: str, hazards: list[NameProblem], result: RunResult
+    ) -> None:
+        """Names that differ only in Unicode normalisation go through a full sync: only a
+        sync that lists the folder notices (and names) a twin that rclone drops; an upload
+        by name would let one overwrite the other in silence."""
+        manifest = self._manifest
+        if manifest is None or not manifest.is_incremental(folder):
+            return
+        if any(h.hazard is NameHazard.UNICODE_TWIN for h in hazards):
+            manifest.demote(folder, Reconcile.TWINS)
+            result.folder_modes[folder] = f"full sync: {Reconcile.TWINS}"
 
     async def _settle_run(
         self, destination: Destination, remote: CryptRemote, run_id: str, result: RunResult

@@ -103,7 +103,7 @@ def test_every_file_in_the_data_dir_is_private_whatever_the_umask(
     }
     assert expected <= set(during), sorted(during)
     for name, mode in {**_modes(data_dir), **during}.items():
-        is_dir = name in (".", "locks", "secrets")
+        is_dir = name in (".", "locks", "secrets", "manifests")
         assert mode == (0o700 if is_dir else 0o600), f"{name}: {mode:04o}"
     # rclone still writes with the user's umask (000 here), not photos-sync's private one
     backed_up = [p for p in dest.rglob("*") if p.is_file()]
@@ -121,7 +121,8 @@ def test_a_data_dir_the_user_made_keeps_its_mode(
     modes = _modes(data_dir)
     assert modes.pop(".") == 0o755  # not photos-sync's to change
     for name, mode in modes.items():
-        assert mode == (0o700 if name in ("locks", "secrets") else 0o600), f"{name}: {mode:04o}"
+        is_dir = name in ("locks", "secrets", "manifests")
+        assert mode == (0o700 if is_dir else 0o600), f"{name}: {mode:04o}"
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o1777, 0o775])

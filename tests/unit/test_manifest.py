@@ -15,6 +15,7 @@ from photos_sync.core.manifest import (
     ManifestHead,
     ManifestState,
     Reconcile,
+    crypt_size,
     diff_sorted,
     find_moves,
     folder_changes,
@@ -122,7 +123,14 @@ def test_folder_changes_counts_the_walk() -> None:
     assert [s.path for s in changes.new] == [b"b"]
     assert [s.path for s in changes.changed] == [b"c"]
     assert changes.to_archive == [b"d", b"c"]
-    assert changes.bytes_to_send == 15
+    assert changes.bytes_to_send == 15 + 2 * 48  # encrypted: header and one block's tag each
+
+
+def test_crypt_size_is_what_rclone_crypt_writes() -> None:
+    assert crypt_size(0) == 32
+    assert crypt_size(3000) == 3048
+    assert crypt_size(65536) == 32 + 65536 + 16
+    assert crypt_size(65537) == 32 + 65537 + 32
 
 
 def test_a_unique_size_and_time_pair_is_a_move_across_folders() -> None:
