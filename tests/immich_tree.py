@@ -17,6 +17,7 @@ Deterministic for a given seed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -170,7 +171,7 @@ class DumpFlavour:
     immich_version: str
     postgres_version: str
     tool: str  # "pg_dump" (Immich v2.5+) or "pg_dumpall" (v1.120 – v2.4)
-    media_location: str  # "/data" (new installs from v1.137) or "/usr/src/app/upload"
+    media_location: str  # "/data" (new installs from v1.137), "/usr/src/app/upload", "upload"
     plural_tables: bool  # table names before v1.137 ("assets", "albums_assets_assets", …)
     sidecar_in_asset_file: bool  # Immich v2: sidecars are asset_file rows, no sidecarPath
     join_columns: tuple[str, str, str]  # album_asset's album and asset, album_user's user
@@ -215,12 +216,20 @@ DUMP_V1_137 = DumpFlavour(
     "v1.137", "1.137.3", "14.17", "pg_dumpall", "/usr/src/app/upload", False, False,
     ("albumsId", "assetsId", "usersId"), True, False,
 )  # fmt: skip
-#: Immich v1.123 (pg_dumpall, plural names, old prefix, epoch-millisecond file name).
+#: Immich v1.123 (pg_dumpall, plural names, epoch-millisecond file name) with its default
+#: media location, the relative `./upload`: paths are stored as `upload/library/…`.
 DUMP_V1_123 = DumpFlavour(
-    "v1.123", "1.123.0", "14.15", "pg_dumpall", "/usr/src/app/upload", True, False,
+    "v1.123", "1.123.0", "14.15", "pg_dumpall", "upload", True, False,
     ("albumsId", "assetsId", "usersId"), False, False,
 )  # fmt: skip
-DUMP_FLAVOURS = {flavour.label: flavour for flavour in (DUMP_V2_5, DUMP_V1_137, DUMP_V1_123)}
+#: The same with IMMICH_MEDIA_LOCATION=/usr/src/app/upload: the old absolute prefix.
+DUMP_V1_123_ABSOLUTE = dataclasses.replace(
+    DUMP_V1_123, label="v1.123-absolute", media_location="/usr/src/app/upload"
+)
+DUMP_FLAVOURS = {
+    flavour.label: flavour
+    for flavour in (DUMP_V2_5, DUMP_V1_137, DUMP_V1_123, DUMP_V1_123_ABSOLUTE)
+}
 
 
 @dataclass

@@ -51,12 +51,13 @@ of type `sidecar` (Immich v2); both forms are read. (2) Immich v3 moves album ow
 v1.113 also stored thumbnails as `assets.thumbnailPath`/`previewPath`/`resizePath`/`webpPath`;
 they are read as AssetFile records.
 
-**Paths.** Immich stores container paths: `<media location>/<folder>/…` where the media
-location is `/usr/src/app/upload` (installs before v1.137), `/data` (the default from v1.137),
-the relative `upload` (v1.95 – v1.136 with the default `./upload`, converted by migration
-1752759108283-ConvertToAbsolutePaths) or a custom IMMICH_MEDIA_LOCATION. Each is mapped to a
-path relative to UPLOAD_LOCATION; anything else (an external library, a custom mount) stays as
-stored and is flagged as outside.
+**Paths.** Immich stores container paths: `<media location>/<folder>/…`. Before v1.137 the
+default media location was the relative `./upload` (stored as `upload/library/…`); v1.137's
+migration 1752759108283-ConvertToAbsolutePaths rewrote those to `/usr/src/app/upload/…`, and
+new installs from v1.137 mount UPLOAD_LOCATION at `/data` (server/src/services/storage.service.ts
+picks whichever of `/data`, `/usr/src/app/upload` exists, unless IMMICH_MEDIA_LOCATION is set).
+All of these (and a custom location passed in) are mapped to paths relative to UPLOAD_LOCATION;
+anything else (an external library, another mount) stays as stored and is flagged as outside.
 
 The COPY text format (PostgreSQL docs, "COPY … File Formats"): one row per line, columns
 separated by tabs, `\\N` is NULL, backslash escapes `\\b \\f \\n \\r \\t \\v \\\\`, `\\ooo`
@@ -261,7 +262,7 @@ class PathMapper:
         """None for NULL and for "" (Immich's default for "no file yet")."""
         if not stored:
             return None
-        return _stored_path((stored, self.relative(stored)))
+        return tuple.__new__(StoredPath, (stored, self.relative(stored)))
 
     def from_text(self, value: str) -> StoredPath | None:
         """The same, from one field of a decoded COPY row (escapes not yet resolved)."""
@@ -269,11 +270,12 @@ class PathMapper:
             return None
         if "\\" in value:
             value = _unescape_text(value)
-        return _stored_path((value, self.relative(value)))
-
-
-def _stored_path(parts: tuple[str, str | None]) -> StoredPath:
-    return tuple.__new__(StoredPath, parts)
+        prefix = self._last
+        if value.startswith(prefix):  # the common case, inline
+            rest = value[len(prefix) :]
+            if not ("/." in rest or "//" in rest or rest[:1] in "./"):
+                return tuple.__new__(StoredPath, (value, rest))
+        return tuple.__new__(StoredPath, (value, self.relative(value)))
 
 
 # -- the COPY text format -----------------------------------------------------------------------
@@ -430,7 +432,6 @@ class _Field:
 @dataclass(frozen=True, slots=True)
 class _TableSpec:
     record: type
-    make: Callable[[Iterable[object]], DumpRecord]
     fields: tuple[_Field, ...]
 
 
@@ -440,7 +441,6 @@ def _f(*columns: str, kind: str = "text", required: bool = False) -> _Field:
 
 _ASSET = _TableSpec(
     Asset,
-    Asset._make,
     (
         _f("id", required=True),
         _f("ownerId"),
@@ -460,7 +460,6 @@ _ASSET = _TableSpec(
 )
 _ASSET_FILE = _TableSpec(
     AssetFile,
-    AssetFile._make,
     (
         _f("assetId", required=True),
         _f("type", required=True),
@@ -469,7 +468,6 @@ _ASSET_FILE = _TableSpec(
 )
 _USER = _TableSpec(
     User,
-    User._make,
     (
         _f("id", required=True),
         _f("email"),
@@ -481,7 +479,6 @@ _USER = _TableSpec(
 )
 _PERSON = _TableSpec(
     Person,
-    Person._make,
     (
         _f("id", required=True),
         _f("ownerId"),
@@ -492,7 +489,6 @@ _PERSON = _TableSpec(
 )
 _LIBRARY = _TableSpec(
     Library,
-    Library._make,
     (
         _f("id", required=True),
         _f("name"),
@@ -504,17 +500,14 @@ _LIBRARY = _TableSpec(
 )
 _ALBUM = _TableSpec(
     Album,
-    Album._make,
     (_f("id", required=True), _f("albumName"), _f("ownerId"), _f("deletedAt")),
 )
 _ALBUM_ASSET = _TableSpec(
     AlbumAsset,
-    AlbumAsset._make,
     (_f("albumId", "albumsId", required=True), _f("assetId", "assetsId", required=True)),
 )
 _ALBUM_USER = _TableSpec(
     AlbumUser,
-    AlbumUser._make,
     (
         _f("albumId", "albumsId", required=True),
         _f("userId", "usersId", required=True),
@@ -523,7 +516,6 @@ _ALBUM_USER = _TableSpec(
 )
 _ASSET_FACE = _TableSpec(
     AssetFace,
-    AssetFace._make,
     (_f("assetId", required=True), _f("personId"), _f("deletedAt")),
 )
 
@@ -555,6 +547,11 @@ _LEGACY_ASSET_FILES = (
     ("resizePath", "preview"),
     ("webpPath", "thumbnail"),
 )
+
+
+#: Builds a named tuple from a list without the checks of its `_make` (the lists are built
+#: to the right length here).
+_new_tuple = tuple.__new__
 
 
 class _Malformed(ValueError):
@@ -616,7 +613,7 @@ class _RowReader:
         self._template = template
         self._texts = tuple(texts)
         self._others = tuple(others)
-        self._make = spec.make
+        self._record = spec.record
         self._fields: list[str] = []
         #: Columns of the asset table before v1.113 that held generated files.
         self.legacy = tuple(
@@ -629,7 +626,8 @@ class _RowReader:
     def read(self, line: bytes) -> DumpRecord:
         # Tabs are never part of a UTF-8 sequence: decoding the line first is the same as
         # decoding each field, and much cheaper.
-        fields = line.decode("utf-8", "surrogateescape").rstrip("\r\n").split("\t")
+        fields = line.decode("utf-8", "surrogateescape").split("\t")
+        fields[-1] = fields[-1].rstrip("\r\n")
         if len(fields) != self.width:
             raise _Malformed(
                 f"a row of table {self.table} has {len(fields)} fields, expected {self.width}"
@@ -642,7 +640,8 @@ class _RowReader:
         for slot, index, convert in self._others:
             values[slot] = convert(fields[index])
         self._fields = fields
-        return self._make(values)
+        record: DumpRecord = _new_tuple(self._record, values)
+        return record
 
     def legacy_files(self, asset: Asset) -> Iterator[AssetFile]:
         """The generated files the last row (an asset before v1.113) names in its own columns."""
@@ -693,30 +692,9 @@ def read_dump(
     rows: dict[str, int] = {}
     count = 0
     line = b""
-    for line in lines:
+    source = iter(lines)
+    for line in source:
         count += 1
-        if in_copy:
-            if line.startswith(b"\\.") and line.rstrip(b"\r\n") == b"\\.":
-                in_copy = False
-                reader = None
-                if copy_known:
-                    rows[copy_table] = rows.get(copy_table, 0) + count - copy_first
-                continue
-            if not line.endswith(b"\n"):
-                break  # a row cut off by the end of the input
-            if reader is not None:
-                try:
-                    record = reader.read(line)
-                except _Malformed as error:
-                    problem = f"{error} (line {count}): the dump is damaged"
-                    break
-                if reader.yields:
-                    yield record
-                if reader.legacy and isinstance(record, Asset):
-                    yield from reader.legacy_files(record)
-            elif version_columns is not None:
-                newest_version = _newer_version(line, version_columns, newest_version)
-            continue
         if not line.endswith(b"\n"):
             break
         text = line.decode("utf-8", "surrogateescape").rstrip("\r\n")
@@ -725,12 +703,14 @@ def read_dump(
             if header is None:
                 problem = f"line {count} is a COPY statement this reader does not understand"
                 break
+            tail = text
             schema, copy_table, columns = header
             in_copy = True
             version_columns = None
             spec = TABLES.get(copy_table) if schema == "public" else None
             copy_known = spec is not None
             copy_first = count + 1
+            reader = None
             if spec is not None:
                 try:
                     reader = _RowReader(copy_table, spec, columns, paths, wanted)
@@ -750,7 +730,53 @@ def read_dump(
                     columns.index("version"),
                     len(columns),
                 )
-            tail = text
+            # The block's rows, in loops of their own: most of a dump's lines are here.
+            if reader is None and version_columns is None:
+                for line in source:
+                    count += 1
+                    if line.startswith(b"\\.") and line.rstrip(b"\r\n") == b"\\.":
+                        in_copy = False
+                        break
+            elif reader is not None and not reader.legacy:
+                read = reader.read
+                for line in source:
+                    count += 1
+                    if line.startswith(b"\\.") and line.rstrip(b"\r\n") == b"\\.":
+                        in_copy = False
+                        break
+                    if not line.endswith(b"\n"):
+                        break  # a row cut off by the end of the input
+                    try:
+                        record = read(line)
+                    except _Malformed as error:
+                        problem = f"{error} (line {count}): the dump is damaged"
+                        break
+                    yield record
+            else:
+                for line in source:
+                    count += 1
+                    if line.startswith(b"\\.") and line.rstrip(b"\r\n") == b"\\.":
+                        in_copy = False
+                        break
+                    if not line.endswith(b"\n"):
+                        break
+                    if version_columns is not None:
+                        newest_version = _newer_version(line, version_columns, newest_version)
+                        continue
+                    assert reader is not None
+                    try:
+                        record = reader.read(line)
+                    except _Malformed as error:
+                        problem = f"{error} (line {count}): the dump is damaged"
+                        break
+                    if reader.yields:
+                        yield record
+                    if isinstance(record, Asset):
+                        yield from reader.legacy_files(record)
+            if in_copy:
+                break  # the input ended, or a row was cut or damaged, inside the block
+            if copy_known:
+                rows[copy_table] = rows.get(copy_table, 0) + count - copy_first
             continue
         if dump_format is None and text.startswith("-- PostgreSQL database"):
             if text == PG_DUMPALL_HEADER:

@@ -34,6 +34,7 @@ from photos_sync.immich.dump_file import (
 from tests.immich_tree import (
     DUMP_FLAVOURS,
     DUMP_V1_123,
+    DUMP_V1_123_ABSOLUTE,
     DUMP_V2_5,
     DumpFlavour,
     ImmichDb,
@@ -166,11 +167,18 @@ def test_the_dump_name_says_the_version_from_v1_137_on(
     assert check_dump_file(_newest(root, stats)).immich_version == flavour.immich_version
 
 
-def test_the_older_variant_uses_the_old_prefix_and_table_names(tmp_path: Path) -> None:
-    root, stats = _tree(tmp_path, DUMP_V1_123, dumps=1)
+@pytest.mark.parametrize(
+    ("flavour", "prefix"),
+    [(DUMP_V1_123, "\tupload/library/"), (DUMP_V1_123_ABSOLUTE, "\t/usr/src/app/upload/library/")],
+    ids=["relative", "absolute"],
+)
+def test_the_older_variants_use_the_old_prefixes_and_table_names(
+    tmp_path: Path, flavour: DumpFlavour, prefix: str
+) -> None:
+    root, stats = _tree(tmp_path, flavour, dumps=1)
     text = dump_text(_newest(root, stats))
     assert "COPY public.assets (" in text and "COPY public.albums_assets_assets (" in text
-    assert '"sidecarPath"' in text and "/usr/src/app/upload/library/" in text
+    assert '"sidecarPath"' in text and prefix in text and "/data/" not in text
     assert text.rstrip("\n").endswith("-- PostgreSQL database cluster dump complete\n--")
     end = check_dump_file(_newest(root, stats))
     assert stats.db is not None
