@@ -343,6 +343,22 @@ def test_records_come_in_dump_order() -> None:
     assert kinds.index("Album") < kinds.index("Asset") < kinds.index("User") < len(kinds) - 1
 
 
+def test_only_the_wanted_records_are_built_and_every_table_is_still_counted() -> None:
+    everything = end_of(read(CURRENT))
+    files = list(read_dump(lines(CURRENT), want={AssetFile}))
+    assert {type(record) for record in files[:-1]} == {AssetFile}
+    assert len(files) == 4
+    assert end_of(files) == everything
+    verdict = list(read_dump(lines(CURRENT), want=()))
+    assert verdict == [everything]
+
+
+def test_a_truncated_dump_is_truncated_whatever_is_wanted() -> None:
+    cut = CURRENT[: CURRENT.index("a3\tu1\tlibrary-import") + 10]
+    (end,) = read_dump(lines(cut), want=())
+    assert isinstance(end, DumpEnd) and end.truncated and dict(end.rows)["asset"] == 2
+
+
 # -- whole dumps: the older generation (pg_dumpall, plural names) --------------------------------
 
 OLD = """--
@@ -528,6 +544,8 @@ def test_thumbnail_columns_of_assets_before_v1_113_become_asset_files() -> None:
         ("a2", "thumbnail", "thumbs/u1/a2.webp"),
     ]
     assert [type(r).__name__ for r in records[:-1]] == ["Asset", "AssetFile", "Asset", "AssetFile"]
+    only_files = list(read_dump(lines(text), want={AssetFile}))
+    assert [type(r).__name__ for r in only_files[:-1]] == ["AssetFile", "AssetFile"]
 
 
 def test_albums_without_an_owner_column_have_their_owner_in_album_user() -> None:
