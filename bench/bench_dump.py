@@ -366,7 +366,7 @@ def render(
 ) -> str:
     command = (
         f"`.venv/bin/python bench/bench_dump.py --assets {args.assets} --dims {args.dims} "
-        f"--level {args.level}`"
+        f"--level {args.level}{' --strings' if args.strings else ''}`"
     )
     rows = []
     for result in results:
