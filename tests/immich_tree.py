@@ -12,6 +12,14 @@ Layout (as Immich writes it, each top folder with its empty `.immich` marker):
 Contents are random bytes (incompressible, like media). Sizes follow a photo/video mix scaled
 by `scale`: at scale 1.0 photos are 1-6 MiB, HEICs 0.5-3 MiB and videos 10-60 MiB.
 Deterministic for a given seed.
+
+With `sql_dump=DUMP_V2_5` (or another of DUMP_FLAVOURS) the dumps in backups/ are real: the
+gzip'd plain SQL that Immich's pg_dump/pg_dumpall writes, holding a database consistent with the
+tree (users, assets, asset files, albums, people with their thumbnails in thumbs/, external-
+library assets, version history), described by `TreeStats.db`; `dump_lines` and `write_dump`
+write such dumps from any rows (bench/bench_dump.py makes a 1M-asset one), and `cut_mid_copy`,
+`cut_before_completion`, `cut_gzip_stream` and `corrupt_gzip` break them as a full disk or a
+bad copy would. `python tests/immich_tree.py ROOT --sql-dump v2.5` writes one from the shell.
 """
 
 from __future__ import annotations
