@@ -7,8 +7,9 @@ of the cost of reading a dump (its embeddings are most of its bytes): when the `
 (Intel ISA-L) is installed it inflates about twice as fast as zlib and is used instead. A file that
 is not gzip, ends before the gzip end-of-stream marker, or fails its checksum yields a final
 DumpEnd with `truncated=True` and a one-line `problem`; a file that cannot be read at all (a
-missing file, an I/O error) yields one with `truncated=False`. Nothing here raises for a bad
-dump.
+missing file, an I/O error) yields one with `truncated=False`: read_dump_file and
+check_dump_file never raise for a bad dump (dump_file_lines, the lines alone, raises
+DumpFileProblem).
 """
 
 from __future__ import annotations
