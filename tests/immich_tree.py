@@ -162,10 +162,27 @@ def make_immich_tree(
         return stats
     for n in range(dumps):
         name = f"immich-db-backup-202611{20 + n:02d}T020000-v2.3.1-pg14.19.sql.gz"
-        _write(
-            root / "backups" / name, int(rng.uniform(2, 8) * MIB * scale) + 1, rng, stats, "backups"
+        _write_filler_dump(
+            root / "backups" / name, int(rng.uniform(2, 8) * MIB * scale) + 1, rng, stats
         )
     return stats
+
+
+def _write_filler_dump(path: Path, size: int, rng: random.Random, stats: TreeStats) -> None:
+    """A dump of about `size` bytes that reads as whole (gzip'd, pg_dump's first and last
+    lines) but holds no table: random filler in SQL comments, stored uncompressed so the
+    file stays incompressible like a real dump. For trees whose dumps only need to exist."""
+    lines = [b"--\n-- PostgreSQL database dump\n--\n\n"]
+    remaining = max(0, size // 2 - 120)
+    while remaining > 0:
+        chunk = min(remaining, 4096)
+        lines.append(b"-- " + rng.randbytes(chunk).hex().encode() + b"\n")
+        remaining -= chunk
+    lines.append(b"--\n-- PostgreSQL database dump complete\n--\n\n")
+    data = gzip.compress(b"".join(lines), compresslevel=0, mtime=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    stats.add("backups", len(data))
 
 
 # -- the database and its dumps (make_immich_tree(sql_dump=...)) --------------------------------

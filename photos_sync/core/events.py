@@ -135,6 +135,8 @@ class RunResult:
     folder_modes: dict[str, str] = field(default_factory=dict)
     #: files renamed inside the backup instead of sent again (moved at the source)
     moved: int = 0
+    #: the consistency proof of the dump the run sent (core.consistency, as_dict), if any
+    consistency: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -144,6 +146,8 @@ class RunResult:
             return False  # a missing or refused Immich API key: the files went, fix the key
         if any(not p.backed_up for p in self.file_names) or self.files_skipped:
             return False  # a file was not backed up: the backup is not whole
+        if self.consistency is not None and not self.consistency.get("ok"):
+            return False  # a truncated dump, or a file the database needs is not backed up
         return all(j.status is JobStatus.COMPLETED for j in self.jobs)
 
     @property
@@ -164,6 +168,7 @@ class RunResult:
             "file_names": [p.as_dict() for p in self.file_names],
             "folder_modes": self.folder_modes,
             "moved": self.moved,
+            "consistency": self.consistency,
             "jobs": [j.as_dict() for j in self.jobs],
             "dry_run_folders": [
                 {

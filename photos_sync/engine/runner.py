@@ -104,6 +104,7 @@ from photos_sync.core.skips import (
 )
 from photos_sync.core.states import JobStatus, Refusal, Staleness, stale_threshold
 from photos_sync.core.units import human_bytes, plural
+from photos_sync.engine.consistency import prove_run
 from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.incremental import ManifestRun
 from photos_sync.rclone import rc as rclone_rc
@@ -895,6 +896,25 @@ class Runner:
                 result.jobs += await self._skip_jobs(jobs[index + 1 :], finished)
                 return
 
+    async def _prove_consistency(self, destination: Destination, result: RunResult) -> None:
+        """Check the dump the run sent against the manifest (#16) and say how it went."""
+        manifest = self._manifest
+        immich_path = self.settings.immich_path
+        if manifest is None or immich_path is None:
+            return
+        proof = await prove_run(
+            manifest.db, immich_path, manifest.state.folders | set(result.folder_modes)
+        )
+        if proof is None:
+            return
+        result.consistency = proof.as_dict()
+        await asyncio.to_thread(manifest.db.set_consistency, json.dumps(result.consistency))
+        self._say(destination, proof.line())
+        if not proof.ok:
+            log.error(
+                "consistency_failed", dump=proof.dump, problem=proof.problem, missing=proof.missing
+            )
+
     def _full_sync_for_twins(
         self, folder: str, hazards: list[NameProblem], result: RunResult
     ) -> None:
@@ -918,6 +938,7 @@ class Runner:
             await self.store.mark_backup_completed(destination.id, utcnow())
             result.pruned = await self.prune_archive(destination, remote, dry_run=False)
             if self._manifest is not None:
+                await self._prove_consistency(destination, result)
                 await self._manifest.finish_run(
                     run_id, utcnow(), lambda t: self._say(destination, t)
                 )

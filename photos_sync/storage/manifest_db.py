@@ -200,6 +200,21 @@ class ManifestDB:
             ).fetchone()
         return int(row[0])
 
+    def contains(self, folder: str, path: bytes) -> bool:
+        """True if the manifest holds the file `path` of `folder`."""
+        row = self._conn.execute(
+            "SELECT 1 FROM files WHERE folder = ? AND path = ?", (folder, path)
+        ).fetchone()
+        return row is not None
+
+    def set_consistency(self, document: str) -> None:
+        """Keep the last consistency proof (JSON) for `--status`."""
+        with self._transaction() as conn:
+            self._set(conn, consistency=document)
+
+    def consistency(self) -> str | None:
+        return self._meta().get("consistency")
+
     def has_files(self, folder: str) -> bool:
         """True if the manifest holds a file of `folder` besides Immich's marker."""
         row = self._conn.execute(
