@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from photos_sync.core.consistency import proof_from_dict
 from photos_sync.core.events import EventKind, RunEvent
 from photos_sync.core.skips import summary as skip_summary
 from photos_sync.core.states import JobStatus, status_style
@@ -131,6 +132,11 @@ def print_status(console: Console, document: Mapping[str, Any]) -> None:
         manifest = destination.get("manifest")
         if manifest:
             console.print(f"  {manifest_line(manifest)}", markup=False, highlight=False)
+        proof = destination.get("consistency")
+        if proof:
+            line = proof_from_dict(proof).line()
+            style = "green" if proof.get("ok") else "red"
+            console.print(f"  [{style}]{escape(line)}[/{style}]")
         jobs = [j for j in document["jobs"] if j["destination"] == destination["name"]]
         if not jobs:
             console.print("  no backup has run yet")

@@ -104,6 +104,7 @@ def _destination_metrics(
             due,
             destination=name,
         )
+    _consistency_metrics(out, name, destination.get("consistency"))
     verify = destination.get("last_verify")
     if not verify:
         return
@@ -127,6 +128,28 @@ def _destination_metrics(
             "gauge",
             "Files of the last verify, by result (errors: could not be checked).",
             int(verify.get(field) or 0),
+            destination=name,
+            result=field,
+        )
+
+
+def _consistency_metrics(out: _Exposition, name: str, proof: Mapping[str, Any] | None) -> None:
+    """The last run's consistency proof of the Immich dump (#16)."""
+    if not proof:
+        return
+    out.add(
+        "photos_sync_immich_dump_complete",
+        "gauge",
+        "1 if the Immich database dump the last run sent was whole, 0 if truncated or damaged.",
+        1 if proof.get("complete") else 0,
+        destination=name,
+    )
+    for field in ("referenced", "present", "missing"):
+        out.add(
+            "photos_sync_immich_dump_files",
+            "gauge",
+            "Files the last run's Immich dump references in the folders backed up, by result.",
+            int(proof.get(field) or 0),
             destination=name,
             result=field,
         )

@@ -12,6 +12,7 @@ optional. The report is ok when no required check failed. Nothing secret is prin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -230,6 +231,64 @@ async def check_immich_api(settings: Settings, destinations: list[Destination]) 
         return checks
     ok, detail, hint = await immich.api_check(settings, destinations)
     checks.append(Check("Immich API", OK if ok else FAIL, detail, hint))
+    return checks
+
+
+async def check_consistency(settings: Settings, destinations: list[Destination]) -> list[Check]:
+    """Is the newest Immich dump whole (#16)? And each destination's last consistency proof:
+    does its backup hold every file the dump it was sent with references? A truncated dump
+    is a failure: restoring it gives a broken Immich."""
+    from photos_sync.core.consistency import proof_from_dict
+    from photos_sync.engine.consistency import newest_dump
+    from photos_sync.immich.dump_file import check_dump_file
+    from photos_sync.storage.manifest_db import ManifestError, manifest_path
+    from photos_sync.storage.manifest_reader import read_manifest_facts
+
+    if settings.immich_path is None or not settings.immich_path.is_dir():
+        return []
+    checks = []
+    dump = newest_dump(settings.immich_path / "backups")
+    proofs = {}
+    for destination in destinations:
+        try:
+            facts = await asyncio.to_thread(
+                read_manifest_facts, manifest_path(settings.data_dir, destination.id)
+            )
+        except ManifestError:
+            facts = None
+        if facts is not None and facts.consistency:
+            proofs[destination.name] = proof_from_dict(dict(facts.consistency))
+    if dump is not None:
+        # a dump already read by a run is not read again (a large one takes a while)
+        known = next((p for p in proofs.values() if p.dump == dump.name), None)
+        if known is not None:
+            whole, problem = known.complete, known.problem
+        else:
+            end = await asyncio.to_thread(check_dump_file, dump)
+            whole, problem = end.complete, end.problem
+        if whole:
+            checks.append(Check("Immich DB dump whole", OK, f"{dump.name} ends as pg_dump ends"))
+        else:
+            checks.append(
+                Check(
+                    "Immich DB dump whole",
+                    FAIL,
+                    f"{dump.name}: {problem}",
+                    "the newest dump cannot restore Immich: free space where Immich writes "
+                    "its dumps and run Immich's backup job again (Administration > Jobs)",
+                )
+            )
+    for name, proof in sorted(proofs.items()):
+        checks.append(
+            Check(
+                f"Immich files in {name}",
+                OK if proof.ok else FAIL,
+                proof.line(),
+                ""
+                if proof.ok
+                else "run `photos-sync backup` again; see backup.log for the missing files",
+            )
+        )
     return checks
 
 
@@ -493,6 +552,7 @@ async def run_checks(settings: Settings, store: Store) -> CheckReport:
     report.checks += check_immich(settings)
     report.checks.append(check_data_dir(settings))
     report.checks += await check_immich_api(settings, destinations)
+    report.checks += await check_consistency(settings, destinations)
     if not destinations:
         report.checks.append(
             Check(

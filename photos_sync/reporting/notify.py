@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from photos_sync.core.config import ConfigError, Settings
+from photos_sync.core.consistency import proof_from_dict
 from photos_sync.core.events import EventKind, ProgressSink, RunEvent, RunRequest, UsageProblem
 from photos_sync.core.skips import summary as skip_summary
 from photos_sync.core.states import JobStatus
@@ -149,11 +150,20 @@ def finished_notice(destination: str, result: Mapping[str, Any], seconds: float 
         lines.append(f"Immich database dump: {immich['error']}")
     elif immich.get("warning"):
         lines.append(f"Immich database dump: {immich['warning']}")
+    proof = result.get("consistency")
+    if proof and not proof.get("ok"):
+        lines.append(proof_from_dict(proof).line())
     skipped = sum(int(j.get("files_skipped") or 0) for j in jobs)
     all_done = len(done) == len(jobs) and not (immich or {}).get("error")
     title = (
         f"photos-sync: backup to {destination} INCOMPLETE: {skipped} files NOT backed up"
         if skipped and all_done
+        else f"photos-sync: backup to {destination} FAILED: the Immich database dump is "
+        "truncated or damaged"
+        if proof and not proof.get("complete")
+        else f"photos-sync: backup to {destination} INCOMPLETE: {proof.get('missing')} files "
+        "the Immich database needs are NOT in the backup"
+        if proof and proof.get("missing")
         else f"photos-sync: backup to {destination} FAILED"
         if not ok
         else f"photos-sync: backup to {destination} succeeded"

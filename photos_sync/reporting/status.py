@@ -77,6 +77,7 @@ async def gather_status(settings: Settings, store: Store) -> dict[str, Any]:
     for destination, entry in zip(destinations, document["destinations"], strict=True):
         entry["last_verify"] = await verifies.last_verify(destination.id)
         entry["manifest"] = await _manifest_of(settings, destination)
+        entry["consistency"] = entry["manifest"].pop("consistency", None)
     names = {d.id: d.name for d in destinations}
     document["restores"] = [
         {**job.as_dict(), "destination": names.get(job.destination_id)}
@@ -151,6 +152,7 @@ def manifest_section(
     )
     unfinished = sorted(state.unfinished)
     section.update(
+        consistency=facts.consistency,
         files=facts.files,
         reconciled_at=to_iso(state.reconciled_at) if state.reconciled_at else None,
         next_reconcile_at=_next_reconcile(state.reconciled_at, every),

@@ -14,6 +14,7 @@ folder's start and end, not as it goes).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ class ManifestFacts:
 
     state: ManifestState
     files: int
+    #: the last run's consistency proof of the Immich dump (core.consistency, as_dict)
+    consistency: dict[str, object] | None = None
 
 
 #: manifest path -> (the stamp of its file and WAL when counted, the count)
@@ -67,7 +70,8 @@ def read_manifest_facts(path: Path) -> ManifestFacts | None:
         else:
             files = int(conn.execute("SELECT COUNT(*) FROM files").fetchone()[0])
             _COUNTS[path] = (stamp, files)
-        return ManifestFacts(_state(meta), files)
+        proof = json.loads(meta["consistency"]) if meta.get("consistency") else None
+        return ManifestFacts(_state(meta), files, proof)
     except (sqlite3.Error, ValueError, TypeError) as exc:
         raise ManifestError(f"manifest {path}: {exc}") from None
     finally:

@@ -9,8 +9,12 @@ import pytest
 
 from photos_sync.core.consistency import NOT_COVERED
 from photos_sync.core.events import RunRequest, RunResult
+from photos_sync.engine.check import check_consistency
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import setup_local
+from photos_sync.reporting.metrics import collect
+from photos_sync.reporting.notify import finished_notice
+from photos_sync.reporting.status import gather_status
 from photos_sync.storage.manifest_db import ManifestDB, manifest_path
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store
@@ -108,3 +112,27 @@ async def test_a_truncated_dump_is_an_error(
     assert proof["problem"]
     assert not result.ok
     assert all(j.status.value == "COMPLETED" for j in result.jobs)  # the files went
+
+
+async def test_a_truncated_dump_is_an_error_in_status_check_metrics_and_notifications(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env: dict[str, str]
+) -> None:
+    stats = _tree(tmp_path, monkeypatch, DUMP_V2_5)
+    cut_gzip_stream(tmp_path / "immich" / "backups" / stats.dump_names[-1])
+    result = await _run(tmp_path)
+    settings = load_settings()
+    store = await Store.open(settings.db_path)
+    try:
+        status = await gather_status(settings, store)
+        checks = await check_consistency(settings, await store.list_destinations())
+        metrics = await collect(settings, store)
+    finally:
+        await store.close()
+    proof = status["destinations"][0]["consistency"]
+    assert proof["truncated"] and not proof["ok"] and proof["dump"] == stats.dump_names[-1]
+    whole = next(c for c in checks if c.name == "Immich DB dump whole")
+    assert whole.status == "fail" and stats.dump_names[-1] in whole.detail
+    assert 'photos_sync_immich_dump_complete{destination="nas"} 0' in metrics
+    notice = finished_notice("nas", result.as_dict(), 3.0)
+    assert notice.level == "failure" and "truncated" in notice.title
+    assert "ERROR" in notice.body
