@@ -22,6 +22,7 @@ under its final name, as older Immich did).
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -79,12 +80,13 @@ class FakeImmich:
         final = self.backups_dir / self.dump_name()
         target = final if self.in_place else final.with_name(final.name + ".tmp")
         steps = max(1, self.grow_steps)
-        chunk = self.dump_size // steps
+        data = whole_dump(self.dump_size)
+        chunk = -(-len(data) // steps)
         with target.open("wb") as handle:
             for n in range(steps):
                 if n:
                     time.sleep(self.dump_delay / steps)
-                handle.write(b"\x1f\x8b" + b"x" * (chunk - 2) if n == 0 else b"y" * chunk)
+                handle.write(data[n * chunk : (n + 1) * chunk])  # growing, as pg_dump | gzip
                 handle.flush()
         if self.dump_delay and steps == 1:
             time.sleep(self.dump_delay)
@@ -102,6 +104,22 @@ class FakeImmich:
     def join(self, timeout: float = 10) -> None:
         for thread in self._threads:
             thread.join(timeout)
+
+
+def whole_dump(size: int) -> bytes:
+    """A gzip'd dump of `size` bytes (when size allows) that reads as whole: pg_dump's first
+    and last lines around filler comments, as the consistency proof (#16) expects."""
+    head = b"--\n-- PostgreSQL database dump\n--\n\n"
+    tail = b"--\n-- PostgreSQL database dump complete\n--\n\n"
+    filler = max(0, size - 120)
+    data = b""
+    for _ in range(4):  # stored deflate blocks: the overhead settles after a step or two
+        text = head + b"-- " + b"f" * filler + b"\n" + tail
+        data = gzip.compress(text, compresslevel=0, mtime=0)
+        if len(data) == size or filler == 0:
+            break
+        filler = max(0, filler + size - len(data))
+    return data
 
 
 def _handler(fake: FakeImmich) -> type[BaseHTTPRequestHandler]:
