@@ -68,7 +68,7 @@ def find_people_thumbnails(immich_path: Path) -> PeopleThumbnails:
         elif isinstance(record, DumpEnd):
             end = record
     if end is None or not end.complete:
-        why = end.problem if end is not None and end.problem else "it is incomplete"
-        return PeopleThumbnails(name, problem=f"the newest Immich dump {name} is unusable: {why}")
+        why = end.problem if end is not None and end.problem else "the dump is incomplete"
+        return PeopleThumbnails(name, problem=why if name in why else f"{why} ({name})")
     present, missing = stat_listed(immich_path / THUMBS_FOLDER, thumbnail_paths(people))
     return PeopleThumbnails(name, present, missing)
