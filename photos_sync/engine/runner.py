@@ -4,8 +4,10 @@ The same runner serves the foreground CLI and the daemon. It talks to the outsid
 the store (job state), photos_sync.system.execute (rclone) and a ProgressSink (whoever is watching).
 
 Contract of `Runner.run`:
-- refuses (RunRefused) before touching the destination when the source looks unmounted, the
-  destination is unreachable, or another process is running a backup to the same destination;
+- refuses (RunRefused) before touching the destination when the source looks unmounted (an
+  Immich folder without its marker, a BACKUP_EXTRA_PATHS folder missing, a folder emptied at
+  the source but not in the backup), the destination is unreachable, or another process is
+  running a backup to the same destination;
 - otherwise resumes the latest run's unfinished jobs, or creates one PENDING job per folder,
   and runs them one after another in priority order;
 - writes progress at most once per stats tick per job, retries retryable failures with
