@@ -1532,6 +1532,7 @@ class Runner:
         thumbnails (when thumbs/ is not backed up in full, holds files, and backups/ has a
         dump to read) and the BACKUP_EXTRA_PATHS folders. RunRefused when one of those is
         missing (see planning.check_extra_sources)."""
+        self._people = None  # read anew by each run
         extras = self.settings.extra_paths
         all_facts = {**facts, **gather_extra_facts(extras)}
         try:
@@ -1574,7 +1575,7 @@ class Runner:
         """Say the way of the folders the manifest does not plan (see `_is_walked`)."""
         for folder in folders:
             if self._is_people_thumbnails(folder):
-                result.folder_modes[folder] = "people thumbnails only"
+                result.folder_modes[folder] = "full sync: people thumbnails only"
             elif not self._is_walked(folder):
                 result.folder_modes[folder] = "full sync: extra folder"
 

@@ -184,7 +184,7 @@ async def test_people_thumbnails_are_backed_up_and_no_other_thumbnail(
     preview = await Runner(settings, store).run(RunRequest(dry_run=True))
     thumbs_preview = next(f for f in preview.dry_run_folders if f.folder == "thumbs")
     assert thumbs_preview.files == len(people)
-    assert preview.folder_modes["thumbs"] == "people thumbnails only"
+    assert preview.folder_modes["thumbs"] == "full sync: people thumbnails only"
 
     result = await Runner(settings, store).run(RunRequest())
     assert result.ok
