@@ -18,6 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from photos_sync.core.extra_paths import (
+    ExtraPath,
+    ExtraPathError,
+    LibraryMount,
+    parse_extra_paths,
+    parse_library_map,
+)
 from photos_sync.core.manifest import DEFAULT_RECONCILE_EVERY
 from photos_sync.core.schedule import Daily, Schedule, ScheduleError, parse_schedule
 
@@ -66,6 +73,8 @@ SETTING_FIELDS: Mapping[str, str] = {
     "BACKUP_MAX_DELETE": "max_delete",
     "BACKUP_KEEP_DELETED_DAYS": "keep_deleted_days",
     "BACKUP_RECONCILE_EVERY": "reconcile_every",
+    "BACKUP_EXTRA_PATHS": "extra_paths",
+    "BACKUP_EXTERNAL_LIBRARY_MAP": "external_library_map",
     "BACKUP_SCHEDULE": "schedule",
     "BACKUP_VERIFY_SCHEDULE": "verify_schedule",
     "BACKUP_IMMICH_URL": "immich_url",
@@ -146,6 +155,12 @@ class Settings:
     #: BACKUP_RECONCILE_EVERY: how often a run is a full sync that lists the destination and
     #: rebuilds the manifest (#15); None ('off'): only when the manifest cannot be trusted.
     reconcile_every: timedelta | None = DEFAULT_RECONCILE_EVERY
+    #: BACKUP_EXTRA_PATHS: host folders outside UPLOAD_LOCATION (Immich's external libraries),
+    #: each backed up after Immich's folders into `extra/<name>/` (core/extra_paths.py)
+    extra_paths: tuple[ExtraPath, ...] = ()
+    #: BACKUP_EXTERNAL_LIBRARY_MAP: where the folders Immich sees in its container are on the
+    #: host, for finding an external library's stored paths in the backup
+    external_library_map: tuple[LibraryMount, ...] = ()
     rclone_binary: str | None = None
     #: BACKUP_SCHEDULE (default DEFAULT_SCHEDULE; None when set to off).
     schedule: Schedule | None = DEFAULT_SCHEDULE
@@ -312,6 +327,25 @@ def _reconcile_every(env: Mapping[str, str]) -> timedelta | None:
     return timedelta(seconds=every.seconds)
 
 
+def _extra_paths(env: Mapping[str, str]) -> tuple[ExtraPath, ...]:
+    raw = env.get("BACKUP_EXTRA_PATHS", "")
+    immich_raw = env.get("BACKUP_IMMICH_PATH", "").strip()
+    immich = str(Path(immich_raw).expanduser()) if immich_raw else None
+    try:
+        return parse_extra_paths(raw, immich)
+    except ExtraPathError as exc:
+        raise ConfigError(f"BACKUP_EXTRA_PATHS={raw.strip()!r} is invalid: {exc}") from None
+
+
+def _library_map(env: Mapping[str, str]) -> tuple[LibraryMount, ...]:
+    raw = env.get("BACKUP_EXTERNAL_LIBRARY_MAP", "")
+    try:
+        return parse_library_map(raw)
+    except ExtraPathError as exc:
+        message = f"BACKUP_EXTERNAL_LIBRARY_MAP={raw.strip()!r} is invalid: {exc}"
+        raise ConfigError(message) from None
+
+
 def _bwlimit(env: Mapping[str, str]) -> str | None:
     raw = env.get("BACKUP_BWLIMIT", "").strip()
     return validate_bwlimit(raw) if raw else None
@@ -321,6 +355,8 @@ def _bwlimit(env: Mapping[str, str]) -> str | None:
 _PARSERS: Mapping[str, tuple[Callable[[Mapping[str, str]], Any], Any]] = {
     "BACKUP_BWLIMIT": (_bwlimit, None),
     "BACKUP_RECONCILE_EVERY": (_reconcile_every, DEFAULT_RECONCILE_EVERY),
+    "BACKUP_EXTRA_PATHS": (_extra_paths, ()),
+    "BACKUP_EXTERNAL_LIBRARY_MAP": (_library_map, ()),
     "BACKUP_STATS_INTERVAL": (
         lambda env: _positive_int(env, "BACKUP_STATS_INTERVAL", DEFAULT_STATS_INTERVAL),
         DEFAULT_STATS_INTERVAL,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from photos_sync.core.extra_paths import EXTRA_FOLDER, ExtraPath
 from photos_sync.core.states import JobStatus, is_resumable
 
 IMMICH_MARKER = ".immich"
@@ -32,6 +33,56 @@ IMMICH_FOLDERS: tuple[ImmichFolder, ...] = (
     ImmichFolder("thumbs", 5, True, "thumbnails (regenerable)"),
     ImmichFolder("encoded-video", 6, True, "transcoded videos (regenerable)"),
 )
+
+
+#: The job that backs up, when thumbs/ is not backed up in full, the people thumbnails the
+#: newest Immich dump references (#16.4): face detection would have to run again, by hand, to
+#: make them anew. Same folder and place in the order as thumbs/.
+PEOPLE_THUMBNAILS = ImmichFolder(
+    "thumbs", 5, True, "people thumbnails (only face detection can make them again)"
+)
+#: Priority of the first extra folder (BACKUP_EXTRA_PATHS): after all of Immich's.
+EXTRA_PRIORITY = max(f.priority for f in IMMICH_FOLDERS) + 1
+
+
+def is_people_thumbnails(folder: str, include_generated: bool) -> bool:
+    """Is a job of `folder` the people-thumbnails job (thumbs/ restricted to the files the
+    dump names), rather than a sync of the whole folder?"""
+    return folder == PEOPLE_THUMBNAILS.name and not include_generated
+
+
+def extra_folders(extras: Sequence[ExtraPath]) -> tuple[ImmichFolder, ...]:
+    """One folder per BACKUP_EXTRA_PATHS entry, after Immich's, in the setting's order."""
+    return tuple(
+        ImmichFolder(extra.folder, EXTRA_PRIORITY + index, False, f"extra folder {extra.host}")
+        for index, extra in enumerate(extras)
+    )
+
+
+def run_folders(
+    immich_folders: Sequence[ImmichFolder],
+    extras: Sequence[ExtraPath],
+    *,
+    people_thumbnails: bool,
+) -> tuple[ImmichFolder, ...]:
+    """Every folder of a run in priority order: Immich's selected folders, the people
+    thumbnails when thumbs/ is not among them and `people_thumbnails`, the extra folders."""
+    folders = list(immich_folders)
+    if people_thumbnails and all(f.name != PEOPLE_THUMBNAILS.name for f in folders):
+        folders.append(PEOPLE_THUMBNAILS)
+    folders += extra_folders(extras)
+    return tuple(sorted(folders, key=lambda f: f.priority))
+
+
+def folder_source(immich_path: str, folder: str, extras: Sequence[ExtraPath]) -> str | None:
+    """Where a job of `folder` reads from: its host folder for an extra folder (None when
+    BACKUP_EXTRA_PATHS no longer lists it), else `<immich_path>/<folder>`."""
+    for extra in extras:
+        if extra.folder == folder:
+            return extra.host
+    if folder.startswith(f"{EXTRA_FOLDER}/"):
+        return None
+    return f"{immich_path.rstrip('/')}/{folder}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +128,22 @@ def check_sources(
             "marker (an unmounted or wrong volume would wipe the backup); mount the volume, "
             f"or if Immich really is here, create the marker: touch {immich_path}/<folder>/"
             f"{IMMICH_MARKER}"
+        )
+
+
+def check_extra_sources(extras: Sequence[ExtraPath], facts: Mapping[str, FolderFacts]) -> None:
+    """Raise SourceRefused when a BACKUP_EXTRA_PATHS folder is missing at the source.
+
+    Such a folder has no marker to prove it is the right one: a missing one is an unmounted
+    disk or a wrong path, never something to sync (the emptied-source guard, check_not_emptied,
+    covers a folder that is there but empty)."""
+    missing = [extra for extra in extras if not facts[extra.folder].exists]
+    if missing:
+        paths = ", ".join(extra.host for extra in missing)
+        verb = "is" if len(missing) == 1 else "are"
+        raise SourceRefused(
+            f"refusing to back up: {paths} (BACKUP_EXTRA_PATHS) {verb} missing or not a "
+            "folder: mount it, or take it out of BACKUP_EXTRA_PATHS"
         )
 
 

@@ -214,6 +214,51 @@ def upload_argv(
     return tuple(argv)
 
 
+def listed_copy_argv(
+    binary: str,
+    source: str,
+    destination: str,
+    archive: str,
+    files_from: str,
+    options: SyncOptions,
+) -> tuple[str, ...]:
+    """argv for `rclone copy SOURCE DESTINATION` of the files listed in `files_from` (exact
+    bytes, one per line) that archives what it replaces: the people thumbnails of thumbs/.
+
+    A copy deletes nothing, so the backup of a listed file the source lost stays; a file the
+    copy overwrites is moved into `archive` first (`--backup-dir`), as a sync does. Each
+    listed file is looked up by name (`--no-traverse`): the rest of the folder, which may be
+    millions of thumbnails, is never listed on either side."""
+    argv: list[str] = [
+        binary,
+        "copy",
+        source,
+        destination,
+        "--files-from-raw",
+        files_from,
+        "--backup-dir",
+        archive,
+        "--no-traverse",
+        EXACT_NAMES,
+    ]
+    argv += logging_flags(options.stats_interval)
+    argv += ["--retries", "2", "--low-level-retries", "10"]
+    if options.dry_run:
+        argv.append("--dry-run")
+    if options.bwlimit:
+        argv += ["--bwlimit", options.bwlimit]
+    if options.transfers is not None:
+        argv += ["--transfers", str(options.transfers)]
+    if options.checkers is not None:
+        argv += ["--checkers", str(options.checkers)]
+    if options.copy_links:
+        argv.append("--copy-links")
+    if options.rc_addr:
+        argv += ["--rc", "--rc-addr", options.rc_addr]
+    argv += options.extra_flags
+    return tuple(argv)
+
+
 @dataclass(frozen=True, slots=True)
 class RcServer:
     """Where a sync's rclone serves its remote control API, and its credentials."""

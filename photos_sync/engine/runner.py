@@ -4,8 +4,10 @@ The same runner serves the foreground CLI and the daemon. It talks to the outsid
 the store (job state), photos_sync.system.execute (rclone) and a ProgressSink (whoever is watching).
 
 Contract of `Runner.run`:
-- refuses (RunRefused) before touching the destination when the source looks unmounted, the
-  destination is unreachable, or another process is running a backup to the same destination;
+- refuses (RunRefused) before touching the destination when the source looks unmounted (an
+  Immich folder without its marker, a BACKUP_EXTRA_PATHS folder missing, a folder emptied at
+  the source but not in the backup), the destination is unreachable, or another process is
+  running a backup to the same destination;
 - otherwise resumes the latest run's unfinished jobs, or creates one PENDING job per folder,
   and runs them one after another in priority order;
 - writes progress at most once per stats tick per job, retries retryable failures with
@@ -42,6 +44,7 @@ from photos_sync.core.events import (
     RunRequest,
     RunResult,
 )
+from photos_sync.core.extra_paths import EXTRA_FOLDER, ExtraPath
 from photos_sync.core.guards import FolderPreview, PreviewCollector, max_delete_refusal
 from photos_sync.core.manifest import FolderChanges, Reconcile
 from photos_sync.core.names import (
@@ -52,16 +55,22 @@ from photos_sync.core.names import (
     summary_note,
     with_skipped,
 )
+from photos_sync.core.people_thumbnails import overlay
 from photos_sync.core.planning import (
     IMMICH_MARKER,
+    PEOPLE_THUMBNAILS,
     FolderFacts,
     ImmichFolder,
     JobView,
     RunPlan,
     SourceRefused,
+    check_extra_sources,
     check_not_emptied,
     check_sources,
+    folder_source,
+    is_people_thumbnails,
     plan_run,
+    run_folders,
     selected_folders,
 )
 from photos_sync.core.rclone_args import (
@@ -70,6 +79,7 @@ from photos_sync.core.rclone_args import (
     SyncOptions,
     archive_path,
     crypt_path,
+    listed_copy_argv,
     sync_argv,
     upload_argv,
 )
@@ -107,8 +117,14 @@ from photos_sync.core.units import human_bytes, plural
 from photos_sync.engine.consistency import prove_run
 from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.incremental import ManifestRun
+from photos_sync.engine.people_thumbnails import (
+    PeopleThumbnails,
+    find_people_thumbnails,
+    newest_dump,
+)
 from photos_sync.rclone import rc as rclone_rc
 from photos_sync.rclone.remote import CryptRemote
+from photos_sync.storage.datadir import write_private
 from photos_sync.storage.store import Store
 from photos_sync.system import execute, procinfo
 from photos_sync.system.logs import get_logger
@@ -187,6 +203,16 @@ def gather_facts(immich_path: Path, folders: tuple[ImmichFolder, ...]) -> dict[s
             has_marker=exists and (path / IMMICH_MARKER).exists(),
             has_files=exists and _has_files(path),
         )
+    return facts
+
+
+def gather_extra_facts(extras: Sequence[ExtraPath]) -> dict[str, FolderFacts]:
+    """The facts of the BACKUP_EXTRA_PATHS folders, by their job's folder (no marker there)."""
+    facts = {}
+    for extra in extras:
+        path = Path(extra.host)
+        exists = path.is_dir()
+        facts[extra.folder] = FolderFacts(extra.folder, exists, False, exists and _has_files(path))
     return facts
 
 
@@ -442,6 +468,8 @@ class Runner:
         self._left_out: dict[int, set[str]] = {}
         #: job id -> paths its incremental attempt moved into the archive
         self._archived: dict[int, list[bytes]] = {}
+        #: the people thumbnails read for a job (its id): its staging and retries reuse them
+        self._people: tuple[int, PeopleThumbnails] | None = None
 
     # the run
 
@@ -459,6 +487,7 @@ class Runner:
             check_sources(str(immich_path), facts, folders)
         except SourceRefused as exc:
             raise RunRefused(str(exc)) from None
+        folders, facts = self._with_other_folders(immich_path, folders, facts)
 
         with self.destinations.lock(destination) as locked:
             if not locked or await self.store.active_job(destination.id):
@@ -497,6 +526,7 @@ class Runner:
             self._archive_present = bool(await manifest.archive_runs())
         else:
             backed_up = await self.destinations.check(destination, remote)
+            backed_up |= self._extra_folders_in(backed_up)
             # Nothing in the archive before this run means nothing there can have expired:
             # spare the listing (one rclone start, and a list call on cloud storage).
             self._archive_present = ARCHIVE_FOLDER in backed_up
@@ -664,10 +694,11 @@ class Runner:
         result = RunResult(destination.name, run_id, dry_run=True)
         options = destination_type(destination.type).tune(self._sync_options(True, False))
         log.info("dry_run_started", destination=destination.name, source=str(immich_path))
-        await manifest.plan([f.name for f in folders], immich_path)
+        await manifest.plan(self._walked([f.name for f in folders]), immich_path)
         for folder in folders:
             why = manifest.reconciling.get(folder.name)
             result.folder_modes[folder.name] = "incremental" if why is None else f"full sync: {why}"
+        self._note_unwalked([f.name for f in folders], result)
         if manifest.moves:
             result.moved = len(manifest.moves)
             self._say(
@@ -676,18 +707,19 @@ class Runner:
                 "renamed at the source), sending nothing for them",
             )
         for folder in folders:
-            hazards = await asyncio.to_thread(
-                scan_names, immich_path / folder.name, folder.name, _name_limit(destination)
-            )
+            source = str(self._source(immich_path, folder.name))
+            hazards = await self._name_hazards(source, folder.name, destination)
             self._tell_names(destination.name, hazards)
             result.file_names += hazards
             changes = manifest.incremental.get(folder.name)
             if changes is not None:
                 preview = _preview_of(changes)
-            else:
-                preview = await self._preview(
-                    remote, str(immich_path / folder.name), folder.name, run_id, options
+            elif self._is_people_thumbnails(folder.name):
+                preview = await self._preview_people_thumbnails(
+                    destination, remote, immich_path, run_id, options
                 )
+            else:
+                preview = await self._preview(remote, source, folder.name, run_id, options)
             refusal = max_delete_refusal(folder.name, preview, self.settings.max_delete)
             entry = DryRunFolder(
                 folder.name,
@@ -743,8 +775,12 @@ class Runner:
             result.immich = await self._fresh_immich_dump(destination, immich_path, request)
         guard_deletions = not request.force and self.settings.max_delete > 0
         guarded = {j.folder for j in jobs if j.folder in backed_up and guard_deletions}
+        # the people thumbnails go through a copy: it archives nothing deleted at the source
+        guarded = {f for f in guarded if not self._is_people_thumbnails(f)}
         try:
-            await self._plan_manifest(destination, jobs, immich_path, plan.run_id, result)
+            walked = [j for j in jobs if self._is_walked(j.folder)]
+            await self._plan_manifest(destination, walked, immich_path, plan.run_id, result)
+            self._note_unwalked([j.folder for j in jobs], result)
             if self._manifest is not None and self._manifest.moves:
                 presence.wrote()
             await self._run_jobs(
@@ -794,6 +830,8 @@ class Runner:
             [
                 JobView(j.id, j.run_id, j.folder, j.status, j.retry_count, j.priority, j.refused)
                 for j in latest
+                # an extra folder taken out of BACKUP_EXTRA_PATHS is not resumed
+                if self._source(immich_path, j.folder) is not None
             ],
             folders,
             self.settings.max_retries,
@@ -807,7 +845,10 @@ class Runner:
             jobs = await self.store.create_jobs(
                 destination.id,
                 plan.run_id,
-                [(f.name, str(immich_path / f.name), f.priority) for f in plan.new_folders],
+                [
+                    (f.name, str(self._source(immich_path, f.name)), f.priority)
+                    for f in plan.new_folders
+                ],
             )
         return plan, jobs
 
@@ -868,9 +909,7 @@ class Runner:
         the same way (refused credentials, storage down, disk full)."""
         for index, job in enumerate(jobs):
             # the walk sees each name's exact bytes (rclone's notices do not), in a thread
-            hazards = await asyncio.to_thread(
-                scan_names, Path(job.source_path), job.folder, _name_limit(destination)
-            )
+            hazards = await self._name_hazards(job.source_path, job.folder, destination)
             gone = await presence.problem() if index else None
             if gone is not None:
                 result.jobs += await self._skip_jobs(jobs[index:], gone)
@@ -1022,7 +1061,7 @@ class Runner:
         pre-run check just looked at, never the path stored when the run began."""
         current = []
         for job in jobs:
-            source = str(immich_path / job.folder)
+            source = str(self._source(immich_path, job.folder))
             if job.source_path != source:
                 await self.store.set_source_path(job.id, source)
                 log.warning("job_source_changed", job_id=job.id, old=job.source_path, new=source)
@@ -1080,10 +1119,14 @@ class Runner:
             if manifest is not None:
                 await manifest.begin([job.folder], run_id)
                 if changes is None:
-                    await manifest.stage(job.folder, Path(job.source_path))
+                    await self._stage(destination, manifest, job)
             if code == 0 and changes is not None:
                 code, last_error, only_skips = await self._attempt_incremental(
                     destination, remote, job, run_id, options, presence, changes
+                )
+            elif code == 0 and self._is_people_thumbnails(job.folder):
+                code, last_error, only_skips = await self._attempt_people_thumbnails(
+                    destination, remote, job, run_id, options, presence
                 )
             elif code == 0:
                 code, last_error, only_skips = await self._attempt(
@@ -1497,6 +1540,198 @@ class Runner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    # -- extra folders (#16.3) and people thumbnails (#16.4)
+
+    def _with_other_folders(
+        self,
+        immich_path: Path,
+        folders: tuple[ImmichFolder, ...],
+        facts: Mapping[str, FolderFacts],
+    ) -> tuple[tuple[ImmichFolder, ...], dict[str, FolderFacts]]:
+        """The run's folders beyond Immich's selected ones, with their facts: the people
+        thumbnails (when thumbs/ is not backed up in full, holds files, and backups/ has a
+        dump to read) and the BACKUP_EXTRA_PATHS folders. RunRefused when one of those is
+        missing (see planning.check_extra_sources)."""
+        self._people = None  # read anew by each run
+        extras = self.settings.extra_paths
+        all_facts = {**facts, **gather_extra_facts(extras)}
+        try:
+            check_extra_sources(extras, all_facts)
+        except SourceRefused as exc:
+            raise RunRefused(str(exc)) from None
+        people = False
+        if not self.settings.include_generated:
+            thumbs = gather_facts(immich_path, (PEOPLE_THUMBNAILS,))[PEOPLE_THUMBNAILS.name]
+            people = thumbs.has_files and newest_dump(immich_path) is not None
+            if people:
+                all_facts[thumbs.name] = thumbs
+        return run_folders(folders, extras, people_thumbnails=people), all_facts
+
+    def _extra_folders_in(self, backed_up: set[str]) -> set[str]:
+        """The extra folders the backup may hold, from its root listing: all of them when it
+        has an `extra/` folder (the emptied-source check then lists each one)."""
+        if EXTRA_FOLDER not in backed_up:
+            return set()
+        return {extra.folder for extra in self.settings.extra_paths}
+
+    def _source(self, immich_path: Path, folder: str) -> Path | None:
+        """Where the job of `folder` reads from (None: an extra folder no longer listed)."""
+        source = folder_source(str(immich_path), folder, self.settings.extra_paths)
+        return Path(source) if source is not None else None
+
+    def _is_people_thumbnails(self, folder: str) -> bool:
+        return is_people_thumbnails(folder, self.settings.include_generated)
+
+    def _is_walked(self, folder: str) -> bool:
+        """Does the manifest's plan walk `folder` (below BACKUP_IMMICH_PATH)? Not an extra
+        folder, whose source is elsewhere, nor the people thumbnails, a few listed files of
+        thumbs/: both go through a full sync (a listed copy), staged by `_stage`."""
+        return not folder.startswith(f"{EXTRA_FOLDER}/") and not self._is_people_thumbnails(folder)
+
+    def _walked(self, folders: Sequence[str]) -> list[str]:
+        return [folder for folder in folders if self._is_walked(folder)]
+
+    def _note_unwalked(self, folders: Sequence[str], result: RunResult) -> None:
+        """Say the way of the folders the manifest does not plan (see `_is_walked`)."""
+        for folder in folders:
+            if self._is_people_thumbnails(folder):
+                result.folder_modes[folder] = "full sync: people thumbnails only"
+            elif not self._is_walked(folder):
+                result.folder_modes[folder] = "full sync: extra folder"
+
+    async def _name_hazards(
+        self, source: str, folder: str, destination: Destination
+    ) -> list[NameProblem]:
+        """The file-name problems of a folder (a walk, in a thread); none for the people
+        thumbnails, whose names Immich makes (`<uuid>.jpeg`), and whose folder holds every
+        other thumbnail too."""
+        if self._is_people_thumbnails(folder):
+            return []
+        return await asyncio.to_thread(scan_names, Path(source), folder, _name_limit(destination))
+
+    async def _people_thumbnails(
+        self, destination: Destination, immich_path: Path, key: int | None = None
+    ) -> PeopleThumbnails:
+        """The people thumbnails of the newest dump (read in a thread), said in one line when
+        some are missing at the source or none can be backed up. Read once per job (`key`):
+        its retries and its staging reuse them."""
+        cached = self._people
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        found = await asyncio.to_thread(find_people_thumbnails, immich_path)
+        if key is not None:
+            self._people = (key, found)
+        log.info(
+            "people_thumbnails",
+            dump=found.dump,
+            present=len(found.present),
+            missing=len(found.missing),
+            problem=found.problem,
+        )
+        if found.problem is not None:
+            log.warning("people_thumbnails_skipped", reason=found.problem)
+            self._say(destination, f"thumbs/: people thumbnails not backed up: {found.problem}")
+        elif found.missing:
+            first = display_path(os.fsdecode(found.missing[0]))
+            self._say(
+                destination,
+                f"thumbs/: {plural(len(found.missing), 'people thumbnail')} that {found.dump} "
+                f"names {'is' if len(found.missing) == 1 else 'are'} not at the source (first: "
+                f"thumbs/{first}): Immich shows those people without a face",
+            )
+        return found
+
+    async def _stage(self, destination: Destination, manifest: ManifestRun, job: Job) -> None:
+        """Walk a folder about to be reconciled into the manifest's staging area. The people
+        thumbnails' backup keeps what it held (a copy deletes nothing), with the listed files
+        as they are now: the manifest then says which thumbnails the backup holds, and only
+        those (thumbs/ may later be backed up in full, incrementally)."""
+        if not self._is_people_thumbnails(job.folder):
+            await manifest.stage(job.folder, Path(job.source_path))
+            return
+        people = await self._people_thumbnails(destination, Path(job.source_path).parent, job.id)
+        db = manifest.db
+
+        def stage() -> int:
+            return db.stage(job.folder, overlay(db.entries(job.folder), people.present))
+
+        count = await asyncio.to_thread(stage)
+        log.info("folder_staged", folder=job.folder, files=count, listed=len(people.present))
+
+    async def _attempt_people_thumbnails(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        job: Job,
+        run_id: str,
+        options: SyncOptions,
+        presence: DestinationPresence,
+    ) -> tuple[int, str | None, bool]:
+        """One attempt at the people thumbnails: an rclone copy of exactly the thumbnails the
+        newest dump names (nothing else of thumbs/ is listed or sent), archiving the copies
+        it replaces. None to copy (no usable dump, or none named): done, with what
+        `_people_thumbnails` said. Same result as `_attempt`."""
+        people = await self._people_thumbnails(destination, Path(job.source_path).parent, job.id)
+        if not people.present:
+            return 0, None, False
+        tracker = _JobTracker(
+            job, remote.secrets, lambda: self._emit_progress(destination, job, tracker)
+        )
+        files_from = self.settings.data_dir / f"people-thumbnails-{destination.id}.txt"
+        await asyncio.to_thread(write_private, files_from, people.files_from())
+        argv = listed_copy_argv(
+            remote.binary,
+            job.source_path,
+            crypt_path(job.folder),
+            archive_path(run_id, job.folder),
+            str(files_from),
+            options,
+        )
+        presence.wrote()
+        try:
+            process = await self._start_sync(remote, job, argv, tracker)
+            code = await self._follow_sync(job, process, tracker, presence)
+        finally:
+            files_from.unlink(missing_ok=True)
+        self._note_skips(job, tracker)
+        return self._attempt_verdict(code, tracker)
+
+    async def _preview_people_thumbnails(
+        self,
+        destination: Destination,
+        remote: CryptRemote,
+        immich_path: Path,
+        run_id: str,
+        options: SyncOptions,
+    ) -> FolderPreview:
+        """What the people thumbnails' copy would send and archive (its rclone dry run)."""
+        people = await self._people_thumbnails(destination, immich_path)
+        if not people.present:
+            return FolderPreview()
+        files_from = self.settings.data_dir / f"people-thumbnails-{destination.id}-dry.txt"
+        await asyncio.to_thread(write_private, files_from, people.files_from())
+        argv = listed_copy_argv(
+            remote.binary,
+            str(immich_path / PEOPLE_THUMBNAILS.name),
+            crypt_path(PEOPLE_THUMBNAILS.name),
+            archive_path(run_id, PEOPLE_THUMBNAILS.name),
+            str(files_from),
+            replace(options, dry_run=True, rc_addr=None),
+        )
+        collector = PreviewCollector()
+        try:
+            process = execute.StreamingProcess(
+                argv, remote.child_env(), collector.on_line, grace=self.grace
+            )
+            await process.start()
+            code = await process.wait()
+        finally:
+            files_from.unlink(missing_ok=True)
+        preview = collector.preview(0 if classify_exit(code) is Outcome.SUCCESS else code)
+        if preview.error:
+            preview = replace(preview, error=redact(preview.error, remote.secrets))
+        return preview
 
 
 def _preview_of(changes: FolderChanges) -> FolderPreview:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from photos_sync.core.manifest import FileState, walk_order
@@ -100,3 +100,23 @@ def walk_files(root: Path, problems: WalkProblems) -> Iterator[FileState]:
             levels.append(_sorted_entries(path, relative, problems))
         else:
             yield FileState(relative, info.st_size, info.st_mtime_ns)
+
+
+def stat_listed(root: Path, paths: Iterable[bytes]) -> tuple[list[FileState], list[bytes]]:
+    """The regular files among `paths` (relative to `root`, exact bytes) with their size and
+    modification time, in the order given, and the paths that are not a regular file there
+    (missing, a folder, a symbolic link, unreadable): a walk restricted to a list."""
+    found: list[FileState] = []
+    missing: list[bytes] = []
+    base = os.fsencode(root)
+    for path in paths:
+        try:
+            info = os.stat(os.path.join(base, path), follow_symlinks=False)
+        except OSError:
+            missing.append(path)
+            continue
+        if stat.S_ISREG(info.st_mode):
+            found.append(FileState(path, info.st_size, info.st_mtime_ns))
+        else:
+            missing.append(path)
+    return found, missing

@@ -489,3 +489,71 @@ def test_the_setup_variables_of_every_destination_type_are_known() -> None:
     from photos_sync_daemon import service_files
 
     assert service_files.SETUP_VARIABLES <= KNOWN_VARIABLES
+
+
+# --- extra folders (#16.3) ------------------------------------------------------------------------
+
+
+def test_extra_paths_and_the_library_map_are_read() -> None:
+    from photos_sync.core.extra_paths import ExtraPath, LibraryMount
+
+    s = parse(
+        {
+            "BACKUP_IMMICH_PATH": "/srv/immich",
+            "BACKUP_EXTRA_PATHS": "/mnt/photos/family:scans=/srv/scans",
+            "BACKUP_EXTERNAL_LIBRARY_MAP": "/mnt/media=/mnt/photos",
+        }
+    )
+    assert s.problems == {}
+    assert s.extra_paths == (
+        ExtraPath("family", "/mnt/photos/family"),
+        ExtraPath("scans", "/srv/scans"),
+    )
+    assert s.external_library_map == (LibraryMount("/mnt/media", "/mnt/photos"),)
+    assert parse({}).extra_paths == () and parse({}).external_library_map == ()
+    assert {"BACKUP_EXTRA_PATHS", "BACKUP_EXTERNAL_LIBRARY_MAP"} <= set(RUN_SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "expected"),
+    [
+        (
+            "BACKUP_EXTRA_PATHS",
+            "photos/family",
+            "BACKUP_EXTRA_PATHS='photos/family' is invalid: 'photos/family' is not an absolute "
+            "path: expected folders such as /mnt/photos/family, or NAME=/mnt/photos/family, "
+            "separated by ':'",
+        ),
+        (
+            "BACKUP_EXTRA_PATHS",
+            "/a/photos:/b/photos",
+            "BACKUP_EXTRA_PATHS='/a/photos:/b/photos' is invalid: /a/photos and /b/photos would "
+            "both be kept as extra/photos/: give them different names, e.g. "
+            "a=/a/photos:b=/b/photos",
+        ),
+        (
+            "BACKUP_EXTERNAL_LIBRARY_MAP",
+            "/mnt/media:/srv/photos",
+            "BACKUP_EXTERNAL_LIBRARY_MAP='/mnt/media:/srv/photos' is invalid: '/mnt/media' is "
+            "not CONTAINER=HOST: expected entries such as /mnt/media=/srv/photos (Immich's path "
+            "= the host's), separated by ':'",
+        ),
+    ],
+)
+def test_a_malformed_extra_setting_is_one_line_naming_it(
+    variable: str, raw: str, expected: str
+) -> None:
+    s = parse({variable: raw, "BACKUP_TRANSFERS": "4"})
+    assert s.problems == {variable: expected}
+    assert s.transfers == 4  # the others are fine
+    with pytest.raises(ConfigError) as info:
+        s.require(RUN_SETTINGS)
+    assert str(info.value) == expected
+
+
+def test_an_extra_path_inside_the_immich_path_is_refused_after_expanding_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOME", "/home/me")
+    s = parse({"BACKUP_IMMICH_PATH": "~/immich", "BACKUP_EXTRA_PATHS": "/home/me/immich/library"})
+    assert "overlaps BACKUP_IMMICH_PATH (/home/me/immich)" in s.problems["BACKUP_EXTRA_PATHS"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from photos_sync.core.extra_paths import parse_extra_paths
 from photos_sync.core.planning import (
     IMMICH_FOLDERS,
     IMMICH_MARKER,
@@ -12,9 +13,13 @@ from photos_sync.core.planning import (
     JobView,
     RunPlan,
     SourceRefused,
+    check_extra_sources,
     check_not_emptied,
     check_sources,
+    folder_source,
+    is_people_thumbnails,
     plan_run,
+    run_folders,
     selected_folders,
 )
 from photos_sync.core.states import JobStatus
@@ -259,3 +264,64 @@ def test_folder_records_are_frozen() -> None:
     folder = ImmichFolder("x", 9, False, "why")
     with pytest.raises(AttributeError):
         folder.priority = 1  # type: ignore[misc]  # frozen: assigning is what must fail
+
+
+# --- extra folders (#16.3) and people thumbnails (#16.4) ---------------------------------------
+
+EXTRAS = parse_extra_paths("family=/mnt/photos/family:/srv/scans")
+
+
+def test_people_thumbnails_and_extra_folders_come_after_immichs_in_order() -> None:
+    folders = run_folders(selected_folders(False), EXTRAS, people_thumbnails=True)
+    assert [f.name for f in folders] == [
+        "backups",
+        "library",
+        "upload",
+        "profile",
+        "thumbs",
+        "extra/family",
+        "extra/scans",
+    ]
+    assert [f.priority for f in folders] == sorted({f.priority for f in folders})
+    assert "/mnt/photos/family" in folders[-2].why
+
+
+def test_no_second_thumbs_job_when_thumbs_is_backed_up_in_full() -> None:
+    folders = run_folders(selected_folders(True), (), people_thumbnails=True)
+    assert [f.name for f in folders] == [f.name for f in selected_folders(True)]
+    assert run_folders(selected_folders(False), (), people_thumbnails=False) == selected_folders(
+        False
+    )
+
+
+def test_is_people_thumbnails_only_without_generated_folders() -> None:
+    assert is_people_thumbnails("thumbs", include_generated=False)
+    assert not is_people_thumbnails("thumbs", include_generated=True)
+    assert not is_people_thumbnails("library", include_generated=False)
+
+
+def test_folder_sources() -> None:
+    assert folder_source("/immich/", "library", EXTRAS) == "/immich/library"
+    assert folder_source("/immich", "extra/family", EXTRAS) == "/mnt/photos/family"
+    assert folder_source("/immich", "extra/scans", EXTRAS) == "/srv/scans"
+    assert folder_source("/immich", "extra/gone", EXTRAS) is None  # no longer listed
+
+
+def _extra_facts(missing: tuple[str, ...] = ()) -> dict[str, FolderFacts]:
+    return {
+        e.folder: FolderFacts(e.folder, e.host not in missing, False, e.host not in missing)
+        for e in EXTRAS
+    }
+
+
+def test_a_missing_extra_folder_is_refused_in_one_line() -> None:
+    check_extra_sources(EXTRAS, _extra_facts())
+    with pytest.raises(SourceRefused) as info:
+        check_extra_sources(EXTRAS, _extra_facts(missing=("/srv/scans",)))
+    message = str(info.value)
+    assert message == (
+        "refusing to back up: /srv/scans (BACKUP_EXTRA_PATHS) is missing or not a folder: "
+        "mount it, or take it out of BACKUP_EXTRA_PATHS"
+    )
+    with pytest.raises(SourceRefused, match=r"/mnt/photos/family, /srv/scans .* are missing"):
+        check_extra_sources(EXTRAS, _extra_facts(missing=("/srv/scans", "/mnt/photos/family")))

@@ -23,6 +23,7 @@ from photos_sync.core.rclone_args import (
     copy_argv,
     crypt_path,
     crypt_remote,
+    listed_copy_argv,
     logging_flags,
     obscure_argv,
     remote_env,
@@ -302,6 +303,49 @@ def test_b2_lifecycle_argv_reads_the_bucket_rules_and_gives_up_quickly() -> None
     assert argv[9:11] == ("--timeout", "60s")
     assert argv[11:] == ("--use-json-log", "--retries", "1")
     assert not any(arg.startswith("-o") or "=" in arg for arg in argv)  # reads, never sets
+
+
+def test_listed_copy_argv_copies_only_the_list_and_archives_what_it_replaces() -> None:
+    argv = listed_copy_argv(
+        RCLONE,
+        "/immich/thumbs",
+        "pscrypt:thumbs",
+        "pscrypt:.deleted/R/thumbs",
+        "/data/list.txt",
+        SyncOptions(stats_interval=5, bwlimit="1M", transfers=3, max_delete=10, fast_list=True),
+    )
+    assert argv[:4] == (RCLONE, "copy", "/immich/thumbs", "pscrypt:thumbs")
+    joined = " ".join(argv)
+    assert "--files-from-raw /data/list.txt" in joined
+    assert "--backup-dir pscrypt:.deleted/R/thumbs" in joined
+    assert "--no-traverse" in argv and EXACT_NAMES in argv
+    assert "--bwlimit 1M" in joined and "--transfers 3" in joined
+    # a copy deletes nothing, and never lists the folder
+    assert "--max-delete" not in argv and "--fast-list" not in argv and "sync" not in argv
+
+
+def test_listed_copy_argv_is_accepted_by_the_real_rclone(rclone: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    for name in ("a/listed.jpeg", "other.webp"):
+        (src / name).write_bytes(b"x")
+    listed = tmp_path / "list.txt"
+    listed.write_bytes(b"a/listed.jpeg\n")
+    dst = tmp_path / "dst"
+    argv = listed_copy_argv(
+        rclone,
+        str(src),
+        str(dst / "thumbs"),
+        str(dst / ".deleted" / "run" / "thumbs"),
+        str(listed),
+        SyncOptions(stats_interval=0.5, transfers=2, checkers=2, copy_links=True),
+    )
+    env = {**os.environ, "RCLONE_CONFIG": ""}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file()) == [
+        "thumbs/a/listed.jpeg"
+    ]
 
 
 def test_b2_lifecycle_argv_is_accepted_by_the_real_rclone(rclone: str) -> None:

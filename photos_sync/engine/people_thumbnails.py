@@ -1,0 +1,74 @@
+"""The people thumbnails a run backs up when thumbs/ is not backed up in full (#16.4): which
+dump names them, and which of them are at the source (see core/people_thumbnails.py).
+
+Blocking (reads a whole dump, stats files): the runner calls these in a thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from photos_sync.core.immich_dump import DumpEnd, Person
+from photos_sync.core.manifest import FileState
+from photos_sync.core.people_thumbnails import THUMBS_FOLDER, thumbnail_paths
+from photos_sync.immich.dump_file import read_dump_file
+from photos_sync.immich.server import list_dumps
+from photos_sync.system.source_scan import stat_listed
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True, slots=True)
+class PeopleThumbnails:
+    """The people thumbnails of the newest dump: those at the source, and those missing."""
+
+    #: the dump read (its name), None when backups/ holds none
+    dump: str | None
+    #: the thumbnails the dump names that are regular files below thumbs/, in byte order
+    present: list[FileState] = field(default_factory=list)
+    #: the ones it names that are not there (paths below thumbs/)
+    missing: list[bytes] = field(default_factory=list)
+    #: why none are backed up: no dump, or one that cannot be read to its end
+    problem: str | None = None
+
+    def files_from(self) -> bytes:
+        """The `--files-from-raw` list of the present thumbnails (exact bytes)."""
+        return b"".join(state.path + b"\n" for state in self.present)
+
+
+def newest_dump(immich_path: Path) -> Path | None:
+    """The newest finished dump in backups/, if it is a gzip file (as Immich writes them):
+    a run plans the people-thumbnails job only when there is a dump it can read."""
+    dumps = list_dumps(immich_path / "backups")
+    if not dumps:
+        return None
+    path = immich_path / "backups" / dumps[-1].name
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_GZIP_MAGIC))
+    except OSError:
+        return None
+    return path if head == _GZIP_MAGIC else None
+
+
+def find_people_thumbnails(immich_path: Path) -> PeopleThumbnails:
+    """The thumbnails the `person` table of the newest dump in backups/ names, split into
+    those present below thumbs/ and those missing. A dump that is truncated or damaged names
+    none (its `problem` says why): a partial list would be taken for the whole."""
+    dumps = list_dumps(immich_path / "backups")
+    if not dumps:
+        return PeopleThumbnails(None, problem="backups/ holds no Immich database dump")
+    name = dumps[-1].name
+    people: list[Person] = []
+    end: DumpEnd | None = None
+    for record in read_dump_file(immich_path / "backups" / name, want={Person}):
+        if isinstance(record, Person):
+            people.append(record)
+        elif isinstance(record, DumpEnd):
+            end = record
+    if end is None or not end.complete:
+        why = end.problem if end is not None and end.problem else "the dump is incomplete"
+        return PeopleThumbnails(name, problem=why if name in why else f"{why} ({name})")
+    present, missing = stat_listed(immich_path / THUMBS_FOLDER, thumbnail_paths(people))
+    return PeopleThumbnails(name, present, missing)
