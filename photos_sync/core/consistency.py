@@ -136,12 +136,14 @@ def prove(
     *,
     covered: Callable[[StoredPath, str], str | None],
     present: Callable[[str], bool],
+    backup_path: Callable[[StoredPath], str] | None = None,
 ) -> ConsistencyProof:
     """Check every path the dump's `records` reference.
 
     `covered(path, kind)` is None when the backup covers the path, else the key of
     NOT_COVERED (or any text) saying why not; `present(relative)` says whether the backup
-    holds the file at that path relative to UPLOAD_LOCATION. The records end with the dump's
+    holds the file at `backup_path(path)` (default: the path relative to UPLOAD_LOCATION; an
+    external library's file lives under `extra/<name>/`). The records end with the dump's
     DumpEnd.
     """
     proof = ConsistencyProof(dump, complete=False)
@@ -157,7 +159,7 @@ def prove(
                 proof.not_covered[label] = proof.not_covered.get(label, 0) + 1
                 continue
             proof.referenced += 1
-            relative = path.relative or path.stored
+            relative = backup_path(path) if backup_path else (path.relative or path.stored)
             if present(relative):
                 proof.present += 1
             else:
@@ -176,15 +178,19 @@ def prove(
 
 
 def folder_coverage(
-    covered_folders: Iterable[str], *, person_thumbnails: bool = False
+    covered_folders: Iterable[str],
+    *,
+    person_thumbnails: bool = False,
+    outside: Callable[[str], object | None] = lambda stored: None,
 ) -> Callable[[StoredPath, str], str | None]:
     """A `covered` callback for a backup of `covered_folders` of UPLOAD_LOCATION (and of
-    the people's thumbnails in thumbs/, with `person_thumbnails`)."""
+    the people's thumbnails in thumbs/, with `person_thumbnails`; and of the paths outside
+    UPLOAD_LOCATION for which `outside(stored)` is not None: BACKUP_EXTRA_PATHS)."""
     folders = frozenset(covered_folders)
 
     def covered(path: StoredPath, kind: str) -> str | None:
         if path.relative is None:
-            return "outside"
+            return None if outside(path.stored) is not None else "outside"
         folder = path.folder
         if folder is None or folder in folders:
             return None

@@ -19,7 +19,8 @@ from photos_sync.core.consistency import (
     folder_coverage,
     prove,
 )
-from photos_sync.core.immich_dump import parse_dump_name
+from photos_sync.core.extra_paths import EXTRA_FOLDER, Coverage
+from photos_sync.core.immich_dump import StoredPath, parse_dump_name
 from photos_sync.core.immich_rules import is_dump_name
 from photos_sync.immich.dump_file import read_dump_file
 from photos_sync.storage.manifest_db import ManifestDB
@@ -47,17 +48,33 @@ def newest_dump(backups: Path) -> Path | None:
 
 
 def _prove(
-    dump: Path, db: ManifestDB, covered_folders: Iterable[str], person_thumbnails: bool
+    dump: Path,
+    db: ManifestDB,
+    covered_folders: Iterable[str],
+    person_thumbnails: bool,
+    coverage: Coverage,
 ) -> ConsistencyProof:
-    def present(relative: str) -> bool:
-        folder, _, rest = relative.partition("/")
+    def present(path: str) -> bool:
+        folder, _, rest = path.partition("/")
+        if folder == EXTRA_FOLDER:  # extra/<name>/<path>
+            name, _, rest = rest.partition("/")
+            folder = f"{EXTRA_FOLDER}/{name}"
         return db.contains(folder, os.fsencode(rest))
+
+    def backup_path(path: StoredPath) -> str:
+        if path.relative is not None:
+            return path.relative
+        found = coverage.cover(path.stored)
+        return "/".join(found) if found else path.stored
 
     return prove(
         dump.name,
         read_dump_file(dump, want=PROOF_RECORDS),
-        covered=folder_coverage(covered_folders, person_thumbnails=person_thumbnails),
+        covered=folder_coverage(
+            covered_folders, person_thumbnails=person_thumbnails, outside=coverage.cover
+        ),
         present=present,
+        backup_path=backup_path,
     )
 
 
@@ -67,12 +84,18 @@ async def prove_run(
     covered_folders: Iterable[str],
     *,
     person_thumbnails: bool = False,
+    coverage: Coverage | None = None,
 ) -> ConsistencyProof | None:
-    """The proof of the newest dump against the manifest `db` (None: no dump to check)."""
+    """The proof of the newest dump against the manifest `db` (None: no dump to check):
+    `covered_folders` are the folders below UPLOAD_LOCATION backed up in full; with
+    `person_thumbnails`, the people's thumbnails are (#16.4); `coverage` maps external
+    libraries to BACKUP_EXTRA_PATHS folders."""
     dump = newest_dump(immich_path / "backups")
     if dump is None:
         return None
-    proof = await asyncio.to_thread(_prove, dump, db, tuple(covered_folders), person_thumbnails)
+    proof = await asyncio.to_thread(
+        _prove, dump, db, tuple(covered_folders), person_thumbnails, coverage or Coverage(())
+    )
     log.info(
         "consistency_proof", **{k: v for k, v in proof.as_dict().items() if k != "not_covered"}
     )

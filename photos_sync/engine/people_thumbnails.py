@@ -6,6 +6,8 @@ Blocking (reads a whole dump, stats files): the runner calls these in a thread.
 
 from __future__ import annotations
 
+import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +51,40 @@ def newest_dump(immich_path: Path) -> Path | None:
             head = handle.read(len(_GZIP_MAGIC))
     except OSError:
         return None
-    return path if head == _GZIP_MAGIC else None
+    if head != _GZIP_MAGIC:
+        return None
+    return path if _defines_people(path) else None
+
+
+#: How far into a dump its schema is looked for (pg_dump writes every CREATE TABLE before the
+#: data; pg_dumpall puts roles and the small `postgres` database first).
+_SCHEMA_SNIFF = 32 * 1024 * 1024
+
+
+def _defines_people(path: Path) -> bool:
+    """Does the dump create Immich's `person` table? (Read up to _SCHEMA_SNIFF bytes of its
+    text: cheap, where the person rows themselves come after the large asset tables. A dump
+    cut short still answers from what it holds: the job then says why it backs up none.)"""
+    inflate = zlib.decompressobj(wbits=31)  # gzip
+    seen = 0
+    tail = b""
+    try:
+        with open(path, "rb") as raw:
+            while seen < _SCHEMA_SNIFF:
+                packed = raw.read(256 * 1024)
+                if not packed:
+                    return False
+                block = inflate.decompress(packed)
+                window = tail + block
+                if re.search(rb'CREATE TABLE public\."?person"? ?\(', window):
+                    return True
+                tail = window[-64:]
+                seen += len(block)
+                if inflate.eof:
+                    return False
+    except (OSError, zlib.error):
+        return False
+    return False
 
 
 def find_people_thumbnails(immich_path: Path) -> PeopleThumbnails:

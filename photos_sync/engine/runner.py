@@ -44,7 +44,7 @@ from photos_sync.core.events import (
     RunRequest,
     RunResult,
 )
-from photos_sync.core.extra_paths import EXTRA_FOLDER, ExtraPath
+from photos_sync.core.extra_paths import EXTRA_FOLDER, Coverage, ExtraPath
 from photos_sync.core.guards import FolderPreview, PreviewCollector, max_delete_refusal
 from photos_sync.core.manifest import FolderChanges, Reconcile
 from photos_sync.core.names import (
@@ -941,8 +941,14 @@ class Runner:
         immich_path = self.settings.immich_path
         if manifest is None or immich_path is None:
             return
+        backed_up = manifest.state.folders | set(result.folder_modes)
+        people = "thumbs" in backed_up and not self.settings.include_generated
         proof = await prove_run(
-            manifest.db, immich_path, manifest.state.folders | set(result.folder_modes)
+            manifest.db,
+            immich_path,
+            backed_up - ({"thumbs"} if people else set()),
+            person_thumbnails=people,
+            coverage=Coverage(self.settings.extra_paths, self.settings.external_library_map),
         )
         if proof is None:
             return

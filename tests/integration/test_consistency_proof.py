@@ -136,3 +136,24 @@ async def test_a_truncated_dump_is_an_error_in_status_check_metrics_and_notifica
     notice = finished_notice("nas", result.as_dict(), 3.0)
     assert notice.level == "failure" and "truncated" in notice.title
     assert "ERROR" in notice.body
+
+
+async def test_external_libraries_and_people_thumbnails_count_as_covered_when_backed_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env: dict[str, str]
+) -> None:
+    stats = _tree(tmp_path, monkeypatch, DUMP_V2_5)
+    assert stats.db is not None
+    monkeypatch.setenv("BACKUP_EXTRA_PATHS", f"family={tmp_path / 'external'}")
+    result = await _run(tmp_path)
+    proof = result.consistency
+    assert proof is not None and result.ok, result.as_dict()
+    assert NOT_COVERED["outside"] not in proof["not_covered"]  # BACKUP_EXTRA_PATHS covers them
+    people = {p.thumbnail for p in stats.db.people}
+    assert people and proof["missing"] == 0
+    # the people's thumbnails are referenced and present; the other thumbnails not covered
+    in_backed_up = {
+        p for p in stats.db.referenced() if p.split("/")[0] not in ("thumbs", "encoded-video")
+    }
+    externals = len(stats.db.external_originals())
+    assert proof["referenced"] == proof["present"] >= len(in_backed_up | people) + externals
+    assert proof["not_covered"][NOT_COVERED["thumbs"]] > 0

@@ -93,7 +93,10 @@ async def test_extra_folders_are_backed_up_archived_and_restored(
     replaced = family / "2020" / "DSC_0001.JPG"
     replaced.write_bytes(os.urandom(5000))
     second = await runner.run(RunRequest())
-    assert second.ok
+    # the database still references the deleted photo: the consistency proof names it (#16.2)
+    assert second.consistency is not None
+    assert second.consistency["missing_paths"] == ["extra/family/2020/DSC_0000.JPG"]
+    assert all(j.status is JobStatus.COMPLETED for j in second.jobs)
     archived = _listing(dest, settings, f".deleted/{second.run_id}")
     assert "extra/family/2020/DSC_0000.JPG" in archived
     assert "extra/family/2020/DSC_0001.JPG" in archived
@@ -138,7 +141,9 @@ async def test_a_missing_or_emptied_extra_folder_is_refused_unless_forced(
     assert _snapshot(dest) == before  # nothing written, nothing archived
 
     forced = await runner.run(RunRequest(force=True))
-    assert forced.ok  # the files go to the archive, not away
+    assert all(j.status is JobStatus.COMPLETED for j in forced.jobs)
+    assert forced.consistency is not None and forced.consistency["missing"] == 3
+    # the files go to the archive, not away
     archived = _listing(dest, settings, f".deleted/{forced.run_id}/extra/family")
     assert len(archived) == 4
     assert _listing(dest, settings, "extra/family") == []

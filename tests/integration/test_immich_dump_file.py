@@ -4,6 +4,7 @@ versions' formats, read back with photos_sync.immich.dump_file; broken gzip and 
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from pathlib import Path
 from types import ModuleType
@@ -207,16 +208,25 @@ def test_a_dump_in_several_gzip_members_is_whole(tmp_path: Path) -> None:
 # -- what goes wrong --------------------------------------------------------------------------
 
 
-def test_the_random_bytes_of_the_default_tree_are_not_a_dump(tmp_path: Path) -> None:
-    root = tmp_path / "immich"
-    make_immich_tree(root, dumps=1)
-    (dump,) = (root / "backups").glob("*.sql.gz")
+def test_random_bytes_named_like_a_dump_are_not_a_dump(tmp_path: Path) -> None:
+    dump = tmp_path / "immich-db-backup-20261120T020000-v2.3.1-pg14.19.sql.gz"
+    dump.write_bytes(os.urandom(5000).replace(b"\x1f\x8b", b"xx"))
     records = list(read_dump_file(dump))
     assert len(records) == 1
     end = _end(records)
     assert not end.complete and end.truncated
     assert end.problem is not None and "is not a gzip file" in end.problem
     assert "\n" not in end.problem and dump.name in end.problem
+
+
+def test_the_placeholder_dumps_of_the_default_tree_read_as_whole(tmp_path: Path) -> None:
+    """Trees made without sql_dump hold whole dumps without tables (a run's consistency
+    proof finds nothing referenced and nothing wrong)."""
+    root = tmp_path / "immich"
+    make_immich_tree(root, dumps=1)
+    (dump,) = (root / "backups").glob("*.sql.gz")
+    end = _end(list(read_dump_file(dump)))
+    assert end.complete and end.rows == () and end.problem is None
 
 
 @pytest.mark.parametrize("inflater", INFLATERS, ids=lambda module: module.__name__)
