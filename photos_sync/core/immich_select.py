@@ -13,7 +13,8 @@ status trashed/deleted) are left out and counted; so are originals outside UPLOA
 
 **What is selected** for each chosen asset: its original, its XMP sidecar (`asset.sidecarPath`
 before Immich v2, an `asset_file` row of type `sidecar` after) and, for a live photo, its video
-(the asset `livePhotoVideoId` names), as paths relative to UPLOAD_LOCATION.
+(the asset `livePhotoVideoId` names), as paths relative to UPLOAD_LOCATION. Hidden assets (a
+live photo's video, v1.133+) are never chosen for themselves: they come with their photo.
 
 **Passes.** pg_dump writes the rows of each table in one block, tables in name order, so a row
 may refer to one that comes later (`asset_face` comes before `person`, and after `asset`). A
@@ -345,8 +346,8 @@ class Selection:
             and record.original.relative is not None
         ):
             self._motion_candidates[record.id] = record.original.relative
-        if not self._matches(record):
-            return
+        if record.visibility == "hidden" or not self._matches(record):
+            return  # a hidden asset (a live photo's video) comes with the photo only
         if record.deleted_at is not None or record.status in TRASHED_STATUSES:
             self._trashed += 1
             return

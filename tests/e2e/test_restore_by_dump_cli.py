@@ -82,8 +82,9 @@ def test_restore_an_album_and_the_usage_errors(
     assert f"restored {len(expected)} files" in result.stdout
 
     document = json.loads(
-        ok("restore", "--to", str(tmp_path / "dry"), "--album", "Family", "--dry-run", "--json")
-        .stdout
+        ok(
+            "restore", "--to", str(tmp_path / "dry"), "--album", "Family", "--dry-run", "--json"
+        ).stdout
     )
     assert document["ok"] is True and document["files"] == len(expected)
     assert document["selection"]["files"] == len(expected)

@@ -8,6 +8,7 @@ from datetime import UTC, timedelta, timezone
 from photos_sync.core.immich_dump import (
     Asset,
     AssetFile,
+    DumpRecord,
     Library,
     Person,
     StoredPath,
@@ -60,7 +61,7 @@ def inside(relative: str, prefix: str = "/data") -> StoredPath:
 
 
 def asset(asset_id: str, original: StoredPath, **kw: object) -> Asset:
-    values = {
+    values: dict[str, object] = {
         "id": asset_id,
         "owner_id": "u",
         "library_id": None,
@@ -87,7 +88,7 @@ def test_the_check_counts_present_missing_to_regenerate_and_outside() -> None:
         "profile/u/me.jpg",
         "thumbs/u/p.jpeg",
     }
-    records = [
+    records: list[DumpRecord] = [
         asset("a", inside("upload/u/a.jpg"), sidecar=inside("upload/u/a.jpg.xmp")),
         asset("b", inside("upload/u/b.mp4"), encoded_video=inside("encoded-video/u/b.mp4")),
         asset("c", StoredPath("/mnt/photos/c.jpg", None), library_id="lib"),

@@ -324,12 +324,15 @@ def test_a_live_photo_brings_its_video_whether_its_row_comes_before_or_after() -
         asset("p2", video="v2"),
         asset("v2", **motion),  # type: ignore[arg-type]
         asset("v3", **motion),  # type: ignore[arg-type]  # nobody's: not chosen
+        # taken the same day, but hidden: it comes with its photo, which is in the trash
+        asset("v4", **{**motion, "taken": "2019-06-12 10:00:00+00"}),  # type: ignore[arg-type]
+        asset("p4", video="v4", deleted_at="2026-11-01 00:00:00+00", status="trashed"),
     ]
     selected = select(Criteria(taken=Taken(2019)), records)
     assert selected.paths == tuple(
         sorted(f"upload/u-anna/{name}.jpg" for name in ("p1", "p2", "v1", "v2"))
     )
-    assert (selected.assets, selected.motion) == (2, 2)
+    assert (selected.assets, selected.motion, selected.trashed) == (2, 2, 1)
 
 
 def test_trashed_assets_and_external_originals_are_left_out_and_counted() -> None:
