@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,15 @@ def test_restore_immich_prints_the_check_and_the_next_steps(
     for folder in ("library", "upload", "profile", "thumbs", "encoded-video", "backups"):
         assert (target / folder / ".immich").is_file()
     assert (target / "backups" / newest).is_file()
+    # what photos-sync made there itself is as open as the files rclone restored (the user's
+    # umask), not private like its data dir: Immich may run as another user
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for made in (target, target / "thumbs", target / "backups"):
+        assert made.stat().st_mode & 0o777 == 0o777 & ~umask, made
+    marker = target / "thumbs" / ".immich"
+    assert marker.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert marker.read_text().isdigit()  # as Immich writes it: the time in milliseconds
 
     line = refused(2, "restore", "--to", str(target), "--immich")
     assert "is not empty: restore --immich builds a fresh UPLOAD_LOCATION" in line
