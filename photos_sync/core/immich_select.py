@@ -22,9 +22,10 @@ selection therefore reads the dump up to three times, each time building only th
 needs and keeping only sets of ids: `NAMES` (users, albums, people: the ids the criteria name),
 `MEMBERS` (album entries and faces: the assets of those albums and people), then `ASSETS`
 (assets and their files). Memory grows with the selection, not with the library, except for
-two small maps kept until the end of the last pass: sidecars of assets not (yet) chosen, and
-the originals of assets that can be a live photo's video (type VIDEO, hidden or of unknown
-visibility), since the video's row may come before the photo's.
+two maps kept while the asset table is being read: the originals of assets that can be a live
+photo's video (type VIDEO, hidden or of unknown visibility), since the video's row may come
+before the photo's, and the sidecar rows read before the asset table (none when pg_dump's
+name order holds: `asset` comes before `asset_file`).
 """
 
 from __future__ import annotations
@@ -282,6 +283,11 @@ class Selection:
         self._wanted_motion: set[str] = set()
         self._motion_candidates: dict[str, str] = {}
         self._pending_sidecars: dict[str, list[str]] = {}
+        # a sidecar row after asset rows comes from the asset_file table, dumped after the
+        # asset table: no asset comes any more (assets before v1.113 yield thumbnail files
+        # of their own, never sidecars)
+        self._seen_assets = False
+        self._assets_over = False
 
     def passes(self) -> list[frozenset[type]]:
         """The record kinds of each pass this selection needs, in order."""
@@ -327,16 +333,20 @@ class Selection:
 
     def _asset(self, record: DumpRecord) -> None:
         if isinstance(record, AssetFile):
-            if record.type == "sidecar" and record.path.relative is not None:
-                if record.asset_id in self._chosen:
-                    self._add(record.path.relative, sidecar=True)
-                else:
-                    self._pending_sidecars.setdefault(record.asset_id, []).append(
-                        record.path.relative
-                    )
+            if record.type != "sidecar" or record.path.relative is None:
+                return
+            if self._seen_assets:
+                # the asset table (one COPY block) is over: every chosen asset is known
+                self._assets_over = True
+                self._motion_candidates.clear()
+            if record.asset_id in self._chosen:
+                self._add(record.path.relative, sidecar=True)
+            elif not self._assets_over:
+                self._pending_sidecars.setdefault(record.asset_id, []).append(record.path.relative)
             return
         if not isinstance(record, Asset):
             return
+        self._seen_assets = True
         if record.id in self._wanted_motion:
             self._add_motion(record.original)
         elif (

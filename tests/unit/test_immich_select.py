@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 
 import pytest
 
@@ -293,17 +294,23 @@ def test_criteria_combine_as_an_intersection() -> None:
 # -- what comes with an asset, and what is left out ---------------------------------------------
 
 
-def test_sidecars_come_with_their_asset_in_both_forms_and_any_order() -> None:
-    records: list[DumpRecord] = [
-        AssetFile("b", "sidecar", inside("upload/u-anna/b.jpg.xmp")),  # before its asset
-        AssetFile("z", "sidecar", inside("upload/u-anna/z.jpg.xmp")),  # not chosen
+@pytest.mark.parametrize("files_first", [False, True], ids=["files-after", "files-before"])
+def test_sidecars_come_with_their_asset_in_both_forms_and_either_table_order(
+    files_first: bool,
+) -> None:
+    assets: list[DumpRecord] = [
         asset("a", sidecar="upload/u-anna/a.jpg.xmp"),  # before Immich v2: a column
         asset("b"),
         asset("z", taken="2001-01-01 00:00:00+00"),
-        AssetFile("a", "thumbnail", inside("thumbs/u-anna/a-thumbnail.webp")),  # not an original
-        AssetFile("c", "sidecar", inside("upload/u-anna/c.jpg.xmp")),  # after its asset
         asset("c"),
     ]
+    files: list[DumpRecord] = [
+        AssetFile("b", "sidecar", inside("upload/u-anna/b.jpg.xmp")),
+        AssetFile("z", "sidecar", inside("upload/u-anna/z.jpg.xmp")),  # not chosen
+        AssetFile("a", "thumbnail", inside("thumbs/u-anna/a-thumbnail.webp")),  # not an original
+        AssetFile("c", "sidecar", inside("upload/u-anna/c.jpg.xmp")),
+    ]
+    records = [*files, *assets] if files_first else [*assets, *files]
     selected = select(Criteria(taken=Taken(2019)), records)
     assert selected.paths == (
         "upload/u-anna/a.jpg",
@@ -314,6 +321,26 @@ def test_sidecars_come_with_their_asset_in_both_forms_and_any_order() -> None:
         "upload/u-anna/c.jpg.xmp",
     )
     assert (selected.assets, selected.sidecars) == (3, 3)
+
+
+def test_sidecars_of_assets_not_chosen_are_not_kept_once_the_assets_are_read() -> None:
+    """As pg_dump orders them (asset, then asset_file), a selection keeps nothing of the
+    sidecar rows of the assets it did not choose."""
+    selection = Selection(Criteria(taken=Taken(2019)))
+    selection.feed(asset("a"))
+    selection.feed(asset("z", taken="2001-01-01 00:00:00+00"))
+    tracemalloc.start()
+    try:
+        for n in range(50_000):
+            path = f"upload/u-anna/{n:08d}-0000-4000-8000-000000000000.jpg.xmp"
+            selection.feed(AssetFile(f"{n:08d}", "sidecar", inside(path)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    selection.end_pass()
+    assert selection.result().paths == ("upload/u-anna/a.jpg",)
+    # 50,000 kept paths would take several MiB
+    assert peak < 512 * 1024, f"peak {peak} bytes"
 
 
 def test_a_live_photo_brings_its_video_whether_its_row_comes_before_or_after() -> None:
