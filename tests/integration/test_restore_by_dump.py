@@ -162,6 +162,14 @@ async def test_an_album_restore_fetches_exactly_that_albums_files(
     family = album_files(db, "Family")
     assert {path.split("/")[1] for path in family} == {"user0", "user1"}
     assert any(path.endswith(".xmp") for path in family)
+    # --path narrows the choice
+    narrowed = await v2_5.restore(
+        tmp_path / "narrowed", selection=Criteria(album="Family"), path="library/user1"
+    )
+    assert narrowed.ok
+    assert files_of(tmp_path / "narrowed") == {
+        path for path in family if path.startswith("library/user1/")
+    }
 
 
 async def test_person_user_and_taken_choose_their_assets_and_combine(
@@ -236,6 +244,11 @@ async def test_a_truncated_dump_is_an_error_and_restores_nothing(
     with pytest.raises(RunRefused, match="truncated"):
         await v2_5.restore(tmp_path / "y", immich=True)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+    # a backup without any dump: said so
+    assert plain_rclone.run(["purge", "check:backups"], env).returncode == 0
+    with pytest.raises(RunRefused, match="holds no Immich database dump"):
+        await v2_5.restore(tmp_path / "x", selection=Criteria(album="Family"))
 
 
 async def test_a_chosen_file_the_backup_lacks_is_named(v2_5: Backup, tmp_path: Path) -> None:
