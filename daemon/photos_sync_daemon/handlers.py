@@ -175,8 +175,14 @@ class Handlers:
         as_of: str | None = None,
         overwrite: bool = False,
         dry_run: bool = False,
+        user: str | None = None,
+        album: str | None = None,
+        person: str | None = None,
+        taken: str | None = None,
+        immich: bool = False,
     ) -> dict[str, Any]:
         from photos_sync.core.events import MODES, RestoreRequest
+        from photos_sync.core.immich_select import parse_criteria
 
         if not to:
             raise rpc.RpcError(rpc.INVALID_PARAMS, "restore: 'to' (the target folder) is required")
@@ -192,7 +198,21 @@ class Handlers:
                 ) from None
             if moment.tzinfo is None:
                 moment = moment.astimezone()
-        request = RestoreRequest(destination, Path(to), path, mode, moment, overwrite, dry_run)
+        try:
+            criteria = parse_criteria(user, album, person, taken)
+        except ValueError as exc:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, f"restore: {exc}") from None
+        request = RestoreRequest(
+            destination,
+            Path(to),
+            path,
+            mode,
+            moment,
+            overwrite,
+            dry_run,
+            selection=None if criteria.empty else criteria,
+            immich=immich,
+        )
         info, already, queued = await self._queue.submit(
             destination, dry_run=dry_run, reason="restore", restore=request
         )

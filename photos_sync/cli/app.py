@@ -377,7 +377,11 @@ def daemon_command(
         "  photos-sync restore --from nas --to /tmp/r --path library/anna/2024   one folder\n\n"
         "  photos-sync restore --from nas --list-deleted --path upload        the archive\n\n"
         "  photos-sync restore --from nas --to /tmp/r --deleted --path library/anna/2024/a.jpg\n\n"
-        "  photos-sync restore --from nas --to /tmp/r --as-of 2026-11-01 --path library"
+        "  photos-sync restore --from nas --to /tmp/r --as-of 2026-11-01 --path library\n\n"
+        '  photos-sync restore --from nas --to /tmp/r --album "Holidays 2024"   one album\n\n'
+        "  photos-sync restore --from nas --to /tmp/r --person Anna --taken 2019-06\n\n"
+        "  photos-sync restore --from nas --to /srv/immich --immich   a whole Immich, then what "
+        "to do"
     ),
 )
 def restore(
@@ -404,13 +408,44 @@ def restore(
     list_deleted: Annotated[
         bool, typer.Option("--list-deleted", help="List what the archive holds under --path.")
     ] = False,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user", metavar="EMAIL", help="Only the assets this user owns (Immich's database)."
+        ),
+    ] = None,
+    album: Annotated[
+        str | None,
+        typer.Option("--album", metavar="NAME", help="Only the assets of this album."),
+    ] = None,
+    person: Annotated[
+        str | None,
+        typer.Option("--person", metavar="NAME", help="Only the assets this person is in."),
+    ] = None,
+    taken: Annotated[
+        str | None,
+        typer.Option(
+            "--taken",
+            metavar="YYYY[-MM[-DD]]",
+            help="Only the assets taken in this year, month or day.",
+        ),
+    ] = None,
+    immich: Annotated[
+        bool,
+        typer.Option(
+            "--immich",
+            help="Restore a whole Immich into an empty folder: its folders, the database dump, "
+            "the .immich markers; then check it and print the next steps.",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be restored.")
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Restore files from a backup, decrypted, into a folder. Never overwrites without
-    --overwrite; an interrupted restore continues when run again."""
+    --overwrite; an interrupted restore continues when run again. --user, --album, --person
+    and --taken choose files from Immich's database dump (together: all must hold)."""
     from photos_sync.cli.restore_cmd import restore as run_restore
 
     run_restore(
@@ -423,6 +458,11 @@ def restore(
         list_deleted=list_deleted,
         dry_run=dry_run,
         json_output=json_output,
+        user=user,
+        album=album,
+        person=person,
+        taken=taken,
+        immich=immich,
     )
 
 

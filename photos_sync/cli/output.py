@@ -205,13 +205,21 @@ def print_run_end(end: Mapping[str, Any], what: str, json_output: bool) -> None:
     if end.get("cancelled"):
         fail(f"the {what} was cancelled in the daemon; progress is saved, run again to resume")
     result = end.get("result") or {}
+    restore = end["run"].get("reason") == "restore"
     if json_output:
         print_json_line(end.get("result"))
     else:
+        if restore:
+            _print_selection(result)
         stdout.print(run_end_summary(end), highlight=False)
+        if restore:
+            _print_immich_restore(result)
     print_immich_outcome(result.get("immich"))
     if end.get("ok"):
         return
+    problem = restore_problem(result, str((result.get("job") or {}).get("target_dir", "")))
+    if restore and problem:
+        stderr.print(problem, markup=False, highlight=False, soft_wrap=True)
     restore_error = result.get("error")
     if restore_error:
         stderr.print(f"[red]restore failed:[/red] {restore_error}; run it again to resume")
@@ -333,9 +341,11 @@ def print_restore_result(
     result: RestoreResult, target: Path, *, dry_run: bool, json_output: bool
 ) -> None:
     """The end of a foreground restore; exit 1 on an error or files left out."""
+    document = result.as_dict()
     if json_output:
-        print_json_line(result.as_dict())
+        print_json_line(document)
     else:
+        _print_selection(document)
         line = restore_line(result.files, result.bytes, str(target), dry_run=dry_run)
         stdout.print(line, highlight=False)
         if result.differ_count:
@@ -347,10 +357,69 @@ def print_restore_result(
                 highlight=False,
                 soft_wrap=True,
             )
+        _print_immich_restore(document)
     if result.error:
         fail(f"restore failed: {result.error}; run the same command again to resume")
     if result.skipped:  # each was named as it happened ("NOT restored: ...")
         fail(f"{plural(len(result.skipped), 'file')} not restored (duplicate names, listed above)")
+    problem = restore_problem(document, str(target))
+    if problem:
+        fail(problem)
+
+
+def _say(text: str) -> None:
+    stdout.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_selection(result: Mapping[str, Any]) -> None:
+    """A restore by meaning: what the dump chose (before the line that says what came back)."""
+    selection = result.get("selection")
+    if selection:
+        _say(str(selection["summary"]))
+
+
+def _print_immich_restore(result: Mapping[str, Any]) -> None:
+    """`restore --immich`: the dump, the markers, the check and the next steps."""
+    immich = result.get("immich_restore")
+    if not immich:
+        return
+    version = f"Immich {immich['immich_version']}, " if immich.get("immich_version") else ""
+    _say(f"database dump: backups/{immich['dump']} ({version}{immich.get('dump_format')})")
+    if immich.get("markers"):
+        folders = ", ".join(marker.partition("/")[0] for marker in immich["markers"])
+        _say(f"Immich's .immich markers are in {folders}")
+    check = immich.get("check")
+    if check:
+        _say(str(check["summary"]))
+    if immich.get("next_steps"):
+        _say("next steps:")
+        for step in immich["next_steps"]:
+            _say(f"  {step}")
+
+
+def restore_problem(result: Mapping[str, Any], target: str) -> str | None:
+    """The line that makes a restore by meaning or a `--immich` restore fail although every
+    copy worked: chosen files the backup lacked, or files the database needs that the
+    restored tree lacks; None when there is none."""
+    selection = result.get("selection") or {}
+    if selection.get("not_in_backup"):
+        count = int(selection["not_in_backup"])
+        shown = ", ".join(selection.get("not_in_backup_paths") or [])
+        return (
+            f"{plural(count, 'chosen file')} {'is' if count == 1 else 'are'} not in the backup "
+            f"(e.g. {shown}): the database dump names {'it' if count == 1 else 'them'} but no "
+            "backup run sent it; run `photos-sync verify` to see what else is missing"
+        )
+    check = (result.get("immich_restore") or {}).get("check") or {}
+    if check.get("missing"):
+        count = int(check["missing"])
+        shown = ", ".join(check.get("first_missing") or [])
+        return (
+            f"{plural(count, 'file')} the database needs {'is' if count == 1 else 'are'} not in "
+            f"{target} (e.g. {shown}): Immich will show {'its asset' if count == 1 else 'those'}"
+            " broken; restore with --as-of an earlier time, or accept the loss"
+        )
+    return None
 
 
 def print_archive_listing(rows: Sequence[Mapping[str, Any]], path: str, json_output: bool) -> None:

@@ -12,12 +12,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from photos_sync.core.config import Settings
 from photos_sync.core.names import NameProblem
 from photos_sync.core.records import Destination, Job
 from photos_sync.core.states import JobStatus
+
+if TYPE_CHECKING:
+    from photos_sync.core.immich_select import Criteria
 
 
 class RunRefused(RuntimeError):
@@ -68,6 +71,10 @@ class RestoreRequest:
     moment: datetime | None = None
     overwrite: bool = False
     dry_run: bool = False
+    #: restore by meaning: the files of the database dump's assets these criteria choose
+    selection: Criteria | None = None
+    #: restore a whole Immich: its folders, the dump, the markers, then the check
+    immich: bool = False
 
 
 class DumpReport(Protocol):

@@ -30,7 +30,9 @@ subscribe   {run: int, wait: bool}                       {run: RunInfo | null, e
             and finally ``run_ended`` End = {run, ok, cancelled, error, result}
 restore     {to: str (required), destination: str,       like start; the restore is queued as
             path: str, mode: current|deleted|as-of,      a run (RunInfo.kind "restore") and
-            as_of: ISO time, overwrite, dry_run}         followed with subscribe
+            as_of: ISO time, overwrite, dry_run,         followed with subscribe
+            user, album, person, taken: str (by
+            meaning), immich: bool}
 =========== ============================================ =======================================
 
 Error codes: the four standard ones below (plus -32603 for an internal error) and the
@@ -123,6 +125,11 @@ PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "as_of": str,
         "overwrite": bool,
         "dry_run": bool,
+        "user": str,
+        "album": str,
+        "person": str,
+        "taken": str,
+        "immich": bool,
     },
 }
 

@@ -6,6 +6,14 @@ Modes:
   moved into `.deleted/` (deleted or replaced at the source);
 - as-of (`--as-of TIME`): every file under `--path` as it was at TIME (archive + live).
 
+Two restores read Immich's database dump first (photos_sync.engine.dump_restore), the newest
+one in the backup (with `--as-of`, the newest at TIME), in either mode:
+- by meaning (`--user/--album/--person/--taken`): only the originals, sidecars and live-photo
+  videos of the assets the criteria choose (core/immich_select);
+- `--immich`: Immich's folders into an empty DIR, the dump into DIR/backups/, the `.immich`
+  markers, then the check of every path the dump references, and the next steps
+  (core/immich_restore).
+
 A restore never overwrites an existing file unless `overwrite` is set. It is tracked in the
 DB like a backup job: a restore that was interrupted is resumed by running it again (files
 already written are skipped).
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -29,6 +38,7 @@ from photos_sync.core.archive import (
     ArchivedFile,
     LiveFile,
     MovedFile,
+    PointInTime,
     as_of,
     newest_archived,
     parse_archive_listing,
@@ -42,7 +52,10 @@ from photos_sync.core.events import (
     RestoreRequest,
     RunEvent,
     RunRefused,
+    UsageProblem,
 )
+from photos_sync.core.immich_restore import DUMPS_FOLDER, RESTORED_FOLDERS, dump_facts, next_steps
+from photos_sync.core.immich_select import Selected
 from photos_sync.core.manifest import parse_moves_record
 from photos_sync.core.names import display_path, is_utf8, raw_bytes
 from photos_sync.core.rclone_args import (
@@ -65,6 +78,7 @@ from photos_sync.core.rclone_log import (
 from photos_sync.core.records import RestoreJob
 from photos_sync.core.redact import redact
 from photos_sync.core.states import JobStatus
+from photos_sync.engine import dump_restore
 from photos_sync.engine.destination import DestinationContext
 from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage.store import RestoreAndVerifyStore
@@ -111,9 +125,19 @@ class RestoreResult:
     #: (without --overwrite): how many, and the first few paths below the target
     differ_count: int = 0
     differ: list[str] = field(default_factory=list)
+    #: a restore by meaning: what it chose (see _selection_view), None otherwise
+    selection: dict[str, Any] | None = None
+    #: a `--immich` restore: the dump, the markers, the check, the next steps
+    immich_restore: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
+        if self.selection is not None and self.selection.get("not_in_backup"):
+            return False
+        if self.immich_restore is not None:
+            check = self.immich_restore.get("check") or {}
+            if check.get("missing"):
+                return False
         return self.error is None and not self.skipped
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,6 +150,8 @@ class RestoreResult:
             "differ": self.differ_count,
             "differ_paths": [display_path(p) for p in self.differ],
             "job": self.job.as_dict() if self.job else None,
+            "selection": self.selection,
+            "immich_restore": self.immich_restore,
         }
 
 
@@ -213,21 +239,13 @@ def place_staged(step: CopyStep, overwrite: bool) -> None:
 def _resolved(request: RestoreRequest) -> RestoreRequest:
     """`request` with its target made absolute (`~` expanded) and its path normalised."""
     target = request.target.expanduser().resolve()
-    return RestoreRequest(
-        request.destination,
-        target,
-        normalise_path(request.path),
-        request.mode,
-        request.moment,
-        request.overwrite,
-        request.dry_run,
-    )
+    return dataclasses.replace(request, target=target, path=normalise_path(request.path))
 
 
 def _create_target(target: Path) -> None:
     """Create the folder a restore writes into (RunRefused, saying why, if it cannot be)."""
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        dump_restore.make_user_dirs(target)
     except OSError as exc:
         raise RunRefused(f"cannot create {display_path(str(target))}: {exc.strerror}") from None
 
@@ -303,6 +321,24 @@ async def _recorded_moves(
     return moves
 
 
+@dataclass(frozen=True, slots=True)
+class _BackupHistory:
+    """What a point-in-time choice needs: the archive, the live files and the moves."""
+
+    archived: list[ArchivedFile]
+    live: list[LiveFile]
+    moves: list[MovedFile]
+
+
+async def _backup_history(remote: CryptRemote, path: str, moment: datetime) -> _BackupHistory:
+    """The archive, the moves after `moment` and the live files under `path` (the whole live
+    backup when there are moves: a moved file may come from anywhere)."""
+    listing = await list_archive(remote)
+    moves = await _recorded_moves(remote, listing, moment)
+    live = await _live_files(remote, "" if moves else path)
+    return _BackupHistory(parse_archive_listing(listing), live, moves)
+
+
 def _plan_as_of(
     archived: list[ArchivedFile],
     live: list[LiveFile],
@@ -313,19 +349,80 @@ def _plan_as_of(
 ) -> list[CopyStep]:
     """The copies that bring back every file under `path` as it was at `moment`: one per
     archive run, then one from the live backup (RunRefused if nothing existed then)."""
-    choice = as_of(archived, live, path, moment, moves)
-    steps = [
-        CopyStep(crypt_path(ARCHIVE_FOLDER, stamp), target, tuple(paths))
-        for stamp, paths in choice.from_archive.items()
-    ]
-    if choice.from_live:
-        steps.append(CopyStep(crypt_path(), target, tuple(choice.from_live)))
-    steps += _renamed_steps(choice.renamed, target)
+    steps = _steps_of(as_of(archived, live, path, moment, moves), target)
     if not steps:
         raise RunRefused(
             f"nothing under {display_path(path) or 'the backup'} existed at {moment.isoformat()}"
         )
     return steps
+
+
+def _steps_of(choice: PointInTime, target: Path) -> list[CopyStep]:
+    """The copies of a point-in-time choice: one per archive run, one from the live backup,
+    then the files moved since (staged, then renamed)."""
+    steps = [
+        CopyStep(crypt_path(ARCHIVE_FOLDER, stamp), target, tuple(paths))
+        for stamp, paths in choice.from_archive.items()
+        if paths
+    ]
+    if choice.from_live:
+        steps.append(CopyStep(crypt_path(), target, tuple(choice.from_live)))
+    return steps + _renamed_steps(choice.renamed, target)
+
+
+def _restricted(choice: PointInTime, keep: Callable[[str], bool]) -> PointInTime:
+    """`choice` with only the files whose path at the moment `keep` accepts."""
+    return PointInTime(
+        {stamp: [p for p in paths if keep(p)] for stamp, paths in choice.from_archive.items()},
+        [p for p in choice.from_live if keep(p)],
+        [item for item in choice.renamed if keep(item[2])],
+    )
+
+
+def _label(request: RestoreRequest) -> str:
+    """What a restore is called in its progress lines and its job's record."""
+    if request.immich:
+        return "Immich (--immich)"
+    if request.selection is not None:
+        where = f" under {display_path(request.path)}" if request.path else ""
+        return request.selection.describe() + where
+    return display_path(request.path) or "everything"
+
+
+def _left_out(trashed: int, outside: int) -> str:
+    """`; 2 in Immich's trash and 1 outside UPLOAD_LOCATION left out`, or ""."""
+    parts = []
+    if trashed:
+        parts.append(f"{trashed} in Immich's trash")
+    if outside:
+        parts.append(f"{outside} outside UPLOAD_LOCATION (external libraries)")
+    return f"; {' and '.join(parts)} left out" if parts else ""
+
+
+def _selection_view(
+    request: RestoreRequest,
+    dump: str,
+    selected: Selected,
+    paths: tuple[str, ...],
+    missing: list[str],
+) -> dict[str, Any]:
+    """What a restore by meaning reports: the criteria, the dump, the counts and the chosen
+    files the backup did not give back."""
+    assert request.selection is not None
+    return {
+        "criteria": request.selection.describe(),
+        "dump": dump,
+        **selected.as_dict(),
+        "files": len(paths),
+        "summary": (
+            f"{request.selection.describe()}: {selected.assets} "
+            f"asset{'s' if selected.assets != 1 else ''}, {len(paths)} "
+            f"file{'s' if len(paths) != 1 else ''} in the database dump {dump}"
+            + _left_out(selected.trashed, selected.outside)
+        ),
+        "not_in_backup": len(missing),
+        "not_in_backup_paths": [display_path(p) for p in missing[:DIFFER_NAMED]],
+    }
 
 
 class Restorer:
@@ -366,39 +463,51 @@ class Restorer:
     async def run(self, request: RestoreRequest) -> RestoreResult:
         """Carry out `request`: plan it, create the target, track it as a restore job (not in
         a dry run), copy step by step until one fails, then say what was not restored and
-        which files already in the target differ from the backup and were left alone."""
+        which files already in the target differ from the backup and were left alone. A
+        restore by meaning or of a whole Immich reads the database dump first."""
         opened = await self.destinations.open(request.destination)
         destination, remote = opened.destination, opened.remote
         request = _resolved(request)
-        target = request.target
+        if request.immich or request.selection is not None:
+            return await self._run_with_dump(destination.id, destination.name, remote, request)
         steps = await self.plan(remote, request)
+        return await self._execute(destination.id, destination.name, remote, request, steps)
+
+    async def _execute(
+        self,
+        destination_id: int,
+        destination: str,
+        remote: CryptRemote,
+        request: RestoreRequest,
+        steps: list[CopyStep],
+        before: Callable[[_Totals], None] | None = None,
+    ) -> RestoreResult:
+        """Run the planned `steps` of `request` as one tracked restore job (`before`, when
+        given, runs once the target exists, before the copies, and may count into the
+        totals)."""
+        target = request.target
         job: RestoreJob | None = None
+        totals = _Totals()
         if not request.dry_run:
             _create_target(target)
-            job = await self._start_job(destination.id, request)
-        label = display_path(request.path) or "everything"
+            job = await self._start_job(destination_id, request)
+            if before is not None:
+                before(totals)
+        label = _label(request)
         # "label": what the progress lines call it (a backup job is "<folder>/").
         job_view = {"id": job.id if job else 0, "folder": label, "label": label}
-        self.sink(RunEvent(EventKind.JOB_STARTED, destination.name, job_view))
-        totals = _Totals()
+        self.sink(RunEvent(EventKind.JOB_STARTED, destination, job_view))
         skipped: list[str] = []
-        error = await self._copy_steps(
-            remote, steps, request, totals, job, destination.name, skipped
-        )
+        error = await self._copy_steps(remote, steps, request, totals, job, destination, skipped)
         if job is not None:
             job = await self._finish_job(job, totals, error)
-        self._report_finished(destination.name, job_view, totals, error, skipped)
+        self._report_finished(destination, job_view, totals, error, skipped)
         differ_count, differ = 0, list[str]()
-        if error is None and not request.overwrite:
+        # `--immich` starts from an empty folder unless --overwrite: nothing can differ
+        if error is None and not request.overwrite and not request.immich:
             differ_count, differ = await self._differing(remote, steps)
             if differ_count:
-                self.sink(
-                    RunEvent(
-                        EventKind.MESSAGE,
-                        destination.name,
-                        {"text": differ_note(differ_count, differ, str(target))},
-                    )
-                )
+                self._say(destination, differ_note(differ_count, differ, str(target)))
         return RestoreResult(
             job,
             totals.files,
@@ -409,12 +518,129 @@ class Restorer:
             differ,
         )
 
+    def _say(self, destination: str, text: str) -> None:
+        self.sink(RunEvent(EventKind.MESSAGE, destination, {"text": text}))
+
+    async def _run_with_dump(
+        self, destination_id: int, destination: str, remote: CryptRemote, request: RestoreRequest
+    ) -> RestoreResult:
+        """A restore that reads the database dump first: by meaning, or `--immich`."""
+        target = request.target
+        if request.immich and not request.overwrite and not dump_restore.target_is_empty(target):
+            raise UsageProblem(
+                f"{display_path(str(target))} is not empty: restore --immich builds a fresh "
+                "UPLOAD_LOCATION; choose an empty folder, or add --overwrite (also to resume "
+                "an interrupted restore there)"
+            )
+        history = None
+        if request.mode == "as-of":
+            assert request.moment is not None
+            history = await _backup_history(remote, "", request.moment)
+            dumps = dump_restore.dumps_at(
+                as_of(history.archived, history.live, DUMPS_FOLDER, request.moment, history.moves)
+            )
+        else:
+            dumps = await dump_restore.live_dumps(remote)
+        dump = dump_restore.choose_dump(dumps, remote.label, request.moment)
+        with dump_restore.private_folder(self.settings.data_dir) as folder:
+            self._say(destination, f"reading the database dump {dump.name}")
+            local = await dump_restore.fetch_dump(remote, dump, folder)
+            if request.immich:
+                return await self._restore_immich(
+                    destination_id, destination, remote, request, dump.name, local, history
+                )
+            assert request.selection is not None
+            selected = await asyncio.to_thread(
+                dump_restore.select_from_dump, local, dump.name, request.selection
+            )
+        paths = tuple(p for p in selected.paths if under(p, request.path))
+        if not paths:
+            raise RunRefused(
+                f"nothing to restore: no file in the database dump {dump.name} matches "
+                f"{request.selection.describe()}"
+                + (f" under {display_path(request.path)}" if request.path else "")
+                + _left_out(selected.trashed, selected.outside)
+            )
+        if history is not None:
+            assert request.moment is not None
+            wanted = set(paths)
+            steps = _steps_of(
+                _restricted(
+                    as_of(history.archived, history.live, "", request.moment, history.moves),
+                    wanted.__contains__,
+                ),
+                target,
+            )
+        else:
+            steps = [CopyStep(crypt_path(), target, paths)]
+        result = await self._execute(destination_id, destination, remote, request, steps)
+        missing = [] if request.dry_run else dump_restore.not_restored(paths, target)
+        result.selection = _selection_view(request, dump.name, selected, paths, missing)
+        return result
+
+    async def _restore_immich(
+        self,
+        destination_id: int,
+        destination: str,
+        remote: CryptRemote,
+        request: RestoreRequest,
+        name: str,
+        local: Path,
+        history: _BackupHistory | None,
+    ) -> RestoreResult:
+        """`--immich`: the dump (checked whole first), Immich's folders, the markers, then
+        the check of the restored tree and the next steps."""
+        end = await asyncio.to_thread(dump_restore.check_dump, local, name)
+        target = request.target
+        if history is not None:
+            assert request.moment is not None
+            steps = _steps_of(
+                _restricted(
+                    as_of(history.archived, history.live, "", request.moment, history.moves),
+                    lambda path: path.partition("/")[0] in RESTORED_FOLDERS,
+                ),
+                target,
+            )
+        else:
+            present = await remote.list_root()
+            steps = [
+                CopyStep(crypt_path(folder), target / folder)
+                for folder in RESTORED_FOLDERS
+                if present.get(folder)
+            ]
+
+        def place(totals: _Totals) -> None:
+            totals.bytes += dump_restore.place_dump(local, target, request.overwrite)
+            totals.files += 1
+
+        result = await self._execute(destination_id, destination, remote, request, steps, place)
+        facts = dump_facts(name, end.dump_format, end.immich_version)
+        view: dict[str, Any] = {
+            "dump": name,
+            "dump_format": facts.dump_format,
+            "immich_version": facts.immich_version,
+            "markers": [],
+            "check": None,
+            "next_steps": [],
+        }
+        result.immich_restore = view
+        if request.dry_run or result.error is not None:
+            return result
+        view["markers"] = await asyncio.to_thread(dump_restore.write_markers, target)
+        restored_dump = target / DUMPS_FOLDER / name
+        check, _ = await asyncio.to_thread(dump_restore.check_tree, restored_dump, target)
+        view["check"] = {**check.as_dict(), "summary": check.summary()}
+        view["next_steps"] = next_steps(facts, str(target), check)
+        return result
+
     async def _start_job(self, destination_id: int, request: RestoreRequest) -> RestoreJob:
         """The restore job of `request`, marked running: the interrupted one it resumes, else
         a new one."""
         moment = request.moment.isoformat() if request.moment else None
         # the DB keeps text: a path that is not UTF-8 is recorded as shown (\xNN)
-        shown_path, shown_target = display_path(request.path), display_path(str(request.target))
+        shown_target = display_path(str(request.target))
+        plain = request.selection is None and not request.immich
+        shown_path = display_path(request.path) if plain else _label(request)
         job = await self.store.resumable_restore(
             destination_id, shown_path, shown_target, request.mode, moment
         )
@@ -576,7 +802,7 @@ class Restorer:
                 dry_run=request.dry_run,
                 bwlimit=self.settings.bwlimit,
             )
-            label = display_path(request.path) or "everything"
+            label = _label(request)
             output = _CopyOutput(
                 step,
                 totals,
