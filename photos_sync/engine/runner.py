@@ -1315,6 +1315,7 @@ class Runner:
             archive_path(run_id, job.folder),
             options,
         )
+        presence.wrote()  # a full sync writes: the marker is looked for again after it
         process = await self._start_sync(remote, job, argv, tracker)
         code = await self._follow_sync(job, process, tracker, presence)
         self._note_skips(job, tracker)
