@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -162,14 +162,14 @@ class ManifestRun:
 
     # -- planning
 
-    async def plan(self, folders: Sequence[str], immich_path: Path) -> None:
-        """Decide each folder's way; walk the incremental ones and find their changes and
-        the files moved between them."""
-        for folder in folders:
+    async def plan(self, sources: Mapping[str, Path]) -> None:
+        """Decide the way of each folder (name -> where its source is); walk the incremental
+        ones and find their changes and the files moved between them."""
+        for folder, source in sources.items():
             why = self.reason or folder_reconcile(self.state, folder)
             changes = None
             if why is None:
-                changes, why = await asyncio.to_thread(self._changes, folder, immich_path / folder)
+                changes, why = await asyncio.to_thread(self._changes, folder, source)
             if why is not None or changes is None:
                 self.reconciling[folder] = why or Reconcile.UNREADABLE
             else:
@@ -301,7 +301,8 @@ class ManifestRun:
         changes = self.incremental[folder]
         if not changes.to_send:
             return None
-        path = self.settings.data_dir / "manifests" / f"send-{self.destination.id}-{folder}.txt"
+        safe = folder.replace("/", "_")  # extra/<name>
+        path = self.settings.data_dir / "manifests" / f"send-{self.destination.id}-{safe}.txt"
         data = b"".join(s.path + b"\n" for s in changes.to_send)
         await asyncio.to_thread(path.write_bytes, data)
         return path

@@ -694,7 +694,13 @@ class Runner:
         result = RunResult(destination.name, run_id, dry_run=True)
         options = destination_type(destination.type).tune(self._sync_options(True, False))
         log.info("dry_run_started", destination=destination.name, source=str(immich_path))
-        await manifest.plan(self._walked([f.name for f in folders]), immich_path)
+        await manifest.plan(
+            {
+                name: walked
+                for name in self._walked([f.name for f in folders])
+                if (walked := self._source(immich_path, name)) is not None
+            }
+        )
         for folder in folders:
             why = manifest.reconciling.get(folder.name)
             result.folder_modes[folder.name] = "incremental" if why is None else f"full sync: {why}"
@@ -807,7 +813,7 @@ class Runner:
         manifest = self._manifest
         if manifest is None:
             return
-        await manifest.plan([j.folder for j in jobs], immich_path)
+        await manifest.plan({j.folder: Path(j.source_path) for j in jobs})
         for job in jobs:
             why = manifest.reconciling.get(job.folder)
             result.folder_modes[job.folder] = "incremental" if why is None else f"full sync: {why}"
@@ -1591,10 +1597,9 @@ class Runner:
         return is_people_thumbnails(folder, self.settings.include_generated)
 
     def _is_walked(self, folder: str) -> bool:
-        """Does the manifest's plan walk `folder` (below BACKUP_IMMICH_PATH)? Not an extra
-        folder, whose source is elsewhere, nor the people thumbnails, a few listed files of
-        thumbs/: both go through a full sync (a listed copy), staged by `_stage`."""
-        return not folder.startswith(f"{EXTRA_FOLDER}/") and not self._is_people_thumbnails(folder)
+        """Does the manifest's plan walk `folder`? Not the people thumbnails, a few listed
+        files of thumbs/: they go through a listed copy, staged by `_stage`."""
+        return not self._is_people_thumbnails(folder)
 
     def _walked(self, folders: Sequence[str]) -> list[str]:
         return [folder for folder in folders if self._is_walked(folder)]
@@ -1604,8 +1609,6 @@ class Runner:
         for folder in folders:
             if self._is_people_thumbnails(folder):
                 result.folder_modes[folder] = "full sync: people thumbnails only"
-            elif not self._is_walked(folder):
-                result.folder_modes[folder] = "full sync: extra folder"
 
     async def _name_hazards(
         self, source: str, folder: str, destination: Destination

@@ -79,7 +79,7 @@ async def test_extra_folders_are_backed_up_archived_and_restored(
     first = await runner.run(RunRequest())
     assert first.ok
     assert [j.folder for j in first.jobs][-2:] == ["extra/family", "extra/scans"]
-    assert first.folder_modes["extra/family"] == "full sync: extra folder"
+    assert first.folder_modes["extra/family"] == "full sync: first backup with a manifest"
     env = plain_rclone.crypt_env(dest, key_file_path(settings, "nas"))
     for source, folder in ((family, "extra/family"), (scans, "extra/scans")):
         check = plain_rclone.cryptcheck(source, f"check:{folder}", env)
@@ -93,6 +93,7 @@ async def test_extra_folders_are_backed_up_archived_and_restored(
     replaced = family / "2020" / "DSC_0001.JPG"
     replaced.write_bytes(os.urandom(5000))
     second = await runner.run(RunRequest())
+    assert second.folder_modes["extra/family"] == "incremental"  # walked like Immich's (#15)
     # the database still references the deleted photo: the consistency proof names it (#16.2)
     assert second.consistency is not None
     assert second.consistency["missing_paths"] == ["extra/family/2020/DSC_0000.JPG"]
