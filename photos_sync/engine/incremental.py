@@ -31,6 +31,7 @@ from photos_sync.core.destinations import DestinationError
 from photos_sync.core.manifest import (
     MANIFEST_COPY,
     MANIFEST_HEAD,
+    Change,
     FileState,
     FolderChanges,
     ManifestHead,
@@ -38,6 +39,7 @@ from photos_sync.core.manifest import (
     Move,
     Reconcile,
     destination_key,
+    diff_sorted,
     find_moves,
     folder_changes,
     folder_reconcile,
@@ -197,6 +199,28 @@ class ManifestRun:
         if obstacle is not None:
             return None, obstacle
         return changes, None
+
+    async def moved_away(self, folder: str, sources: Mapping[str, Path]) -> bool:
+        """True if every file the manifest records for `folder` (now empty at the source)
+        appears, new, in another folder with the same size and modification time: the
+        folder was emptied by moves (Immich's storage-template migration), not unmounted.
+        Walks the other folders: only asked when a folder was found empty."""
+
+        def every_file_found_elsewhere() -> bool:
+            wanted = {(s.size, s.mtime_ns) for s in self.db.entries(folder) if s.path != b".immich"}
+            for other, source in sources.items():
+                if not wanted:
+                    break
+                if other == folder:
+                    continue
+                problems = WalkProblems()
+                walked = walk_files(source, problems)
+                for change, state in diff_sorted(walked, self.db.entries(other)):
+                    if change is Change.NEW:
+                        wanted.discard((state.size, state.mtime_ns))
+            return not wanted
+
+        return await asyncio.to_thread(every_file_found_elsewhere)
 
     def is_incremental(self, folder: str) -> bool:
         return folder in self.incremental

@@ -539,8 +539,19 @@ class Runner:
                 try:
                     check_not_emptied(folder.name, False, in_backup)
                 except SourceRefused as exc:
-                    if not request.force:
-                        raise RunRefused(str(exc)) from None
+                    if request.force:
+                        continue
+                    sources = {
+                        f.name: found
+                        for f in folders
+                        if (found := self._source(immich_path, f.name)) is not None
+                    }
+                    if incremental and await manifest.moved_away(folder.name, sources):
+                        # Immich's storage-template migration empties upload/ into library/:
+                        # every file it held is found again elsewhere, to be moved, not lost
+                        log.info("folder_emptied_by_moves", folder=folder.name)
+                        continue
+                    raise RunRefused(str(exc)) from None
         self._manifest = manifest
         if request.dry_run:
             result = await self._dry_run(destination, remote, immich_path, folders, manifest)

@@ -14,7 +14,7 @@ import pytest
 
 from photos_sync.core.archive import parse_stamp
 from photos_sync.core.config import Settings
-from photos_sync.core.events import RestoreRequest, RunRequest, RunResult
+from photos_sync.core.events import RestoreRequest, RunRefused, RunRequest, RunResult
 from photos_sync.core.manifest import MANIFEST_HEAD, Reconcile, crypt_size
 from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.restore import Restorer
@@ -282,3 +282,31 @@ async def test_a_dry_run_previews_from_the_manifest_without_listing_or_writing(
     real = await bench.run()  # the dry run changed nothing: the real run still has it all to do
     assert sum(j.files_transferred for j in real.jobs) == 1
     assert sum(j.files_archived for j in real.jobs) == 1
+
+
+async def test_a_storage_template_migration_that_empties_upload_is_not_refused(
+    bench: Bench,
+    immich: tuple[Path, TreeStats],
+    counting_s3: CountingS3,  # noqa: F811
+) -> None:
+    """Every original leaves upload/ for library/ (renamed, times kept): the emptied-source
+    guard must see moves, not a missing mount — and still refuse a real emptying."""
+    root = immich[0]
+    await bench.run()
+    originals = files(root, "upload")
+    for n, path in enumerate(originals):
+        target = root / "library" / "admin" / "2020" / "01" / f"IMG_{n:04d}{path.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, target)
+    counting_s3.counter.reset()
+    migrated = await bench.run()
+    counts = counting_s3.counter.snapshot()
+    assert migrated.moved == len(originals)
+    assert sum(j.files_transferred for j in migrated.jobs) == 0
+    assert counts[Kind.LIST] == 0, counts.describe()
+    assert_backup_matches(root, crypt_env(counting_s3, bench.settings))
+
+    for path in files(root, "library"):  # now a real loss: library/ emptied
+        path.unlink()
+    with pytest.raises(RunRefused, match="library/: it is empty at the source"):
+        await Runner(bench.settings, bench.store).run(RunRequest("cloud"))
