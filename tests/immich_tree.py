@@ -917,8 +917,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--sql-dump",
-        choices=sorted(DUMP_FLAVOURS),
-        help="write real dumps of a consistent database in this Immich version's format",
+        choices=[*sorted(DUMP_FLAVOURS), "none"],
+        default="v2.5",
+        help="write real dumps of a consistent database in this Immich version's format "
+        "(default v2.5; 'none': whole dumps without tables)",
     )
     parser.add_argument("--external-root", type=Path, help="where external-library files go")
     args = parser.parse_args()
@@ -928,7 +930,7 @@ def main() -> None:
         upload_files=args.upload_files,
         scale=args.scale,
         seed=args.seed,
-        sql_dump=DUMP_FLAVOURS[args.sql_dump] if args.sql_dump else None,
+        sql_dump=DUMP_FLAVOURS.get(args.sql_dump),
         external_root=args.external_root,
     )
     print(f"{stats.files} files, {stats.bytes} bytes: {stats.by_folder}")

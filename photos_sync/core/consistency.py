@@ -51,6 +51,8 @@ class ConsistencyProof:
     problem: str | None = None
     truncated: bool = False
     immich_version: str | None = None
+    #: False for a whole dump that holds none of Immich's tables (not Immich's database)
+    immich_tables: bool = True
     referenced: int = 0
     present: int = 0
     missing: int = 0
@@ -71,6 +73,7 @@ class ConsistencyProof:
             "truncated": self.truncated,
             "problem": self.problem,
             "immich_version": self.immich_version,
+            "immich_tables": self.immich_tables,
             "referenced": self.referenced,
             "present": self.present,
             "missing": self.missing,
@@ -82,6 +85,11 @@ class ConsistencyProof:
         """One line for people: the verdict, the counts, the first missing paths."""
         if not self.complete:
             return f"Immich database dump {self.dump}: ERROR: {self.problem}"
+        if not self.immich_tables:
+            return (
+                f"Immich database dump {self.dump}: whole, but it holds none of Immich's "
+                "tables: nothing to check the backup against"
+            )
         text = (
             f"Immich database dump {self.dump}: {plural(self.referenced, 'file')} referenced, "
             f"{self.present} in the backup, {self.missing} missing"
@@ -103,6 +111,7 @@ def proof_from_dict(data: dict[str, Any]) -> ConsistencyProof:
         problem=data.get("problem"),
         truncated=bool(data.get("truncated")),
         immich_version=data.get("immich_version"),
+        immich_tables=bool(data.get("immich_tables", True)),
         referenced=int(data.get("referenced") or 0),
         present=int(data.get("present") or 0),
         missing=int(data.get("missing") or 0),
@@ -171,6 +180,7 @@ def prove(
         proof.truncated = True
         return proof
     proof.complete = end.complete
+    proof.immich_tables = end.has_immich_tables
     proof.problem = end.problem
     proof.truncated = end.truncated
     proof.immich_version = end.immich_version

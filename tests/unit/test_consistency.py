@@ -30,7 +30,7 @@ def asset(original: StoredPath) -> Asset:
     )
 
 
-END = DumpEnd(True, None, False, "pg_dump", "14.19", "2.5.6", (), 100)
+END = DumpEnd(True, None, False, "pg_dump", "14.19", "2.5.6", (("asset", 3),), 100)
 
 
 def test_present_missing_and_not_covered_are_counted_apart() -> None:
