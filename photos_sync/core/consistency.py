@@ -37,7 +37,7 @@ NOT_COVERED = {
     "encoded-video": (
         "encoded-video/ (regenerable by Immich; BACKUP_INCLUDE_GENERATED=true backs it up)"
     ),
-    "outside": "outside UPLOAD_LOCATION (external libraries; BACKUP_EXTRA_PATHS backs them up)",
+    "outside": "external libraries outside UPLOAD_LOCATION (BACKUP_EXTRA_PATHS backs them up)",
 }
 
 
