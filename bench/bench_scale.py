@@ -40,16 +40,16 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
-from urllib.parse import unquote, urlsplit
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
 import bench_compare as bc
-from s3_counting import CountingS3, CountSnapshot, Kind, counted_s3, counts_table
+from s3_counting import CountingS3, CountSnapshot, Kind, counted_s3
 
 from photos_sync.core.destinations import destination_type
 from photos_sync.core.planning import selected_folders
@@ -568,9 +568,7 @@ def migrate(root: Path, seed: int) -> dict[str, str]:
     return moved
 
 
-def part_migrate(
-    work: Path, args: argparse.Namespace, rep: dict[str, Any], s3: CountingS3
-) -> None:
+def part_migrate(work: Path, args: argparse.Namespace, rep: dict[str, Any], s3: CountingS3) -> None:
     source = work / "mig-src"
     originals_tree(source, args.migrate_files, args.seed + 5)
     folders = [f.name for f in selected_folders(False)]
@@ -580,9 +578,8 @@ def part_migrate(
     a.fresh()
     (first, said), snap_first = counted(s3, lambda: a.run_said(no_head=True))
     check_mode(said, True, "migration: first run")
-    # the baseline talks to its own server without the proxy: a plain `rclone sync` of the
-    # move (16 transfers, 32 checkers, 400 server-side copies and deletes) once hung for
-    # minutes with 12 requests unanswered behind the proxy; rclone's own stats give its bytes
+    # the baseline writes to its own server (no proxy: its figures come from rclone's own
+    # stats), so that the counted server holds only photos-sync's backup
     direct = contextlib.ExitStack()
     server = direct.enter_context(serve_s3(work / "s3-direct"))
     (server.root / "bench").mkdir()
@@ -602,14 +599,18 @@ def part_migrate(
     (second, said), snap_second = counted(s3, lambda: a.run_said(flags=("--force",)))
     check_mode(said, False, "migration: run after the move")
     moved_said = [line for line in said.splitlines() if "inside the backup" in line]
-    say(f"    migrate photos-sync: {second.wall:.2f} s, {snap_second.nonzero()}, "
-        f"PUT bytes {snap_second.put_bytes:,}; {moved_said[:1]}")
+    say(
+        f"    migrate photos-sync: {second.wall:.2f} s, {snap_second.nonzero()}, "
+        f"PUT bytes {snap_second.put_bytes:,}; {moved_said[:1]}"
+    )
     plain_second = None if args.no_baseline else b.run()
     direct.close()
     if plain_second is not None:
-        say(f"    migrate plain rclone: {plain_second.wall:.2f} s, uploaded "
+        say(
+            f"    migrate plain rclone: {plain_second.wall:.2f} s, uploaded "
             f"{plain_second.extra['uploaded']:,.0f} B, server-side copies "
-            f"{plain_second.extra['serverSideCopies']:.0f}")
+            f"{plain_second.extra['serverSideCopies']:.0f}"
+        )
     restore_now = work / "restore-now"
     restore_before = work / "restore-before"
     wall_now = a.restore(restore_now)
@@ -619,11 +620,13 @@ def part_migrate(
     say(f"    restore: now {cmp_now}, as-of {cmp_before}")
     puts = [r for r in snap_second.requests if r.kind is Kind.PUT]
     plain_names = decrypt_names(s3, a.name, [r.target for r in puts])
-    put_files = [
+    put_files: list[dict[str, Any]] = [
         {"path": plain_names.get(r.target, r.target), "bytes": r.body_bytes} for r in puts
     ]
     content = sum(
-        p["bytes"] for p in put_files if not str(p["path"]).startswith((".photos-sync/", ".deleted/"))
+        int(p["bytes"])
+        for p in put_files
+        if not str(p["path"]).startswith((".photos-sync/", ".deleted/"))
     )
     rep["migrate"] = {
         "files": files,
@@ -737,7 +740,9 @@ def part_tiny(work: Path, args: argparse.Namespace, rep: dict[str, Any]) -> None
     for _ in range(args.tiny_rounds):
         answer, wall, hwm = run_py(WALK, str(source / "upload"))
         walks.append({**answer, "wall": wall, "hwm": hwm})
-        say(f"    walk_files: {answer['files']:,} files in {answer['seconds']:.2f} s, {hwm:.0f} MiB")
+        say(
+            f"    walk_files: {answer['files']:,} files in {answer['seconds']:.2f} s, {hwm:.0f} MiB"
+        )
     lsf = []
     for _ in range(args.tiny_rounds):
         log = work / "lsf.out"
@@ -758,8 +763,10 @@ def part_tiny(work: Path, args: argparse.Namespace, rep: dict[str, Any]) -> None
     inject = {**answer, "wall": wall, "hwm": hwm, "sqlite_bytes": sqlite_bytes}
     inject["gz_bytes"] = packed.stat().st_size
     packed.unlink()
-    say(f"    manifest: {answer['files']:,} entries, SQLite {sqlite_bytes / MIB:.1f} MiB, "
-        f"gzip'd copy {inject['gz_bytes'] / MIB:.1f} MiB (written in {answer['seconds']:.1f} s)")
+    say(
+        f"    manifest: {answer['files']:,} entries, SQLite {sqlite_bytes / MIB:.1f} MiB, "
+        f"gzip'd copy {inject['gz_bytes'] / MIB:.1f} MiB (written in {answer['seconds']:.1f} s)"
+    )
     runs = []
     for _ in range(args.tiny_rounds):
         m, said = a.run_said()
@@ -818,7 +825,35 @@ def render(args: argparse.Namespace, rep: dict[str, Any]) -> str:
     if "tiny" in rep:
         parts.append(render_tiny(rep["tiny"], rep.get("many"), args, targets))
     parts.append("### Targets (issue #15)\n\n" + c.table(("target", "measured", "met?"), targets))
+    parts.append(FINDINGS)
     return "\n\n".join(parts)
+
+
+FINDINGS = """### What the benchmark ran into (photos-sync at 225cd44; for the engine's owner)
+
+- **The first run to a new S3 (or B2) destination dies** with a `FileNotFoundError` traceback:
+  `ManifestRun.open` reads the manifest's head with `CryptRemote.download` (`rclone copyto`),
+  and on a bucket remote `rclone copyto REMOTE:missing-file LOCAL` exits 0 without writing
+  anything — it finds no object (HEAD → 404), takes the name for a folder, lists it (one LIST:
+  `GET /bench?delimiter=/&prefix=…/manifest-head.json/`) and copies nothing; `download`
+  returns True and `_read_small` reads a file that is not there. Reproduce:
+  `.venv/bin/python bench/s3_counting.py -- rclone copyto s3:bench/nope/x.json /tmp/x` (exit 0,
+  no /tmp/x, 1 HEAD + 1 LIST). A local destination says "not found" and is not affected. The
+  benchmark's first S3 runs set `BACKUP_FOLLOW_SYMLINKS=true` (no links in its trees), which
+  reconciles without reading the head; later runs find the head the first one wrote.
+- **After a storage-template migration the next run is refused** without `--force`: every
+  original left `upload/`, and the emptied-source guard ("upload/ is empty at the source but
+  not in the backup") fires although the manifest knows the files were moved, not lost. The
+  benchmark's run after the move uses `--force`.
+- Deleting `<data dir>/manifests/` no longer forces a full sync: the next run adopts the
+  manifest's copy from the destination (by design, #15 point 5). The benchmark forces a
+  reconcile with `BACKUP_RECONCILE_EVERY=1s` instead.
+- Test tooling, not photos-sync: `tests/support/s3server.py` started `rclone serve s3` with
+  its stderr on a pipe nobody read. rclone logs an ERROR line for each directory it fails to
+  remove after an S3 delete ("Dir.Remove not empty"); after ~400 deletes the 64 KiB pipe was
+  full and the server blocked on its log, answering no request (seen twice: plain rclone's
+  archive moves, photos-sync's 10,000 renames — 8 requests waiting for minutes). Fixed in
+  this branch: the server's stderr goes to /dev/null."""
 
 
 def render_many(d: dict[str, Any], args: argparse.Namespace, targets: list[Any]) -> str:
@@ -851,9 +886,7 @@ def render_many(d: dict[str, Any], args: argparse.Namespace, targets: list[Any])
     fa = meds(full["A"], "wall") / meds(full["B"], "wall")
     fc = c.median([cpu(m) for m in full["A"]]) / c.median([cpu(m) for m in full["B"]])
     na = meds(nc["A"], "wall") / meds(nc["B"], "wall")
-    faster = all(
-        meds(full["A"], "wall") < meds(full[k], "wall") for k in ("R", "G") if k in full
-    )
+    faster = all(meds(full["A"], "wall") < meds(full[k], "wall") for k in ("R", "G") if k in full)
     nfaster = all(meds(nc["A"], "wall") < meds(nc[k], "wall") for k in ("R", "G") if k in nc)
     n = f"{d['files']:,} files"
     targets += [
@@ -1005,7 +1038,12 @@ def render_migrate(d: dict[str, Any], args: argparse.Namespace, targets: list[An
     ]
     headers = ["run", *(str(k) for k in Kind), "PUT bytes", "wall*"]
     body = [
-        [n, *(f"{r['counts'][str(k)]:,}" for k in Kind), f"{r['put_bytes']:,}", f"{r['wall']:.2f} s"]
+        [
+            n,
+            *(f"{r['counts'][str(k)]:,}" for k in Kind),
+            f"{r['put_bytes']:,}",
+            f"{r['wall']:.2f} s",
+        ]
         for n, r in rows
     ]
     plain = ""
@@ -1094,15 +1132,16 @@ def render_tiny(
         ("files (upload/, 1–64 B each)", f"{n:,}", "2,000,000"),
         ("`walk_files` (median)", f"{walk:.1f} s ({walk / n * 1e6:.1f} µs/file)",
          f"≈ {walk * scale:.0f} s"),
-        ("`rclone lsf -R --format pst` of the same folder", f"{lsf:.1f} s", f"≈ {lsf * scale:.0f} s"),
+        ("`rclone lsf -R --format pst` of the same folder", f"{lsf:.1f} s",
+         f"≈ {lsf * scale:.0f} s"),
         ("walk's peak RSS (child Python)", f"{walk_hwm:.0f} MiB", "same (one listing per level)"),
         ("manifest SQLite", f"{man['sqlite_bytes'] / MIB:.1f} MiB ({per_file:.0f} B/file)",
          f"≈ {per_file * 2e6 / MIB:.0f} MiB"),
         ("manifest's gzip'd copy (uploaded after a run that changed it)",
          f"{man['gz_bytes'] / MIB:.1f} MiB ({gz_per_file:.0f} B/file)",
          f"≈ {gz_per_file * 2e6 / MIB:.0f} MiB"),
-        ("incremental no-change `photos-sync backup`: wall (median)", fmt_s([m["wall"] for m in runs]),
-         f"≈ {wall * scale:.0f} s"),
+        ("incremental no-change `photos-sync backup`: wall (median)",
+         fmt_s([m["wall"] for m in runs]), f"≈ {wall * scale:.0f} s"),
         ("— CPU (all processes)", f"{c.median([cpu(m) for m in runs]):.1f} s", ""),
         ("— photos-sync peak RSS", f"{rss:.0f} MiB", "see below"),
         ("— rclone peak RSS (reads the head, no listing)",
@@ -1160,11 +1199,11 @@ def main() -> None:
     parser.add_argument("--render-from", type=Path, help="only re-render a --save file")
     args = parser.parse_args()
     if args.render_from:
-        rep = json.loads(args.render_from.read_text())
-        for k, v in rep["args"].items():
+        saved = json.loads(args.render_from.read_text())
+        for k, v in saved["args"].items():
             if k not in ("render_from", "no_doc", "save"):
                 setattr(args, k, Path(v) if k == "workdir" else v)
-        text = render(args, rep)
+        text = render(args, saved)
         print(text)
         if not args.no_doc:
             c.update_doc("scale", text)
@@ -1221,7 +1260,11 @@ def main() -> None:
         if not args.no_doc:
             c.update_doc("scale", text)
     else:
-        print(json.dumps({k: v for k, v in rep.items() if k != "machine"}, indent=1, default=str)[:20000])
+        print(
+            json.dumps({k: v for k, v in rep.items() if k != "machine"}, indent=1, default=str)[
+                :20000
+            ]
+        )
 
 
 if __name__ == "__main__":
