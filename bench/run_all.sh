@@ -9,4 +9,5 @@ rm -f docs/BENCHMARKS.md
 "$PYTHON" bench/bench_daemon.py --wait-load "${WAIT_LOAD:-180}"
 "$PYTHON" bench/bench_compare.py
 "$PYTHON" bench/bench_log_lines.py --backup
+"$PYTHON" bench/bench_scale.py
 echo "docs/BENCHMARKS.md regenerated"
