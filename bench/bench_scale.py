@@ -827,12 +827,21 @@ def cpu(m: dict[str, Any]) -> float:
 
 def render(args: argparse.Namespace, rep: dict[str, Any]) -> str:
     parts = [f"## #15 scale: manifest and incremental runs ({rep['date']})"]
+    runs = rep.get("runs") or [
+        {"command": rep["command"], "what": "all parts", "date": rep["date"],
+         "minutes": rep["minutes"], "load_start": rep["load_start"], "load_end": rep["load_end"]}
+    ]  # fmt: skip
     parts.append(
-        f"Command: `{rep['command']}` — {rep['minutes']:.1f} min in all, data in "
-        f"`--workdir` ({args.workdir}), deleted at the end. Load average (1/5/15 min) "
-        f"{rep['load_start']} at the start, {rep['load_end']} at the end: a shared 2-core VM "
-        "with other engineers' processes running, so absolute times are inflated and noisy; "
-        "every part alternates its contenders (A B …, then … B A) so drift hits all alike."
+        "Commands (from the repository root, with the project's venv; data in `--workdir`, "
+        "default /tmp, deleted at the end):\n\n"
+        + "\n".join(
+            f"- `{r['command']}` — {r['what']}: {r['date']}, {r['minutes']:.1f} min, load "
+            f"average (1/5/15 min) {r['load_start']} at the start, {r['load_end']} at the end"
+            for r in runs
+        )
+        + "\n\nA shared 2-core VM with other engineers' processes running (see the load "
+        "averages), so absolute times are inflated and noisy; every part alternates its "
+        "contenders (A B …, then … B A) so drift hits all alike."
     )
     parts.append(c.machine_block(rep["machine"], {"restic / borg": rep.get("tools", "—")}))
     targets: list[tuple[str, str, str]] = []
