@@ -25,6 +25,7 @@ from photos_sync.core.extra_paths import (
     parse_extra_paths,
     parse_library_map,
 )
+from photos_sync.core.guards import DEFAULT_MAX_CHANGE, MaxChange, parse_max_change
 from photos_sync.core.manifest import DEFAULT_RECONCILE_EVERY
 from photos_sync.core.schedule import Daily, Schedule, ScheduleError, parse_schedule
 
@@ -73,6 +74,7 @@ SETTING_FIELDS: Mapping[str, str] = {
     "BACKUP_MAX_DELETE": "max_delete",
     "BACKUP_KEEP_DELETED_DAYS": "keep_deleted_days",
     "BACKUP_RECONCILE_EVERY": "reconcile_every",
+    "BACKUP_MAX_CHANGE": "max_change",
     "BACKUP_EXTRA_PATHS": "extra_paths",
     "BACKUP_EXTERNAL_LIBRARY_MAP": "external_library_map",
     "BACKUP_SCHEDULE": "schedule",
@@ -155,6 +157,8 @@ class Settings:
     #: BACKUP_RECONCILE_EVERY: how often a run is a full sync that lists the destination and
     #: rebuilds the manifest (#15); None ('off'): only when the manifest cannot be trusted.
     reconcile_every: timedelta | None = DEFAULT_RECONCILE_EVERY
+    #: BACKUP_MAX_CHANGE: the mass-change guard (#17); None ('0', 'off') turns it off
+    max_change: MaxChange | None = DEFAULT_MAX_CHANGE
     #: BACKUP_EXTRA_PATHS: host folders outside UPLOAD_LOCATION (Immich's external libraries),
     #: each backed up after Immich's folders into `extra/<name>/` (core/extra_paths.py)
     extra_paths: tuple[ExtraPath, ...] = ()
@@ -346,6 +350,19 @@ def _library_map(env: Mapping[str, str]) -> tuple[LibraryMount, ...]:
         raise ConfigError(message) from None
 
 
+def _max_change(env: Mapping[str, str]) -> MaxChange | None:
+    raw = env.get("BACKUP_MAX_CHANGE", "").strip()
+    if not raw:
+        return DEFAULT_MAX_CHANGE
+    try:
+        return parse_max_change(raw)
+    except ValueError:
+        raise ConfigError(
+            f"BACKUP_MAX_CHANGE={raw!r} is invalid: expected a share such as '2%', a number of "
+            "files such as '500', both as '2%/500' (whichever is larger), or 'off'"
+        ) from None
+
+
 def _bwlimit(env: Mapping[str, str]) -> str | None:
     raw = env.get("BACKUP_BWLIMIT", "").strip()
     return validate_bwlimit(raw) if raw else None
@@ -355,6 +372,7 @@ def _bwlimit(env: Mapping[str, str]) -> str | None:
 _PARSERS: Mapping[str, tuple[Callable[[Mapping[str, str]], Any], Any]] = {
     "BACKUP_BWLIMIT": (_bwlimit, None),
     "BACKUP_RECONCILE_EVERY": (_reconcile_every, DEFAULT_RECONCILE_EVERY),
+    "BACKUP_MAX_CHANGE": (_max_change, DEFAULT_MAX_CHANGE),
     "BACKUP_EXTRA_PATHS": (_extra_paths, ()),
     "BACKUP_EXTERNAL_LIBRARY_MAP": (_library_map, ()),
     "BACKUP_STATS_INTERVAL": (

@@ -127,6 +127,72 @@ def encrypted_size(plain: int) -> int:
     return _CRYPT_HEADER + plain + blocks * _CRYPT_BLOCK_OVERHEAD
 
 
+@dataclass(frozen=True, slots=True)
+class MaxChange:
+    """BACKUP_MAX_CHANGE: how many of a folder's files a run may replace with new content
+    (#17): `percent` of the files the backup holds, at least `files` (either may be unset)."""
+
+    percent: float | None = 2.0
+    files: int | None = 500
+
+    def threshold(self, existing: int) -> int:
+        by_share = int(existing * self.percent / 100) if self.percent else 0
+        return max(by_share, self.files or 0)
+
+    def describe(self) -> str:
+        parts = [f"{self.percent:g}%"] if self.percent else []
+        parts += [f"{self.files} files"] if self.files else []
+        return " or ".join(parts) + (", whichever is larger" if len(parts) == 2 else "")
+
+
+#: BACKUP_MAX_CHANGE's default: 2 % of the folder, at least 500 files.
+DEFAULT_MAX_CHANGE = MaxChange(2.0, 500)
+
+
+def parse_max_change(raw: str) -> MaxChange | None:
+    """`2%`, `500`, `2%/500` (percent and floor), or `0`/`off` (None); ValueError else."""
+    text = raw.strip().lower()
+    if text in ("0", "off", "none"):
+        return None
+    percent: float | None = None
+    files: int | None = None
+    for part in text.split("/"):
+        part = part.strip()
+        if part.endswith("%"):
+            percent = float(part[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError(part)
+        else:
+            files = int(part)
+            if files <= 0:
+                raise ValueError(part)
+    return MaxChange(percent, files)
+
+
+def max_change_refusal(
+    folder: str,
+    replaced: int,
+    existing: int,
+    examples: tuple[str, ...],
+    limit: MaxChange | None,
+) -> str | None:
+    """The refusal when a run would replace more of the folder's files with new content than
+    BACKUP_MAX_CHANGE allows; None when it may go on. Immich writes originals once and never
+    rewrites them: many replaced at once is ransomware encrypting in place, or a disk fault,
+    and syncing would move the good copies into the archive, where they expire."""
+    if limit is None or replaced <= limit.threshold(existing):
+        return None
+    shown = ", ".join(f"{folder}/{p}" for p in examples)
+    return (
+        f"refused: {replaced} of the {existing} files of {folder}/ in the backup changed "
+        f"content at the source, more than BACKUP_MAX_CHANGE ({limit.describe()}); nothing "
+        "was replaced" + (f" (e.g. {shown})" if shown else "") + ". Immich never rewrites "
+        "its originals: check them (ransomware? a failing disk?) before anything else; if "
+        "the change is intended, run `photos-sync backup --force` once (or raise "
+        "BACKUP_MAX_CHANGE)"
+    )
+
+
 def max_delete_refusal(folder: str, preview: FolderPreview, max_delete: int | None) -> str | None:
     """The refusal message when the folder's sync would archive more deleted files than
     `max_delete` allows (None or 0: no limit); None when the sync may run."""

@@ -88,6 +88,7 @@ class Refusal(enum.StrEnum):
     """
 
     MAX_DELETE = "max_delete"
+    MAX_CHANGE = "max_change"
 
 
 def is_resumable(

@@ -45,7 +45,12 @@ from photos_sync.core.events import (
     RunResult,
 )
 from photos_sync.core.extra_paths import EXTRA_FOLDER, Coverage, ExtraPath
-from photos_sync.core.guards import FolderPreview, PreviewCollector, max_delete_refusal
+from photos_sync.core.guards import (
+    FolderPreview,
+    PreviewCollector,
+    max_change_refusal,
+    max_delete_refusal,
+)
 from photos_sync.core.manifest import FolderChanges, Reconcile
 from photos_sync.core.names import (
     DISK_NAME_LIMIT,
@@ -466,6 +471,8 @@ class Runner:
         self._manifest: ManifestRun | None = None
         #: job id -> paths (relative to its folder) its attempts left out of the backup
         self._left_out: dict[int, set[str]] = {}
+        #: which guard refused the job being checked
+        self._refused_by = Refusal.MAX_DELETE
         #: job id -> paths its incremental attempt moved into the archive
         self._archived: dict[int, list[bytes]] = {}
         #: the people thumbnails read for a job (its id): its staging and retries reuse them
@@ -738,6 +745,14 @@ class Runner:
             else:
                 preview = await self._preview(remote, source, folder.name, run_id, options)
             refusal = max_delete_refusal(folder.name, preview, self.settings.max_delete)
+            if refusal is None and changes is not None and changes.changed:
+                refusal = max_change_refusal(
+                    folder.name,
+                    len(changes.changed),
+                    await asyncio.to_thread(manifest.db.count, folder.name),
+                    tuple(os.fsdecode(c.path) for c in changes.changed[:5]),
+                    self.settings.max_change,
+                )
             entry = DryRunFolder(
                 folder.name,
                 preview.files_to_send,
@@ -790,7 +805,9 @@ class Runner:
         options = destination_type(destination.type).tune(self._sync_options(False, request.force))
         if any(j.folder == "backups" for j in jobs):  # Immich: a fresh DB dump first (#9)
             result.immich = await self._fresh_immich_dump(destination, immich_path, request)
-        guard_deletions = not request.force and self.settings.max_delete > 0
+        guard_deletions = not request.force and (
+            self.settings.max_delete > 0 or self.settings.max_change is not None
+        )
         guarded = {j.folder for j in jobs if j.folder in backed_up and guard_deletions}
         # the people thumbnails go through a copy: it archives nothing deleted at the source
         guarded = {f for f in guarded if not self._is_people_thumbnails(f)}
@@ -1179,7 +1196,7 @@ class Runner:
         """Fail the job refused by the BACKUP_MAX_DELETE guard (no retry: the next run
         previews again) and say so (JOB_FINISHED)."""
         job = await self.store.set_status(
-            job.id, JobStatus.FAILED, error_message=refusal, refused=Refusal.MAX_DELETE
+            job.id, JobStatus.FAILED, error_message=refusal, refused=self._refused_by
         )
         log.error("job_refused", job_id=job.id, folder=job.folder, reason=refusal)
         self.sink(RunEvent(EventKind.JOB_FINISHED, destination.name, job.as_dict()))
@@ -1289,6 +1306,14 @@ class Runner:
         if preview.exit_code:
             return None, preview.exit_code, preview.error
         refusal = max_delete_refusal(job.folder, preview, options.max_delete)
+        self._refused_by = Refusal.MAX_DELETE
+        if refusal is None and self._manifest is not None and preview.replaced:
+            existing = await asyncio.to_thread(self._manifest.db.count, job.folder)
+            examples = tuple(os.fsdecode(s.path) for s in (changes.changed if changes else [])[:5])
+            refusal = max_change_refusal(
+                job.folder, preview.replaced, existing, examples, self.settings.max_change
+            )
+            self._refused_by = Refusal.MAX_CHANGE
         log.info(
             "deletions_checked",
             job_id=job.id,

@@ -310,3 +310,41 @@ async def test_a_storage_template_migration_that_empties_upload_is_not_refused(
         path.unlink()
     with pytest.raises(RunRefused, match="library/: it is empty at the source"):
         await Runner(bench.settings, bench.store).run(RunRequest("cloud"))
+
+
+async def test_originals_encrypted_in_place_stop_the_folder_with_nothing_replaced(
+    bench: Bench,
+    immich: tuple[Path, TreeStats],
+    counting_s3: CountingS3,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mass-change guard (#17.1): ransomware rewrites 30 % of upload/'s originals; the
+    run stops that folder, replaces nothing and archives nothing; --force lets it through."""
+    root = immich[0]
+    await bench.run()
+    originals = files(root, "upload")
+    hit = originals[: max(2, len(originals) * 3 // 10)]
+    for path in hit:
+        path.write_bytes(os.urandom(path.stat().st_size + 16))  # "encrypted"
+    monkeypatch.setenv("BACKUP_MAX_CHANGE", "10%")  # the test tree is small: no 500 floor
+    settings = load_settings()
+    counting_s3.counter.reset()
+    result = await Runner(settings, bench.store).run(RunRequest("cloud"))
+    counts = counting_s3.counter.snapshot()
+    upload = next(j for j in result.jobs if j.folder == "upload")
+    assert not result.ok and upload.status.value == "FAILED"
+    assert upload.error_message is not None
+    assert f"refused: {len(hit)} of the" in upload.error_message
+    assert "BACKUP_MAX_CHANGE" in upload.error_message and "--force" in upload.error_message
+    assert counts[Kind.COPY] == 0 and counts[Kind.PUT] <= 3, counts.describe()  # nothing moved
+    assert {j.folder: j.status.value for j in result.jobs}["library"] == "COMPLETED"
+    # the backup still holds the good copies: a cryptcheck of upload/ finds them different
+    check = plain_rclone.cryptcheck(
+        root / "upload", "secret:upload", crypt_env(counting_s3, settings)
+    )
+    assert check.returncode != 0 and f"{len(hit)} differences found" in check.stderr
+    preview = await Runner(settings, bench.store).run(RunRequest("cloud", dry_run=True))
+    refused = {f.folder: f.refused for f in preview.dry_run_folders}["upload"]
+    assert refused is not None and "BACKUP_MAX_CHANGE" in refused
+    forced = await Runner(settings, bench.store).run(RunRequest("cloud", force=True))
+    assert next(j for j in forced.jobs if j.folder == "upload").files_archived == len(hit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -276,3 +277,21 @@ def test_as_of_without_moves_is_unchanged() -> None:
     live = [LiveFile("library/a.jpg", 6, NOW - timedelta(hours=2))]
     choice = as_of(archived, live, "", run - timedelta(hours=1))
     assert choice.from_archive == {stamp(run): ["library/a.jpg"]} and choice.renamed == []
+
+
+def test_the_mass_change_threshold_and_its_setting() -> None:
+    from photos_sync.core.guards import DEFAULT_MAX_CHANGE, max_change_refusal, parse_max_change
+
+    assert DEFAULT_MAX_CHANGE.threshold(1000) == 500  # the floor
+    assert DEFAULT_MAX_CHANGE.threshold(1_000_000) == 20_000  # 2 %
+    assert parse_max_change("off") is None and parse_max_change("0") is None
+    assert parse_max_change("5%").threshold(200) == 10  # type: ignore[union-attr]
+    assert parse_max_change("5%/50").threshold(200) == 50  # type: ignore[union-attr]
+    for bad in ("-1", "150%", "x", "0%"):
+        with pytest.raises(ValueError):
+            parse_max_change(bad)
+    assert max_change_refusal("upload", 500, 1000, (), DEFAULT_MAX_CHANGE) is None
+    refusal = max_change_refusal("upload", 501, 1000, ("a.jpg",), DEFAULT_MAX_CHANGE)
+    assert refusal is not None and "501 of the 1000 files of upload/" in refusal
+    assert "upload/a.jpg" in refusal
+    assert max_change_refusal("upload", 10**6, 10**6, (), None) is None
