@@ -132,6 +132,19 @@ def exclude_pattern(path: str) -> str:
     return f"/{escaped}/**"
 
 
+def throughput_flags(options: SyncOptions) -> list[str]:
+    """The bandwidth limit and the parallelism of a transfer (BACKUP_BWLIMIT,
+    BACKUP_TRANSFERS, BACKUP_CHECKERS and the destination's tuning), when set."""
+    flags: list[str] = []
+    if options.bwlimit:
+        flags += ["--bwlimit", options.bwlimit]
+    if options.transfers is not None:
+        flags += ["--transfers", str(options.transfers)]
+    if options.checkers is not None:
+        flags += ["--checkers", str(options.checkers)]
+    return flags
+
+
 def sync_argv(
     binary: str,
     source: str,
@@ -153,12 +166,7 @@ def sync_argv(
     argv += ["--retries", "2", "--low-level-retries", "10"]
     if options.dry_run:
         argv.append("--dry-run")
-    if options.bwlimit:
-        argv += ["--bwlimit", options.bwlimit]
-    if options.transfers is not None:
-        argv += ["--transfers", str(options.transfers)]
-    if options.checkers is not None:
-        argv += ["--checkers", str(options.checkers)]
+    argv += throughput_flags(options)
     if options.max_delete is not None and options.max_delete > 0:
         argv += ["--max-delete", str(options.max_delete)]
     if options.fast_list:
@@ -202,12 +210,7 @@ def upload_argv(
     ]
     argv += logging_flags(options.stats_interval)
     argv += ["--retries", "2", "--low-level-retries", "10"]
-    if options.bwlimit:
-        argv += ["--bwlimit", options.bwlimit]
-    if options.transfers is not None:
-        argv += ["--transfers", str(options.transfers)]
-    if options.checkers is not None:
-        argv += ["--checkers", str(options.checkers)]
+    argv += throughput_flags(options)
     if options.rc_addr:
         argv += ["--rc", "--rc-addr", options.rc_addr]
     argv += options.extra_flags
@@ -245,12 +248,7 @@ def listed_copy_argv(
     argv += ["--retries", "2", "--low-level-retries", "10"]
     if options.dry_run:
         argv.append("--dry-run")
-    if options.bwlimit:
-        argv += ["--bwlimit", options.bwlimit]
-    if options.transfers is not None:
-        argv += ["--transfers", str(options.transfers)]
-    if options.checkers is not None:
-        argv += ["--checkers", str(options.checkers)]
+    argv += throughput_flags(options)
     if options.copy_links:
         argv.append("--copy-links")
     if options.rc_addr:
