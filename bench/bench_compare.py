@@ -921,6 +921,7 @@ def main() -> None:
         "--render-from", type=Path, default=None, help="only re-render a --save file"
     )
     args = parser.parse_args()
+    c.byte_compile()
     if args.render_from:
         saved = json.loads(args.render_from.read_text())
         for k, v in saved.pop("args").items():

@@ -1319,6 +1319,7 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="also write the raw figures to this JSON file")
     parser.add_argument("--render-from", type=Path, help="only re-render a --save file")
     args = parser.parse_args()
+    c.byte_compile()
     if args.render_from:
         saved = json.loads(args.render_from.read_text())
         for k, v in saved["args"].items():

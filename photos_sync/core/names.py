@@ -189,6 +189,46 @@ def find_name_problems(
     return sorted(problems, key=lambda p: (p.path, p.hazard))
 
 
+class NameCheck:
+    """The hazardous names of one folder, gathered directory by directory from a walk's raw
+    listings, so that a walk made for another purpose (the manifest's) checks the names too
+    and the source is read once per run.
+
+    Memory holds the problems found, never the listings: a directory whose names are all
+    ASCII and short enough (the common case) costs one pass over its names, as bytes.
+    """
+
+    def __init__(self, folder: str, name_limit: int | None = None) -> None:
+        self.folder = folder
+        self.name_limit = name_limit
+        self._longest = longest_name(name_limit) if name_limit is not None else None
+        self._found: list[NameProblem] = []
+
+    def add(
+        self, directory: bytes, subdirectories: Sequence[bytes], files: Sequence[bytes]
+    ) -> None:
+        """One directory of the walk: its folder-relative path (b"" for the top) and the
+        exact bytes of its sub-folders' and files' names (os.walk's split)."""
+        longest = self._longest
+        plain = all(n.isascii() for n in subdirectories) and all(n.isascii() for n in files)
+        if plain and (
+            longest is None
+            or (all(len(n) <= longest for n in subdirectories)
+                and all(len(n) <= longest for n in files))
+        ):  # fmt: skip
+            return
+        listing = (
+            decode_raw(directory),
+            [decode_raw(n) for n in subdirectories],
+            [decode_raw(n) for n in files],
+        )
+        self._found += find_name_problems(self.folder, [listing], name_limit=self.name_limit)
+
+    def problems(self) -> list[NameProblem]:
+        """Every problem found so far, in find_name_problems' order."""
+        return sorted(self._found, key=lambda p: (p.path, p.hazard))
+
+
 def _too_long(
     folder: str, directory: str, name: str, is_directory: bool, longest: int
 ) -> NameProblem:

@@ -48,6 +48,7 @@ from photos_sync.core.manifest import (
     parse_head,
     run_reconcile,
 )
+from photos_sync.core.names import NameCheck
 from photos_sync.core.rclone_args import ARCHIVE_FOLDER
 from photos_sync.core.records import Destination, to_iso
 from photos_sync.core.units import plural
@@ -87,6 +88,8 @@ class ManifestRun:
         #: folder -> why it reconciles
         self.reconciling: dict[str, Reconcile] = {}
         self.moves: list[Move] = []
+        #: the file-name check of each folder walked whole by `plan`
+        self.names: dict[str, NameCheck] = {}
         self._mover: ServerSideMover | None = None
         self._mover_stack = contextlib.AsyncExitStack()
 
@@ -164,14 +167,18 @@ class ManifestRun:
 
     # -- planning
 
-    async def plan(self, sources: Mapping[str, Path]) -> None:
+    async def plan(self, sources: Mapping[str, Path], name_limit: int | None = None) -> None:
         """Decide the way of each folder (name -> where its source is); walk the incremental
-        ones and find their changes and the files moved between them."""
+        ones and find their changes and the files moved between them. The walk checks the
+        file names too (`name_limit`: see core.names.find_name_problems): `names` holds the
+        problems of every folder walked whole, so the runner need not walk it again."""
         for folder, source in sources.items():
             why = self.reason or folder_reconcile(self.state, folder)
             changes = None
             if why is None:
-                changes, why = await asyncio.to_thread(self._changes, folder, source)
+                changes, why = await asyncio.to_thread(
+                    self._changes, folder, source, NameCheck(folder, name_limit)
+                )
             if why is not None or changes is None:
                 self.reconciling[folder] = why or Reconcile.UNREADABLE
             else:
@@ -185,9 +192,13 @@ class ManifestRun:
             moves=len(self.moves),
         )
 
-    def _changes(self, folder: str, source: Path) -> tuple[FolderChanges | None, Reconcile | None]:
+    def _changes(
+        self, folder: str, source: Path, names: NameCheck
+    ) -> tuple[FolderChanges | None, Reconcile | None]:
         problems = WalkProblems()
-        changes = folder_changes(folder, walk_files(source, problems), self.db.entries(folder))
+        changes = folder_changes(
+            folder, walk_files(source, problems, names), self.db.entries(folder)
+        )
         if problems.unreadable:
             log.warning(
                 "walk_incomplete",
@@ -195,6 +206,7 @@ class ManifestRun:
                 unreadable=[os.fsdecode(p) for p in problems.unreadable[:5]],
             )
             return None, Reconcile.UNREADABLE
+        self.names[folder] = names
         obstacle = incremental_obstacle(changes)
         if obstacle is not None:
             return None, obstacle

@@ -717,7 +717,8 @@ class Runner:
                 name: walked
                 for name in self._walked([f.name for f in folders])
                 if (walked := self._source(immich_path, name)) is not None
-            }
+            },
+            _name_limit(destination),
         )
         for folder in folders:
             why = manifest.reconciling.get(folder.name)
@@ -841,7 +842,7 @@ class Runner:
         manifest = self._manifest
         if manifest is None:
             return
-        await manifest.plan({j.folder: Path(j.source_path) for j in jobs})
+        await manifest.plan({j.folder: Path(j.source_path) for j in jobs}, _name_limit(destination))
         for job in jobs:
             why = manifest.reconciling.get(job.folder)
             result.folder_modes[job.folder] = "incremental" if why is None else f"full sync: {why}"
@@ -1654,7 +1655,11 @@ class Runner:
         other thumbnail too."""
         if self._is_people_thumbnails(folder):
             return []
-        return await asyncio.to_thread(scan_names, Path(source), folder, _name_limit(destination))
+        limit = _name_limit(destination)
+        walked = self._manifest.names.get(folder) if self._manifest is not None else None
+        if walked is not None and walked.name_limit == limit:
+            return walked.problems()  # the manifest's walk of this run checked them
+        return await asyncio.to_thread(scan_names, Path(source), folder, limit)
 
     async def _people_thumbnails(
         self, destination: Destination, immich_path: Path, key: int | None = None

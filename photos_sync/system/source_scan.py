@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from photos_sync.core.manifest import FileState, walk_order
+from photos_sync.core.names import NameCheck
 
 
 def find_symlink_loops(root: Path, limit: int = 1000) -> list[str]:
@@ -55,20 +56,28 @@ class WalkProblems:
 
 
 def _sorted_entries(
-    folder: bytes, relative: bytes, problems: WalkProblems
+    folder: bytes, relative: bytes, problems: WalkProblems, names: NameCheck | None
 ) -> Iterator[tuple[bytes, bytes, os.stat_result | None]]:
     """(full path, relative path, stat or None for a folder) of the folder's files and
-    subfolders in walk order; an unreadable folder is noted in `problems` and yields none."""
+    subfolders in walk order; an unreadable folder is noted in `problems` and yields none.
+    Every name the folder holds (links and special files too) goes to `names`, split as
+    os.walk splits them (a link to a folder counts as a folder)."""
     listed: list[tuple[bytes, bytes, bytes, os.stat_result | None]] = []
+    folder_names: list[bytes] = []
+    file_names: list[bytes] = []
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         listed.append((walk_order(entry.name, True), entry.path, entry.name, None))
+                        folder_names.append(entry.name)
                     elif entry.is_file(follow_symlinks=False):
                         info = entry.stat(follow_symlinks=False)
                         listed.append((walk_order(entry.name, False), entry.path, entry.name, info))
+                        file_names.append(entry.name)
+                    elif names is not None:
+                        (folder_names if entry.is_dir() else file_names).append(entry.name)
                 except OSError:
                     problems.unreadable.append(
                         relative + b"/" + entry.name if relative else entry.name
@@ -76,20 +85,25 @@ def _sorted_entries(
     except OSError:
         problems.unreadable.append(relative or b".")
         return
+    if names is not None:
+        names.add(relative, folder_names, file_names)
     listed.sort(key=lambda item: item[0])
     for _key, path, name, found in listed:
         yield path, (relative + b"/" + name if relative else name), found
 
 
-def walk_files(root: Path, problems: WalkProblems) -> Iterator[FileState]:
+def walk_files(
+    root: Path, problems: WalkProblems, names: NameCheck | None = None
+) -> Iterator[FileState]:
     """Every regular file below `root` with its size and modification time, as rclone's sync
     would see it without --copy-links (symbolic links and special files are left out), in
     byte order of the paths (see core.manifest.walk_order). Memory holds one listing per
-    level of depth, not the tree.
+    level of depth, not the tree. With `names`, every directory's names are checked on the
+    way (the runner's file-name check, without a second walk).
 
     Immich's `.immich` marker is a file like any other: it is backed up too.
     """
-    levels = [_sorted_entries(os.fsencode(root), b"", problems)]
+    levels = [_sorted_entries(os.fsencode(root), b"", problems, names)]
     while levels:
         item = next(levels[-1], None)
         if item is None:
@@ -97,7 +111,7 @@ def walk_files(root: Path, problems: WalkProblems) -> Iterator[FileState]:
             continue
         path, relative, info = item
         if info is None:
-            levels.append(_sorted_entries(path, relative, problems))
+            levels.append(_sorted_entries(path, relative, problems, names))
         else:
             yield FileState(relative, info.st_size, info.st_mtime_ns)
 

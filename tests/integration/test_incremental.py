@@ -16,6 +16,7 @@ from photos_sync.core.archive import parse_stamp
 from photos_sync.core.config import Settings
 from photos_sync.core.events import RestoreRequest, RunRefused, RunRequest, RunResult
 from photos_sync.core.manifest import MANIFEST_HEAD, Reconcile, crypt_size
+from photos_sync.core.names import NameProblem
 from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.restore import Restorer
 from photos_sync.engine.runner import Runner
@@ -143,6 +144,39 @@ async def test_an_incremental_run_sends_the_new_file_and_archives_the_deleted_on
     counts = counting_s3.counter.snapshot()
     assert sum(j.files_transferred for j in third.jobs) == 0
     assert counts[Kind.LIST] == 0 and counts[Kind.PUT] == 0, counts.describe()
+
+
+async def test_an_incremental_run_walks_the_source_once_and_still_names_hazards(
+    bench: Bench,
+    immich: tuple[Path, TreeStats],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The manifest's walk checks the file names: an incremental folder is not walked a
+    second time by the name scan, and a name that is not UTF-8, added since, is still named
+    (and sent incrementally: rclone keeps its bytes)."""
+    from photos_sync.engine import runner as runner_module
+    from photos_sync.system.source_names import scan_names as real_scan
+
+    root = immich[0]
+    await bench.run()
+    trip = os.path.join(os.fsencode(root), b"library", b"admin")
+    os.makedirs(trip, exist_ok=True)
+    with open(os.path.join(trip, b"bad\xff.jpg"), "wb") as handle:
+        handle.write(os.urandom(3000))
+    scanned: list[str] = []
+
+    def counted_scan(root: Path, folder: str, limit: int | None) -> list[NameProblem]:
+        scanned.append(folder)
+        return real_scan(root, folder, limit)
+
+    monkeypatch.setattr(runner_module, "scan_names", counted_scan)
+    second = await bench.run()
+    assert second.folder_modes["library"] == "incremental"
+    named = [(p.hazard.value, p.shown()) for p in second.file_names]
+    assert named == [("not-utf8", "library/admin/bad\\xff.jpg")]
+    assert {j.folder: j.files_transferred for j in second.jobs}["library"] == 1
+    incremental = {f for f, mode in second.folder_modes.items() if mode == "incremental"}
+    assert incremental and not incremental & set(scanned), scanned
 
 
 async def test_a_moved_file_is_not_sent_again_and_restores_at_both_paths(

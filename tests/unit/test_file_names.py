@@ -11,6 +11,7 @@ from pathlib import Path
 from photos_sync.core.archive import parse_raw_listing
 from photos_sync.core.names import (
     DISK_NAME_LIMIT,
+    NameCheck,
     NameHazard,
     NameProblem,
     decode_raw,
@@ -27,6 +28,7 @@ from photos_sync.core.names import (
 )
 from photos_sync.core.rclone_log import OtherLine, SkippedName, parse_line
 from photos_sync.system.source_names import scan_names
+from photos_sync.system.source_scan import WalkProblems, walk_files
 
 NFC = unicodedata.normalize("NFC", "café.jpg")
 NFD = unicodedata.normalize("NFD", "café.jpg")
@@ -231,3 +233,54 @@ def test_scan_names_walks_a_real_tree(tmp_path: Path) -> None:
         ]
     )
     assert all(isinstance(p, NameProblem) for p in problems)
+
+
+def _hazardous_tree(root: Path) -> None:
+    """Twins in a folder and in a sub-folder's name, an undecodable file and folder, a name
+    too long for a disk once encrypted, a link to a folder and a dangling link."""
+    (root / "trip" / "Café").mkdir(parents=True)
+    (root / "trip" / NFC).write_bytes(b"nfc")
+    (root / "trip" / NFD).write_bytes(b"nfd")
+    (root / "trip" / unicodedata.normalize("NFD", "Café")).mkdir()
+    base = os.fsencode(root)
+    with open(os.path.join(base, b"bad\xff.jpg"), "wb") as handle:
+        handle.write(b"bad")
+    os.mkdir(os.path.join(base, b"dir\xfe"))
+    with open(os.path.join(base, b"dir\xfe", b"inside.jpg"), "wb") as handle:
+        handle.write(b"inside")
+    (root / ("x" * 150 + ".jpg")).write_bytes(b"long")
+    (root / "deep" / "er").mkdir(parents=True)
+    (root / "deep" / "er" / "plain.jpg").write_bytes(b"plain")
+    (root / "link-to-trip").symlink_to(root / "trip", target_is_directory=True)
+    (root / "dangling").symlink_to(root / "nowhere")
+
+
+def test_the_manifest_walk_finds_the_same_names_as_the_name_scan(tmp_path: Path) -> None:
+    """One walk per run: the manifest's walk (walk_files with a NameCheck) reports exactly
+    what scan_names' own walk does, with and without a name limit."""
+    root = tmp_path / "library"
+    _hazardous_tree(root)
+    for limit in (None, DISK_NAME_LIMIT):
+        names = NameCheck("library", limit)
+        problems = WalkProblems()
+        walked = list(walk_files(root, problems, names))
+        assert not problems.unreadable
+        assert len(walked) == 6  # regular files only: the links are left out
+        expected = scan_names(root, "library", limit)
+        assert names.problems() == expected
+        kinds = {p.hazard for p in expected}
+        assert kinds == (
+            {NameHazard.UNICODE_TWIN, NameHazard.NOT_UTF8}
+            | ({NameHazard.TOO_LONG} if limit else set())
+        )
+
+
+def test_name_check_skips_plain_directories_without_decoding() -> None:
+    check = NameCheck("upload", DISK_NAME_LIMIT)
+    check.add(b"", [b"a", b"b"], [b"x.jpg", b"y.jpg"])
+    check.add(b"a", [], [b"z" * 144])
+    check.add(b"b", [], [NFC.encode(), NFD.encode()])
+    assert [(p.hazard, p.path) for p in check.problems()] == [
+        (NameHazard.TOO_LONG, "upload/a/" + "z" * 144),
+        *sorted((NameHazard.UNICODE_TWIN, f"upload/b/{name}") for name in (NFC, NFD)),
+    ]
