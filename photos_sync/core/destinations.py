@@ -267,7 +267,9 @@ class B2Type:
             # server-side move: rclone moves a file into the archive by copying it there and
             # deleting the original, which a plain delete would only hide, leaving a second
             # billed copy nobody prunes. So deletes are real (docs/CLOUD.md, B2 versions).
-            "hard_delete": "true",
+            # An append-only destination's key cannot delete (#17): there a delete hides
+            # (b2_hide_file needs only writeFiles) and the bucket's lifecycle rule deletes.
+            "hard_delete": "false" if destination.options.get("append_only") else "true",
         }
         if destination.endpoint:
             options["endpoint"] = destination.endpoint

@@ -5,7 +5,8 @@ need it are skipped); rclone present and new enough; the 1Password CLI installed
 (required when a destination keeps its secrets there, informational otherwise);
 BACKUP_IMMICH_PATH set, existing and carrying Immich's markers; the data dir writable; and
 for each destination, its secrets readable and its remote reachable (for B2, the bucket's
-lifecycle rules against photos-sync's policy on old versions); then the installed
+lifecycle rules against photos-sync's policy on old versions, and whether its key could
+delete the backup: `destination NAME protection`); then the installed
 service (unit installed, enabled, running, lingering) and the next scheduled run, all
 optional. The report is ok when no required check failed. Nothing secret is printed.
 """
@@ -18,9 +19,12 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from photos_sync.cloud.b2_account import B2AccountError, secrets_capabilities
+from photos_sync.core.b2_keys import MIN_RECOVERY_DAYS, hiding_verdict, protection_verdict
 from photos_sync.core.config import ConfigError, Settings
 from photos_sync.core.destinations import (
     DestinationError,
@@ -327,18 +331,44 @@ def _days(rule: dict[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def b2_versions_check(label: str, bucket: str, remote_path: str | None, rules: object) -> Check:
-    """Judge a B2 bucket's lifecycle rules (`rclone backend lifecycle`'s JSON list) against
-    photos-sync's policy: the archive (`.deleted/`, BACKUP_KEEP_DELETED_DAYS) is the only
-    history; B2's hidden versions are copies billed for nothing, so a rule should delete
-    them (daysFromHidingToDeleting, "Keep only the last version"). A rule that hides files
-    some days after upload would make the backup itself disappear. Pure."""
-    name = f"{label} old versions"
-    covering = [
+def _covering(rules: object, remote_path: str | None) -> list[dict[str, Any]]:
+    return [
         r
         for r in (rules if isinstance(rules, list) else [])
         if isinstance(r, dict) and _covers(r.get("fileNamePrefix"), remote_path)
     ]
+
+
+def hiding_to_deleting_days(rules: object, remote_path: str | None) -> int | None:
+    """Days after which the bucket's lifecycle deletes a hidden file of this backup (the
+    shortest covering daysFromHidingToDeleting), None when no rule does."""
+    deleting = [
+        d
+        for r in _covering(rules, remote_path)
+        if (d := _days(r, "daysFromHidingToDeleting")) is not None
+    ]
+    return min(deleting) if deleting else None
+
+
+def b2_versions_check(
+    label: str,
+    bucket: str,
+    remote_path: str | None,
+    rules: object,
+    *,
+    append_only: bool = False,
+) -> Check:
+    """Judge a B2 bucket's lifecycle rules (`rclone backend lifecycle`'s JSON list) against
+    photos-sync's policy: the archive (`.deleted/`, BACKUP_KEEP_DELETED_DAYS) is the only
+    history; B2's hidden versions are copies billed for nothing, so a rule should delete
+    them (daysFromHidingToDeleting, "Keep only the last version"). A rule that hides files
+    some days after upload would make the backup itself disappear. On an `append_only`
+    destination the hidden versions are the protection instead (see
+    `b2_append_only_versions_check`). Pure."""
+    if append_only:
+        return b2_append_only_versions_check(label, bucket, remote_path, rules)
+    name = f"{label} old versions"
+    covering = _covering(rules, remote_path)
     hiding = [d for r in covering if (d := _days(r, "daysFromUploadingToHiding")) is not None]
     if hiding:
         return Check(
@@ -369,11 +399,8 @@ def b2_versions_check(label: str, bucket: str, remote_path: str | None, rules: o
     )
 
 
-async def check_b2_versions(remote: CryptRemote, destination: Destination) -> Check:
-    """Read the bucket's lifecycle rules and judge them (informational: a failure to read
-    them is a skip, never a failed check)."""
-    label = f"destination {destination.name}"
-    bucket = destination.bucket_name or ""
+async def read_b2_lifecycle(remote: CryptRemote, bucket: str) -> list[Any] | str:
+    """The bucket's lifecycle rules (`rclone backend lifecycle`), or why they were not read."""
     result = await execute.run_captured(
         b2_lifecycle_argv(remote.binary, bucket), remote.child_env(), timeout=120
     )
@@ -383,14 +410,98 @@ async def check_b2_versions(remote: CryptRemote, destination: Destination) -> Ch
             rules = json.loads(result.stdout or b"[]")
     if rules is None:
         rules = []  # rclone prints `null` for a bucket that never had rules
-    if not isinstance(rules, list):
-        why = (
-            str(remote.failure("reading the lifecycle rules", result))
-            if result.returncode
-            else "rclone's answer was not a list of rules"
+    if isinstance(rules, list):
+        return rules
+    if result.returncode:
+        return str(remote.failure("reading the lifecycle rules", result))
+    return "rclone's answer was not a list of rules"
+
+
+def _b2_versions_from(destination: Destination, rules: list[Any] | str) -> Check:
+    label = f"destination {destination.name}"
+    if isinstance(rules, str):
+        return Check(f"{label} old versions", SKIP, f"not checked: {rules}", required=False)
+    return b2_versions_check(
+        label,
+        destination.bucket_name or "",
+        destination.remote_path,
+        rules,
+        append_only=bool(destination.options.get("append_only")),
+    )
+
+
+async def check_b2_versions(remote: CryptRemote, destination: Destination) -> Check:
+    """Read the bucket's lifecycle rules and judge them (informational: a failure to read
+    them is a skip, never a failed check)."""
+    return _b2_versions_from(
+        destination, await read_b2_lifecycle(remote, destination.bucket_name or "")
+    )
+
+
+# -- B2 append-only destinations (#17) ---------------------------------------------------------
+
+
+def b2_append_only_versions_check(
+    label: str, bucket: str, remote_path: str | None, rules: object
+) -> Check:
+    """The lifecycle rules of an append-only destination's bucket. There a delete only hides
+    (the key cannot delete), so the hidden versions ARE the protection: daysFromHidingToDeleting
+    is how long a file an attacker hid stays recoverable. Hiding after upload still makes the
+    backup disappear (a failure); no rule keeps every hidden copy (protected, but billed
+    forever: a warning); a rule under MIN_RECOVERY_DAYS days leaves little time (a warning).
+    Pure."""
+    name = f"{label} old versions"
+    covering = _covering(rules, remote_path)
+    hiding = [d for r in covering if (d := _days(r, "daysFromUploadingToHiding")) is not None]
+    if hiding:
+        return b2_versions_check(label, bucket, remote_path, rules)
+    lifecycle = (
+        "Backblaze web console: Buckets > Lifecycle Settings > custom rule, "
+        f"daysFromHidingToDeleting {MIN_RECOVERY_DAYS} or more (e.g. 30), with a key allowed "
+        "to change bucket settings (not the destination's own)"
+    )
+    days = hiding_to_deleting_days(rules, remote_path)
+    if days is None:
+        return Check(
+            name,
+            FAIL,
+            f"bucket {bucket} keeps all versions: every file hidden (by an attacker, a "
+            "replacement or the archive's expiry) stays recoverable, and billed, until "
+            "deleted by hand",
+            lifecycle,
+            required=False,
         )
-        return Check(f"{label} old versions", SKIP, f"not checked: {why}", required=False)
-    return b2_versions_check(label, bucket, destination.remote_path, rules)
+    enough, sentence = hiding_verdict(days)
+    if not enough:
+        return Check(name, FAIL, f"bucket {bucket}: {sentence}", lifecycle, required=False)
+    return Check(
+        name,
+        OK,
+        f"bucket {bucket} deletes hidden versions {days} days after hiding: {sentence}",
+    )
+
+
+async def check_b2_protection(
+    destination: Destination, secrets: Mapping[str, str], rules: list[Any] | str
+) -> Check:
+    """`destination NAME protection` for b2: whether the key could delete the backup (its
+    capabilities, read from B2's authorisation answer) and how long a hidden file stays
+    recoverable (the lifecycle `rules`, or why they were not read). A key B2 will not
+    describe is a skip."""
+    name = f"destination {destination.name} protection"
+    try:
+        key = await secrets_capabilities(secrets, destination.endpoint)
+    except B2AccountError as exc:
+        return Check(name, SKIP, f"not checked: {exc}", required=False)
+    read = not isinstance(rules, str)
+    verdict = protection_verdict(
+        key,
+        append_only=bool(destination.options.get("append_only")),
+        hiding_days=hiding_to_deleting_days(rules, destination.remote_path) if read else None,
+        rules_read=read,
+    )
+    status = SKIP if verdict.protected is None else OK if verdict.protected else FAIL
+    return Check(name, status, verdict.detail, verdict.hint, required=verdict.required)
 
 
 async def check_destination(
@@ -430,7 +541,9 @@ async def check_destination(
     else:
         checks.append(Check(f"{label} remote", OK, f"{where} reachable, backup marker found"))
         if destination.type == "b2" and destination.bucket_name:
-            checks.append(await check_b2_versions(remote, destination))
+            rules = await read_b2_lifecycle(remote, destination.bucket_name)
+            checks.append(_b2_versions_from(destination, rules))
+            checks.append(await check_b2_protection(destination, secrets, rules))
     return checks
 
 

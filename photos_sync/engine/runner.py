@@ -646,7 +646,7 @@ class Runner:
                 )
             )
             if not dry_run:
-                await remote.purge(crypt_path(ARCHIVE_FOLDER, stamp))
+                await remote.remove_folder(crypt_path(ARCHIVE_FOLDER, stamp))
                 log.info("archive_pruned", destination=destination.name, run=stamp)
         if expired and manifest is not None and not dry_run:
             await manifest.set_archive_runs(s for s in stamps if s not in expired)

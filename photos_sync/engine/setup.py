@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from photos_sync.cloud.b2_account import require_append_only_key
 from photos_sync.core.config import Settings
 from photos_sync.core.destinations import (
     ENCRYPTION_PASSWORD,
@@ -170,6 +171,7 @@ class SetupRequest:
     item: str | None = None
     vault: str | None = None  # None: the only vault, else chosen (see onepassword.default_vault)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    append_only: bool = False  # --append-only: a key that cannot delete the backup (#17)
 
 
 @dataclass(frozen=True)
@@ -821,6 +823,8 @@ class _Wizard:
             remote_path = str(request.path).strip("/") if request.path else None
             if self.kind.type_name == "s3":
                 options["provider"] = s3_provider(endpoint)
+        if request.append_only:
+            options["append_only"] = True
         return Destination(
             id=0,
             name=request.name,
@@ -1024,6 +1028,9 @@ class _Wizard:
             else:
                 await self.file_secrets()
             destination = self.candidate()
+            if destination.type == "b2" and self.request.append_only:
+                key = await require_append_only_key(self.secrets, destination.endpoint)
+                self.ui.info(f"B2 key cannot delete files ({key.describe()}): append-only")
             remote = await self.open_remote(destination)
             await self.configure_storage(destination, remote)
             self.ui.step(6, "configuring the crypt overlay (names and contents encrypted)")

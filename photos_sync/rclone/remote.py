@@ -212,6 +212,31 @@ class CryptRemote:
         if result.returncode != 0:
             raise self.failure(f"removing {path}", result)
 
+    @property
+    def removal_hides(self) -> bool:
+        """Whether a removal only hides files: a b2 remote without hard_delete (an append-only
+        destination, whose key cannot delete)."""
+        prefix = f"RCLONE_CONFIG_{BASE_REMOTE.upper()}_"
+        return (
+            self.env.get(prefix + "TYPE") == "b2"
+            and self.env.get(prefix + "HARD_DELETE", "false").lower() != "true"
+        )
+
+    async def remove_folder(self, path: str) -> None:
+        """Remove `path` and everything below it (an expired archive run).
+
+        Usually `rclone purge`. Where a removal only hides (`removal_hides`), purge cannot
+        work: rclone's b2 Purge deletes every version (b2_delete_file_version, deleteFiles)
+        whatever hard_delete says. There `rclone delete` hides each file instead (b2_hide_file,
+        writeFiles only) and the folder, a name prefix on B2, vanishes with its last visible
+        file; the bucket's lifecycle rule deletes the hidden versions later."""
+        if not self.removal_hides:
+            await self.purge(path)
+            return
+        result = await self._run("delete", path, timeout=3600)
+        if result.returncode != 0:
+            raise self.failure(f"hiding {path}", result)
+
     async def folder_has_files(self, folder: str) -> bool:
         """True if the backup of `folder` holds at least one file besides Immich's marker."""
         result = await self._run(

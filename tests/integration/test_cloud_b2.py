@@ -23,11 +23,13 @@ from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupError, SetupRequest, setup_destination
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store
+from tests.conftest import rclone_binary
 from tests.immich_tree import TreeStats
 
 KEY_ID = "0012a3b4c5d6e7f0000000001"
 APP_KEY = "K001abcdefghijklmnopqrstuvwxyz0123"
 PASSWORD = "an-encryption-password-for-tests"
+ENCRYPTION = "encryption_password"
 
 
 async def _b2_destination(store: Store, keyfile: Path, **kw: str) -> Destination:
@@ -84,6 +86,82 @@ async def test_b2_remote_env_and_sync_argv() -> None:
     for secret in (KEY_ID, APP_KEY, PASSWORD, env["RCLONE_CONFIG_PSCRYPT_PASSWORD"]):
         assert secret not in text
     assert APP_KEY in remote.secrets and PASSWORD in remote.secrets
+
+
+async def test_append_only_b2_hides_instead_of_deleting() -> None:
+    """An append-only destination's key cannot delete: rclone must hide (hard_delete false),
+    while a normal destination keeps real deletes."""
+    settings = load_settings()
+    store = await Store.open(settings.db_path)
+    try:
+        normal = await _b2_destination(store, settings.secrets_dir / "b2.json")
+        protected = await store.create_destination(
+            name="b2-locked",
+            type="b2",
+            bucket_name="my-immich",
+            remote_path="server1",
+            secrets_ref=normal.secrets_ref,
+            options={"append_only": True},
+        )
+        context = DestinationContext(settings, store)
+        plain = await context.open_remote(normal)
+        locked = await context.open_remote(protected)
+    finally:
+        await store.close()
+    assert plain.env["RCLONE_CONFIG_PSBASE_HARD_DELETE"] == "true"
+    assert not plain.removal_hides
+    assert locked.env["RCLONE_CONFIG_PSBASE_HARD_DELETE"] == "false"
+    assert locked.removal_hides
+
+
+@pytest.mark.parametrize(("append_only", "verb"), [(False, "purge"), (True, "delete")])
+async def test_archive_expiry_on_b2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, append_only: bool, verb: str
+) -> None:
+    """The expiry of an old archive run: `rclone purge` normally; on an append-only b2
+    destination `rclone delete`, which hides each file (rclone's b2 Purge deletes every
+    version, which needs deleteFiles whatever hard_delete says). No B2 here: a stand-in
+    rclone records argv and answers the archive listing; it runs the real rclone for
+    `obscure` only."""
+    calls = tmp_path / "calls.log"
+    stand_in = tmp_path / "rclone"
+    stand_in.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s hard_delete=%s\\n" "$*" "$RCLONE_CONFIG_PSBASE_HARD_DELETE" >> {calls}\n'
+        'case "$1" in\n'
+        f'  obscure) exec {rclone_binary()} "$@" ;;\n'
+        '  lsjson) echo \'[{"Path":"20200101T000000Z","IsDir":true}]\' ;;\n'
+        "esac\n"
+    )
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("RCLONE_BINARY", str(stand_in))
+    settings = load_settings()
+    store = await Store.open(settings.db_path)
+    try:
+        write_key_file(
+            settings.secrets_dir / "b2.json",
+            {"application_key_id": KEY_ID, "application_key": APP_KEY, ENCRYPTION: PASSWORD},
+        )
+        destination = await store.create_destination(
+            name="b2",
+            type="b2",
+            bucket_name="my-immich",
+            remote_path="server1",
+            secrets_ref=f"file:{settings.secrets_dir / 'b2.json'}",
+            options={"append_only": True} if append_only else {},
+        )
+        runner = Runner(settings, store)
+        remote = await runner.destinations.open_remote(destination)
+        removed = await runner.prune_archive(destination, remote, dry_run=False)
+    finally:
+        await store.close()
+    assert removed == ["20200101T000000Z"]
+    lines = calls.read_text().splitlines()
+    [removal] = [line for line in lines if line.split()[0] in ("purge", "delete")]
+    hard_delete = "false" if append_only else "true"
+    assert removal.startswith(f"{verb} pscrypt:.deleted/20200101T000000Z ")
+    assert removal.endswith(f" hard_delete={hard_delete}")
+    assert APP_KEY not in "\n".join(lines)
 
 
 def test_b2_tuning_stays_within_the_memory_budget() -> None:

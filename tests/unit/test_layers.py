@@ -25,6 +25,7 @@ LAYERS = (
     "photos_sync.system",
     "photos_sync.credentials",
     "photos_sync.rclone",
+    "photos_sync.cloud",
     "photos_sync.immich",
     "photos_sync.reporting",
     "photos_sync.engine",

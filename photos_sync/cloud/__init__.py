@@ -1,0 +1,1 @@
+"""Cloud providers' own APIs, for what rclone does not tell: a B2 key's capabilities."""
