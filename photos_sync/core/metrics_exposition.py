@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from photos_sync.core.config import ConfigError
-from photos_sync.core.states import JobStatus
+from photos_sync.core.states import JobStatus, Refusal
 from photos_sync.core.units import from_iso
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -183,6 +183,16 @@ def _job_metrics(out: _Exposition, job: Mapping[str, Any]) -> None:
         float(job.get("transfer_speed") or 0) if running else 0.0,
         **labels,
     )
+    for guard in Refusal:
+        out.add(
+            "photos_sync_job_refused",
+            "gauge",
+            "1 when a safety guard stopped the job in the latest run (max_delete: too many "
+            "deletions; max_change: too many originals replaced, e.g. encrypted by ransomware).",
+            1 if job.get("refused") == guard.value else 0,
+            **labels,
+            guard=guard.value,
+        )
     for state in JobStatus:
         out.add(
             "photos_sync_job_state",

@@ -186,6 +186,17 @@ def test_metrics_parse() -> None:
                 "transfer_speed": 12.5,
                 "retry_count": 0,
             },
+            {
+                "destination": 'n"as',
+                "folder": "upload",
+                "status": "FAILED",
+                "refused": "max_change",
+                "bytes_transferred": 0,
+                "bytes_total": 0,
+                "files_transferred": 0,
+                "files_total": 0,
+                "retry_count": 0,
+            },
         ],
         "daemon": {
             "run": {"destination": 'n"as'},
@@ -206,6 +217,10 @@ def test_metrics_parse() -> None:
     assert samples[("photos_sync_job_speed_bytes_per_second", job)] == 12.5
     assert samples[("photos_sync_job_state", (*job, ("state", "RUNNING")))] == 1
     assert samples[("photos_sync_job_state", (*job, ("state", "FAILED")))] == 0
+    upload = (("destination", 'n"as'), ("folder", "upload"))
+    assert samples[("photos_sync_job_refused", (*upload, ("guard", "max_change")))] == 1
+    assert samples[("photos_sync_job_refused", (*upload, ("guard", "max_delete")))] == 0
+    assert samples[("photos_sync_job_refused", (*job, ("guard", "max_change")))] == 0
     assert samples[("photos_sync_runs_total", (*dest, ("result", "failed")))] == 1
     assert samples[("photos_sync_job_retries_total", dest)] == 4
     assert samples[("photos_sync_job_failures_total", dest)] == 1
