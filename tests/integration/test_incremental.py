@@ -16,11 +16,13 @@ from photos_sync.core.archive import parse_stamp
 from photos_sync.core.config import Settings
 from photos_sync.core.events import RestoreRequest, RunRefused, RunRequest, RunResult
 from photos_sync.core.manifest import MANIFEST_HEAD, Reconcile, crypt_size
+from photos_sync.core.metrics_exposition import render_metrics
 from photos_sync.core.names import NameProblem
 from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.restore import Restorer
 from photos_sync.engine.runner import Runner
 from photos_sync.engine.setup import SetupRequest, setup_destination
+from photos_sync.reporting.status import gather_status
 from photos_sync.storage.manifest_db import ManifestDB, manifest_path
 from photos_sync.storage.settings_io import load_settings
 from photos_sync.storage.store import Store
@@ -372,6 +374,12 @@ async def test_originals_encrypted_in_place_stop_the_folder_with_nothing_replace
     assert "BACKUP_MAX_CHANGE" in upload.error_message and "--force" in upload.error_message
     assert counts[Kind.COPY] == 0 and counts[Kind.PUT] <= 3, counts.describe()  # nothing moved
     assert {j.folder: j.status.value for j in result.jobs}["library"] == "COMPLETED"
+    # the metrics a monitoring system scrapes name the guard
+    metrics = render_metrics(await gather_status(settings, bench.store), [])
+    refused_line = (
+        'photos_sync_job_refused{destination="cloud",folder="upload",guard="max_change"} 1'
+    )
+    assert refused_line in metrics.splitlines()
     # the backup still holds the good copies: a cryptcheck of upload/ finds them different
     check = plain_rclone.cryptcheck(
         root / "upload", "secret:upload", crypt_env(counting_s3, settings)
