@@ -90,6 +90,7 @@ class ManifestRun:
         self.moves: list[Move] = []
         #: the file-name check of each folder walked whole by `plan`
         self.names: dict[str, NameCheck] = {}
+        self._fresh_stages: set[str] = set()
         self._mover: ServerSideMover | None = None
         self._mover_stack = contextlib.AsyncExitStack()
 
@@ -352,11 +353,24 @@ class ManifestRun:
         if sent or archived:
             await asyncio.to_thread(self.db.note_change, run_id)
 
-    async def stage(self, folder: str, source: Path) -> None:
-        """Walk a folder about to be reconciled into the manifest's staging area."""
+    async def stage(self, folder: str, source: Path, names: NameCheck | None = None) -> None:
+        """Walk a folder about to be reconciled into the manifest's staging area (checking
+        its file names on the way with `names`, kept in `names` when the walk was whole).
+        The stage is fresh until `take_fresh_stage` hands it to the folder's first attempt."""
         problems = WalkProblems()
-        count = await asyncio.to_thread(self.db.stage, folder, walk_files(source, problems))
+        count = await asyncio.to_thread(self.db.stage, folder, walk_files(source, problems, names))
+        if names is not None and not problems.unreadable:
+            self.names[folder] = names
+        self._fresh_stages.add(folder)
         log.info("folder_staged", folder=folder, files=count, unreadable=len(problems.unreadable))
+
+    def take_fresh_stage(self, folder: str) -> bool:
+        """True once after `stage(folder)`: an attempt may use that walk instead of walking
+        again (a retry walks afresh: the source may have changed meanwhile)."""
+        if folder in self._fresh_stages:
+            self._fresh_stages.discard(folder)
+            return True
+        return False
 
     async def commit_reconciled(self, folder: str, left_out: set[str], run_id: str) -> None:
         left = [os.fsencode(p) for p in left_out]

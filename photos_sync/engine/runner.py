@@ -54,6 +54,7 @@ from photos_sync.core.guards import (
 from photos_sync.core.manifest import FolderChanges, Reconcile
 from photos_sync.core.names import (
     DISK_NAME_LIMIT,
+    NameCheck,
     NameHazard,
     NameProblem,
     display_path,
@@ -942,7 +943,17 @@ class Runner:
         problems to `result`. Stops early, marking the jobs not attempted FAILED, when the
         destination vanished between two folders or a failure would end every later folder
         the same way (refused credentials, storage down, disk full)."""
+        manifest = self._manifest
         for index, job in enumerate(jobs):
+            if (
+                manifest is not None
+                and not manifest.is_incremental(job.folder)
+                and not self._is_people_thumbnails(job.folder)
+            ):
+                # a folder to reconcile is walked into the manifest's stage before its sync;
+                # that one walk checks its file names too
+                names = NameCheck(job.folder, _name_limit(destination))
+                await manifest.stage(job.folder, Path(job.source_path), names)
             # the walk sees each name's exact bytes (rclone's notices do not), in a thread
             hazards = await self._name_hazards(job.source_path, job.folder, destination)
             gone = await presence.problem() if index else None
@@ -1159,7 +1170,7 @@ class Runner:
                 return await self._refuse_job(destination, job, refusal)
             if manifest is not None:
                 await manifest.begin([job.folder], run_id)
-                if changes is None:
+                if changes is None and not manifest.take_fresh_stage(job.folder):
                     await self._stage(destination, manifest, job)
             if code == 0 and changes is not None:
                 code, last_error, only_skips = await self._attempt_incremental(

@@ -148,23 +148,20 @@ async def test_an_incremental_run_sends_the_new_file_and_archives_the_deleted_on
     assert counts[Kind.LIST] == 0 and counts[Kind.PUT] == 0, counts.describe()
 
 
-async def test_an_incremental_run_walks_the_source_once_and_still_names_hazards(
+async def test_each_folder_is_walked_once_per_run_and_its_hazards_still_named(
     bench: Bench,
     immich: tuple[Path, TreeStats],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The manifest's walk checks the file names: an incremental folder is not walked a
-    second time by the name scan, and a name that is not UTF-8, added since, is still named
-    (and sent incrementally: rclone keeps its bytes)."""
+    """The manifest's walks check the file names: a folder to reconcile is walked once into
+    the manifest's stage, an incremental one once by the plan, and neither a second time by
+    the name scan. Unicode twins (a full run) and a name that is not UTF-8 (an incremental
+    run: rclone keeps its bytes) are still named."""
+    import unicodedata
+
     from photos_sync.engine import runner as runner_module
     from photos_sync.system.source_names import scan_names as real_scan
 
-    root = immich[0]
-    await bench.run()
-    trip = os.path.join(os.fsencode(root), b"library", b"admin")
-    os.makedirs(trip, exist_ok=True)
-    with open(os.path.join(trip, b"bad\xff.jpg"), "wb") as handle:
-        handle.write(os.urandom(3000))
     scanned: list[str] = []
 
     def counted_scan(root: Path, folder: str, limit: int | None) -> list[NameProblem]:
@@ -172,13 +169,26 @@ async def test_an_incremental_run_walks_the_source_once_and_still_names_hazards(
         return real_scan(root, folder, limit)
 
     monkeypatch.setattr(runner_module, "scan_names", counted_scan)
+    root = immich[0]
+    for form in ("NFC", "NFD"):
+        (root / "profile" / unicodedata.normalize(form, "café.jpg")).write_bytes(b"twin")
+    first = await bench.run()
+    assert set(first.folder_modes.values()) == {f"full sync: {Reconcile.FIRST}"}
+    twins = sorted(p.path for p in first.file_names if p.hazard.value == "unicode-twin")
+    assert twins == sorted(
+        f"profile/{unicodedata.normalize(f, 'café.jpg')}" for f in ("NFC", "NFD")
+    )
+    assert scanned == []
+    trip = os.path.join(os.fsencode(root), b"library", b"admin")
+    os.makedirs(trip, exist_ok=True)
+    with open(os.path.join(trip, b"bad\xff.jpg"), "wb") as handle:
+        handle.write(os.urandom(3000))
     second = await bench.run()
     assert second.folder_modes["library"] == "incremental"
-    named = [(p.hazard.value, p.shown()) for p in second.file_names]
-    assert named == [("not-utf8", "library/admin/bad\\xff.jpg")]
+    named = {(p.hazard.value, p.shown()) for p in second.file_names}
+    assert ("not-utf8", "library/admin/bad\\xff.jpg") in named
     assert {j.folder: j.files_transferred for j in second.jobs}["library"] == 1
-    incremental = {f for f, mode in second.folder_modes.items() if mode == "incremental"}
-    assert incremental and not incremental & set(scanned), scanned
+    assert scanned == []
 
 
 async def test_a_moved_file_is_not_sent_again_and_restores_at_both_paths(
