@@ -173,12 +173,14 @@ class CryptRemote:
         finally:
             await self._run("deletefile", path)
 
-    async def probe(self, path: str, *, create: bool = False) -> Probe:
+    async def probe(self, path: str, *, create: bool = False, object_lock: bool = False) -> Probe:
         """List (or with `create`, mkdir) `path` on the raw remote, e.g. "psbase:bucket",
-        telling apart a missing bucket from refused credentials or an unreachable service."""
+        telling apart a missing bucket from refused credentials or an unreachable service.
+        `object_lock`: an S3 bucket created here has Object Lock (and versioning) on."""
         quick = ("--low-level-retries", "1", "--contimeout", "15s", "--timeout", "60s")
         if create:
-            result = await self._run("mkdir", path, *quick)
+            lock = ("--s3-bucket-object-lock-enabled",) if object_lock else ()
+            result = await self._run("mkdir", path, *lock, *quick)
         else:
             result = await self._run("lsf", path, "--max-depth", "1", "--dirs-only", *quick)
         if result.returncode == 0:
