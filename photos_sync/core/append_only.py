@@ -5,9 +5,10 @@ the options column is JSON). On S3-compatible storage that means a bucket with v
 Object Lock: a delete only adds a delete marker, an overwrite only adds a version, and a locked
 version cannot be removed before its retention ends. `options["object_lock"]` records the lock
 setup found at `--setup`: `{"mode": "GOVERNANCE"|"COMPLIANCE", "days": N, "source":
-"bucket-default"|"per-object"}`. With "per-object", photos-sync asks rclone to lock every
-object it uploads or copies (`object_lock_mode` / `object_lock_retain_until_date`); with
-"bucket-default" the bucket's own default retention does it.
+"bucket-default"|"per-object"}`: the bucket's own default retention, or (without one)
+GOVERNANCE for BACKUP_OBJECT_LOCK_DAYS. Either way photos-sync asks rclone to lock every object
+it uploads or copies with that mode and days (`object_lock_mode` /
+`object_lock_retain_until_date`, see `per_object_lock_options`).
 
 Lock retention runs from each version's creation, so it protects what was written (or
 archived) in the last N days; older versions are protected by the key's policy (no
@@ -98,8 +99,13 @@ def default_lock_days(keep_deleted_days: int, configured: int | None) -> int:
 
 def per_object_lock_options(lock: ObjectLock | None) -> dict[str, str]:
     """rclone s3 options that lock each uploaded or copied object (both are needed: rclone
-    ignores one without the other); none when the bucket's default retention does it."""
-    if lock is None or lock.source != PER_OBJECT:
+    ignores one without the other).
+
+    Set with a bucket default retention too, to the same mode and days: S3 wants a
+    Content-MD5 (or checksum) on every upload into a bucket with a default retention, and
+    rclone sends one for an encrypted upload (whose MD5 it cannot know beforehand) only when
+    it sets a lock itself."""
+    if lock is None:
         return {}
     return {"object_lock_mode": lock.mode, "object_lock_retain_until_date": f"{lock.days}d"}
 

@@ -342,8 +342,7 @@ class S3Type:
             options["endpoint"] = endpoint
         if destination.region:
             options["region"] = destination.region
-        # An append-only destination whose bucket has no default retention: every upload and
-        # every archive copy is locked by rclone itself (#17).
+        # An append-only destination (#17): every upload and every archive copy is locked.
         options.update(per_object_lock_options(object_lock_of(destination)))
         return RemoteSpec(BASE_REMOTE, "s3", options)
 

@@ -28,12 +28,17 @@ from photos_sync.core.redact import redact
 from photos_sync.system import execute
 
 
-def _rclone_error(stderr: bytes, secrets: Iterable[str]) -> str:
+def _error_lines(stderr: bytes) -> list[str]:
     errors = []
     for line in stderr.decode("utf-8", "replace").splitlines():
         event = parse_line(line)
         if isinstance(event, ErrorLine):
             errors.append(event.message)
+    return errors
+
+
+def _rclone_error(stderr: bytes, secrets: Iterable[str]) -> str:
+    errors = _error_lines(stderr)
     text = errors[-1] if errors else stderr.decode("utf-8", "replace").strip()[-300:]
     return redact(text or "no error text", secrets)
 
@@ -212,7 +217,14 @@ class CryptRemote:
         """Delete `path` and everything below it."""
         result = await self._run("purge", path, timeout=3600)
         if result.returncode != 0:
-            raise self.failure(f"removing {path}", result)
+            failure = self.failure(f"removing {path}", result)
+            # rclone ends with a count ("failed to delete 3 files"); the cause (a refusal,
+            # AccessDenied, an object lock) is in the first error
+            errors = _error_lines(result.stderr)
+            if errors and errors[0] not in str(failure):
+                cause = redact(errors[0], self.secrets)
+                raise DestinationError(f"{failure} (first error: {cause})")
+            raise failure
 
     async def folder_has_files(self, folder: str) -> bool:
         """True if the backup of `folder` holds at least one file besides Immich's marker."""
