@@ -293,16 +293,15 @@ def from_versions_problem(destination: Destination) -> str | None:
 def at_versions(remotes: Sequence[RemoteSpec], moment: datetime) -> list[RemoteSpec]:
     """`remotes` with the raw storage remote reading every object as it was at `moment`
     (read-only: rclone refuses writes through it). ValueError for a type without versions."""
-    changed = []
-    for remote in remotes:
-        if remote.name == BASE_REMOTE:
-            if remote.type not in VERSIONED_TYPES:
-                raise ValueError(f"a {remote.type} remote has no object versions")
-            remote = replace(
-                remote, options={**remote.options, "version_at": version_at_value(moment)}
-            )
-        changed.append(remote)
-    return changed
+    bases = [r for r in remotes if r.name == BASE_REMOTE]
+    if not bases or bases[0].type not in VERSIONED_TYPES:
+        kind = bases[0].type if bases else "local folder"
+        raise ValueError(f"a {kind} has no object versions")
+    at = version_at_value(moment)
+    return [
+        replace(r, options={**r.options, "version_at": at}) if r.name == BASE_REMOTE else r
+        for r in remotes
+    ]
 
 
 # -- rclone command lines ------------------------------------------------------------------------

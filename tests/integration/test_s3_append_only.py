@@ -319,3 +319,29 @@ async def test_expiry_of_an_archive_run_the_storage_refuses_to_delete_is_a_warni
             BypassGovernanceRetention=True,
         )
     assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_from_versions_and_append_only_usage_errors(tmp_path: Path) -> None:
+    """Each a one-line usage error, exit 2: --from-versions without a moment, or on a local
+    destination (no provider versions there); --append-only without --setup."""
+    from tests.support.daemon import setup_local
+
+    target = str(tmp_path / "restored")
+    alone = photos_sync("restore", "--to", target, "--from-versions")
+    assert alone.returncode == 2
+    assert alone.stderr.strip() == (
+        "error: --from-versions goes with --as-of TIME: the moment whose object versions to read"
+    )
+    setup_local(tmp_path, "nas")
+    local = photos_sync(
+        "restore", "--from", "nas", "--to", target, "--as-of", "2026-11-01", "--from-versions"
+    )
+    assert local.returncode == 2, local.stdout + local.stderr
+    assert local.stderr.strip().splitlines()[-1] == (
+        "error: --from-versions reads a cloud provider's object versions (s3, b2): destination "
+        "'nas' is a local folder, restore it with --as-of alone"
+    )
+    assert not Path(target).exists()
+    backup = photos_sync("backup", "--append-only")
+    assert backup.returncode == 2
+    assert backup.stderr.strip() == "error: --append-only goes with --setup s3|b2"
