@@ -226,8 +226,11 @@ def backup(
         fail(f"--full goes with a backup run, not with {mode}", EXIT_USAGE)
     if append_only and setup is None:
         fail("--append-only goes with --setup s3|b2", EXIT_USAGE)
+    uses = _settings_used_by(mode)
+    if append_only:  # the default lock of an append-only S3 destination
+        uses = (*uses, "BACKUP_OBJECT_LOCK_DAYS", "BACKUP_KEEP_DELETED_DAYS")
     settings = settings_or_exit(
-        _settings_used_by(mode),
+        uses,
         f"backup {mode}" if mode else "backup",
         warn_unused=mode != "--check",
     )

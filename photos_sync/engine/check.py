@@ -5,7 +5,9 @@ need it are skipped); rclone present and new enough; the 1Password CLI installed
 (required when a destination keeps its secrets there, informational otherwise);
 BACKUP_IMMICH_PATH set, existing and carrying Immich's markers; the data dir writable; and
 for each destination, its secrets readable and its remote reachable (for B2, the bucket's
-lifecycle rules against photos-sync's policy on old versions); then the installed
+lifecycle rules against photos-sync's policy on old versions) and whether it survives a host
+that holds its keys ("protection", #17: a local folder never does; S3 with versioning and
+Object Lock does, and says until when); then the installed
 service (unit installed, enabled, running, lingering) and the next scheduled run, all
 optional. The report is ok when no required check failed. Nothing secret is printed.
 """

@@ -55,7 +55,7 @@ from photos_sync.core.append_only import (
     seen_lock,
     versioning_problem,
 )
-from photos_sync.core.config import Settings
+from photos_sync.core.config import ConfigError, Settings
 from photos_sync.core.destinations import (
     ENCRYPTION_PASSWORD,
     ENCRYPTION_SALT,
@@ -949,9 +949,12 @@ class _Wizard:
                 raise SetupError(lock_missing(bucket, str(exc))) from None
             if seen_lock(metadata) is None:
                 raise SetupError(lock_missing(bucket))
-            days = default_lock_days(
-                self.settings.keep_deleted_days, self.settings.object_lock_days
-            )
+            try:
+                days = default_lock_days(
+                    self.settings.keep_deleted_days, self.settings.object_lock_days
+                )
+            except ConfigError as exc:
+                raise SetupError(str(exc)) from None
             lock = ObjectLock(PER_OBJECT_MODE, days, PER_OBJECT)
         removed = await s3lock.delete_probe(remote, folder)
         self.ui.info(
