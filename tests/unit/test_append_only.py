@@ -35,7 +35,7 @@ S3_SECRETS = {"access_key_id": "AKIA", "secret_access_key": "s3cret"}
 B2_SECRETS = {"application_key_id": "kid", "application_key": "k3y"}
 
 
-def destination(kind: str = "s3", **options: Any) -> Destination:
+def destination(kind: str = "s3", options: dict[str, Any] | None = None) -> Destination:
     return Destination(
         id=1,
         name="cloud",
@@ -45,7 +45,7 @@ def destination(kind: str = "s3", **options: Any) -> Destination:
         endpoint="http://127.0.0.1:9000" if kind == "s3" else None,
         region=None,
         secrets_ref="file:/x.json",
-        options=options,
+        options=options or {},
         created_at="2026-11-01T00:00:00+00:00",
         last_backup_at=None,
     )
@@ -55,20 +55,20 @@ def env_of(dest: Destination, secrets: dict[str, str]) -> dict[str, str]:
     return remote_env(build_remotes(dest, secrets, "obscured", None))
 
 
-LOCKED = {
+LOCKED: dict[str, Any] = {
     APPEND_ONLY: True,
     OBJECT_LOCK: {"mode": "GOVERNANCE", "days": 37, "source": "per-object"},
 }
 
 
 def test_an_append_only_s3_destination_locks_every_upload_and_copy() -> None:
-    env = env_of(destination(**LOCKED), S3_SECRETS)
+    env = env_of(destination(options=LOCKED), S3_SECRETS)
     assert env["RCLONE_CONFIG_PSBASE_OBJECT_LOCK_MODE"] == "GOVERNANCE"
     assert env["RCLONE_CONFIG_PSBASE_OBJECT_LOCK_RETAIN_UNTIL_DATE"] == "37d"
     # a bucket's default retention is sent per object too (S3 wants a Content-MD5 then)
     default = {"mode": "COMPLIANCE", "days": 5, "source": "bucket-default"}
-    bucket = {APPEND_ONLY: True, OBJECT_LOCK: default}
-    env = env_of(destination(**bucket), S3_SECRETS)
+    bucket: dict[str, Any] = {APPEND_ONLY: True, OBJECT_LOCK: default}
+    env = env_of(destination(options=bucket), S3_SECRETS)
     assert env["RCLONE_CONFIG_PSBASE_OBJECT_LOCK_MODE"] == "COMPLIANCE"
     assert env["RCLONE_CONFIG_PSBASE_OBJECT_LOCK_RETAIN_UNTIL_DATE"] == "5d"
     plain = env_of(destination(), S3_SECRETS)
@@ -82,7 +82,7 @@ def test_a_malformed_lock_option_locks_nothing() -> None:
                 {"mode": "GOVERNANCE", "days": 0, "source": "per-object"},
                 {"mode": "GOVERNANCE", "days": True, "source": "per-object"},
                 {"mode": "GOVERNANCE", "days": 3, "source": "elsewhere"}, "37d"):  # fmt: skip
-        assert object_lock_of(destination(**{OBJECT_LOCK: bad})) is None
+        assert object_lock_of(destination(options={OBJECT_LOCK: bad})) is None
 
 
 @pytest.mark.parametrize("kind,secrets", [("s3", S3_SECRETS), ("b2", B2_SECRETS)])
