@@ -345,3 +345,22 @@ def test_from_versions_and_append_only_usage_errors(tmp_path: Path) -> None:
     backup = photos_sync("backup", "--append-only")
     assert backup.returncode == 2
     assert backup.stderr.strip() == "error: --append-only goes with --setup s3|b2"
+
+
+def test_from_versions_goes_through_the_daemon(tmp_path: Path) -> None:
+    """With a daemon up the restore runs there, --from-versions included: the daemon's
+    restore refuses a local destination with the same line (the flag reached it)."""
+    from tests.support.daemon import daemon_pool, setup_local
+
+    setup_local(tmp_path, "nas")
+    with daemon_pool() as daemons:
+        daemons.start()
+        target = str(tmp_path / "restored")
+        result = photos_sync(
+            "restore", "--from", "nas", "--to", target, "--as-of", "2026-11-01", "--from-versions"
+        )
+    assert result.returncode == 2
+    assert (
+        "--from-versions reads a cloud provider's object versions (s3, b2): destination 'nas' "
+        "is a local folder, restore it with --as-of alone"
+    ) in result.stdout + result.stderr
