@@ -238,6 +238,15 @@ async def test_setup_refuses_a_bucket_without_versioning_or_object_lock(
         "delete a local disk"
     )
 
+    # a bucket that does not exist yet is created with Object Lock (and so versioning)
+    missing = unique("created")
+    made = setup(missing)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert f"created bucket {missing!r}" in made.stdout
+    assert "Object Lock GOVERNANCE 37 days (set on every upload)" in made.stdout
+    lock = moto_s3.s3().get_object_lock_configuration(Bucket=missing)["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled"
+
 
 async def test_setup_finds_the_buckets_default_retention_and_check_reports_it(
     moto_s3: MotoS3,
