@@ -22,7 +22,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +132,6 @@ class MotoS3:
             prefix + "SECRET_ACCESS_KEY": key.secret_access_key,
             prefix + "ENV_AUTH": "false",
         }
-
-
-def in_days(days: float) -> datetime:
-    return datetime.now(UTC) + timedelta(days=days)
 
 
 def _admin(endpoint: str) -> Key:
