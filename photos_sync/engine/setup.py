@@ -13,7 +13,9 @@ The wizard asks first, proves second and saves last:
    the encryption password (generated unless the person types one, twice);
 4. check the required fields, naming any that are missing;
 5. configure the raw remote (b2/s3 through RCLONE_CONFIG_* only; a folder for local) and check
-   the bucket is reachable and the credentials accepted (creating the bucket if asked);
+   the bucket is reachable and the credentials accepted (creating the bucket if asked); with
+   --append-only (#17), prove the storage keeps what is written (S3: versioning on, Object Lock
+   seen on a probe object) and record how uploads are locked in the destination's options;
 6. configure the crypt overlay;
 7. test-write through encryption: upload, read back decrypted, delete;
 8. save: the key file or the new 1Password item, then the destination (a reference to its
