@@ -101,3 +101,7 @@ def settings() -> Settings:
 @pytest.fixture
 def rclone() -> str:
     return rclone_binary()
+
+
+# Fixtures of tests/support registered for every test module (imported for pytest to see them).
+from tests.support.moto_server import moto_s3  # noqa: E402, F401

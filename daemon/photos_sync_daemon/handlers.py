@@ -180,6 +180,7 @@ class Handlers:
         person: str | None = None,
         taken: str | None = None,
         immich: bool = False,
+        from_versions: bool = False,
     ) -> dict[str, Any]:
         from photos_sync.core.events import MODES, RestoreRequest
         from photos_sync.core.immich_select import parse_criteria
@@ -212,6 +213,7 @@ class Handlers:
             dry_run,
             selection=None if criteria.empty else criteria,
             immich=immich,
+            from_versions=from_versions,
         )
         info, already, queued = await self._queue.submit(
             destination, dry_run=dry_run, reason="restore", restore=request

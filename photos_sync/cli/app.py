@@ -179,6 +179,14 @@ def backup(
         ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes; no prompts.")] = False,
+    append_only: Annotated[
+        bool,
+        typer.Option(
+            "--append-only",
+            help="With --setup s3: a bucket with versioning and Object Lock, checked before "
+            "saving, so the keys on this host cannot destroy the backup.",
+        ),
+    ] = False,
     remove: Annotated[
         str | None,
         typer.Option(
@@ -216,8 +224,13 @@ def backup(
         fail("--delete-key-file goes with --remove NAME", EXIT_USAGE)
     if full and mode is not None:
         fail(f"--full goes with a backup run, not with {mode}", EXIT_USAGE)
+    if append_only and setup is None:
+        fail("--append-only goes with --setup s3|b2", EXIT_USAGE)
+    uses = _settings_used_by(mode)
+    if append_only:  # the default lock of an append-only S3 destination
+        uses = (*uses, "BACKUP_OBJECT_LOCK_DAYS", "BACKUP_KEEP_DELETED_DAYS")
     settings = settings_or_exit(
-        _settings_used_by(mode),
+        uses,
         f"backup {mode}" if mode else "backup",
         warn_unused=mode != "--check",
     )
@@ -252,6 +265,7 @@ def backup(
                 secrets=secrets_store,
                 item=item,
                 vault=vault,
+                append_only=append_only,
             ),
             yes,
             json_output,
@@ -408,6 +422,14 @@ def restore(
     list_deleted: Annotated[
         bool, typer.Option("--list-deleted", help="List what the archive holds under --path.")
     ] = False,
+    from_versions: Annotated[
+        bool,
+        typer.Option(
+            "--from-versions",
+            help="With --as-of: read the storage's own object versions at TIME (s3, b2), for "
+            "when the archive itself was tampered with.",
+        ),
+    ] = False,
     user: Annotated[
         str | None,
         typer.Option(
@@ -458,6 +480,7 @@ def restore(
         list_deleted=list_deleted,
         dry_run=dry_run,
         json_output=json_output,
+        from_versions=from_versions,
         user=user,
         album=album,
         person=person,

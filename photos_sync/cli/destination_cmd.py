@@ -90,6 +90,12 @@ def _check_setup_request(request: SetupRequest, *, interactive: bool) -> None:
         )
     if request.secrets not in (None, "op", "file"):
         fail(f"--secrets {request.secrets!r} is unknown: use op or file", EXIT_USAGE)
+    if request.append_only and kind == "local":
+        fail(
+            "--append-only needs cloud storage (s3 or b2): whoever controls this host can "
+            "delete a local disk",
+            EXIT_USAGE,
+        )
     if interactive:
         return  # at a terminal the wizard asks for these; a script must give them
     if not request.name:

@@ -33,6 +33,7 @@ def restore(
     list_deleted: bool,
     dry_run: bool,
     json_output: bool,
+    from_versions: bool = False,
     user: str | None = None,
     album: str | None = None,
     person: str | None = None,
@@ -43,6 +44,11 @@ def restore(
     settings = settings_or_exit(() if list_deleted else ("BACKUP_BWLIMIT",), "restore")
     if deleted and as_of_raw:
         fail("--deleted and --as-of cannot be combined", EXIT_USAGE)
+    if from_versions and not as_of_raw:
+        fail(
+            "--from-versions goes with --as-of TIME: the moment whose object versions to read",
+            EXIT_USAGE,
+        )
     criteria = _criteria(user, album, person, taken)
     _check_combinations(criteria, immich, deleted=deleted, list_deleted=list_deleted, path=path)
     if list_deleted:
@@ -59,6 +65,7 @@ def restore(
         "as_of": moment.isoformat() if moment else None,
         "overwrite": overwrite,
         "immich": immich,
+        "from_versions": from_versions,
         **(criteria.as_params() if criteria is not None else {}),
     }
     # With a daemon up, the restore joins its queue (it survives this terminal, and never
@@ -68,7 +75,16 @@ def restore(
     from photos_sync.core.events import RestoreRequest
 
     request = RestoreRequest(
-        source, to, path, mode, moment, overwrite, dry_run, selection=criteria, immich=immich
+        source,
+        to,
+        path,
+        mode,
+        moment,
+        overwrite,
+        dry_run,
+        selection=criteria,
+        immich=immich,
+        from_versions=from_versions,
     )
     result = _restore_here(settings, request, json_output)
     print_restore_result(result, to, dry_run=dry_run, json_output=json_output)

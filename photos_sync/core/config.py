@@ -73,6 +73,7 @@ SETTING_FIELDS: Mapping[str, str] = {
     "BACKUP_FOLLOW_SYMLINKS": "follow_symlinks",
     "BACKUP_MAX_DELETE": "max_delete",
     "BACKUP_KEEP_DELETED_DAYS": "keep_deleted_days",
+    "BACKUP_OBJECT_LOCK_DAYS": "object_lock_days",
     "BACKUP_RECONCILE_EVERY": "reconcile_every",
     "BACKUP_MAX_CHANGE": "max_change",
     "BACKUP_EXTRA_PATHS": "extra_paths",
@@ -154,6 +155,9 @@ class Settings:
     follow_symlinks: bool = False
     max_delete: int = DEFAULT_MAX_DELETE
     keep_deleted_days: int = DEFAULT_KEEP_DELETED_DAYS
+    #: BACKUP_OBJECT_LOCK_DAYS: per-object lock of an append-only S3 destination (#17); None:
+    #: BACKUP_KEEP_DELETED_DAYS + 7 (core/append_only.default_lock_days)
+    object_lock_days: int | None = None
     #: BACKUP_RECONCILE_EVERY: how often a run is a full sync that lists the destination and
     #: rebuilds the manifest (#15); None ('off'): only when the manifest cannot be trusted.
     reconcile_every: timedelta | None = DEFAULT_RECONCILE_EVERY
@@ -402,6 +406,10 @@ _PARSERS: Mapping[str, tuple[Callable[[Mapping[str, str]], Any], Any]] = {
     "BACKUP_KEEP_DELETED_DAYS": (
         lambda env: _non_negative_int(env, "BACKUP_KEEP_DELETED_DAYS", DEFAULT_KEEP_DELETED_DAYS),
         DEFAULT_KEEP_DELETED_DAYS,
+    ),
+    "BACKUP_OBJECT_LOCK_DAYS": (
+        lambda env: _positive_int(env, "BACKUP_OBJECT_LOCK_DAYS", None),
+        None,
     ),
     "BACKUP_SCHEDULE": (
         lambda env: _schedule(env, "BACKUP_SCHEDULE", DEFAULT_SCHEDULE),

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from photos_sync.core.append_only import object_lock_of, per_object_lock_options
 from photos_sync.core.rclone_args import BASE_REMOTE, RemoteSpec, SyncOptions, crypt_remote
 from photos_sync.core.records import Destination
 
@@ -343,6 +344,8 @@ class S3Type:
             options["endpoint"] = endpoint
         if destination.region:
             options["region"] = destination.region
+        # An append-only destination (#17): every upload and every archive copy is locked.
+        options.update(per_object_lock_options(object_lock_of(destination)))
         return RemoteSpec(BASE_REMOTE, "s3", options)
 
     def underlying_path(self, destination: Destination) -> str:

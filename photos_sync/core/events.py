@@ -75,6 +75,9 @@ class RestoreRequest:
     selection: Criteria | None = None
     #: restore a whole Immich: its folders, the dump, the markers, then the check
     immich: bool = False
+    #: read the provider's object versions as they were at `moment` (#17, --from-versions):
+    #: for when the archive itself was tampered with
+    from_versions: bool = False
 
 
 class DumpReport(Protocol):

@@ -130,6 +130,7 @@ PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "person": str,
         "taken": str,
         "immich": bool,
+        "from_versions": bool,
     },
 }
 

@@ -5,10 +5,11 @@ need it are skipped); rclone present and new enough; the 1Password CLI installed
 (required when a destination keeps its secrets there, informational otherwise);
 BACKUP_IMMICH_PATH set, existing and carrying Immich's markers; the data dir writable; and
 for each destination, its secrets readable and its remote reachable (for B2, the bucket's
-lifecycle rules against photos-sync's policy on old versions, and whether its key could
-delete the backup: `destination NAME protection`); then the installed
-service (unit installed, enabled, running, lingering) and the next scheduled run, all
-optional. The report is ok when no required check failed. Nothing secret is printed.
+lifecycle rules against photos-sync's policy on old versions) and whether it survives a host
+that holds its keys ("protection", #17: a local folder never does; S3 with versioning and
+Object Lock does, and says until when; B2 does with a key that cannot delete files); then
+the installed service (unit installed, enabled, running, lingering) and the next scheduled
+run, all optional. The report is ok when no required check failed. Nothing secret is printed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from photos_sync.cloud.b2_account import B2AccountError, secrets_capabilities
+from photos_sync.core.append_only import (
+    LOCAL_PROTECTION,
+    Protection,
+    is_append_only,
+    object_lock_of,
+    s3_protection,
+    seen_lock,
+)
 from photos_sync.core.b2_keys import MIN_RECOVERY_DAYS, hiding_verdict, protection_verdict
 from photos_sync.core.config import ConfigError, Settings
 from photos_sync.core.destinations import (
@@ -35,7 +44,7 @@ from photos_sync.core.destinations import (
 )
 from photos_sync.core.planning import SourceRefused, check_sources, selected_folders
 from photos_sync.core.rclone_args import BASE_REMOTE, b2_lifecycle_argv
-from photos_sync.core.records import Destination
+from photos_sync.core.records import Destination, utcnow
 from photos_sync.credentials.keyfile import SecretsError
 from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage import datadir
@@ -544,7 +553,44 @@ async def check_destination(
             rules = await read_b2_lifecycle(remote, destination.bucket_name)
             checks.append(_b2_versions_from(destination, rules))
             checks.append(await check_b2_protection(destination, secrets, rules))
+        if destination.type in ("s3", "local"):
+            checks.append(await check_protection(remote, destination))
     return checks
+
+
+def _protection_check(name: str, verdict: Protection) -> Check:
+    status = OK if verdict.protected else FAIL
+    return Check(name, status, verdict.detail, verdict.hint, required=verdict.required)
+
+
+async def check_protection(remote: CryptRemote, destination: Destination) -> Check:
+    """Whether the destination survives a host that holds its keys (#17): a local folder
+    never does; an S3 bucket does with versioning and Object Lock (read from the bucket's
+    versioning status and the lock on the backup's top-level objects; whether the key itself
+    may delete versions is not something S3 tells)."""
+    name = f"destination {destination.name} protection"
+    if destination.type != "s3":
+        return _protection_check(name, LOCAL_PROTECTION)
+    from photos_sync.rclone import object_lock as s3lock
+
+    bucket = destination.bucket_name or ""
+    try:
+        versioning = await s3lock.bucket_versioning(remote, bucket)
+        objects = await s3lock.top_level_metadata(
+            remote, destination_type("s3").underlying_path(destination)
+        )
+    except DestinationError as exc:
+        return Check(name, SKIP, f"not checked: {exc}", required=False)
+    marker_lock = next((lock for m in objects if (lock := seen_lock(m)) is not None), None)
+    verdict = s3_protection(
+        bucket,
+        versioning,
+        object_lock_of(destination),
+        marker_lock,
+        append_only=is_append_only(destination),
+        now=utcnow(),
+    )
+    return _protection_check(name, verdict)
 
 
 def _yes_no(value: bool | None, yes: str, no: str, problem: str) -> tuple[str, str]:

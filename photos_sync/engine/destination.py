@@ -9,7 +9,8 @@ and a removal of the same destination apart.
 Contract of `DestinationContext`:
 - `resolve` raises UsageProblem (exit 2) for no, an unknown, or an ambiguous destination;
 - `open_remote` raises RcloneNotFound, SecretsError (OnePasswordError), or DestinationError
-  when its secrets are unreadable or incomplete;
+  when its secrets are unreadable or incomplete; UsageProblem when asked for object versions
+  (`version_at`) of a destination that has none (local);
 - `check` raises RunRefused unless the destination holds a photos-sync backup made with
   these keys, and returns the backup's top-level folders;
 - `lock` yields False, without waiting, while another process holds the destination's lock.
@@ -24,9 +25,11 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from photos_sync.core.append_only import at_versions, from_versions_problem
 from photos_sync.core.config import Settings
 from photos_sync.core.destinations import (
     ENCRYPTION_PASSWORD,
@@ -114,11 +117,22 @@ class RcloneSecrets:
         """The destination's rclone remotes: its raw storage, then crypt over it."""
         return build_remotes(destination, self.plain, self.obscured_password, self.obscured_salt)
 
-    def remote(self, binary: str, destination: Destination, scrub: Iterable[str]) -> CryptRemote:
+    def remote(
+        self,
+        binary: str,
+        destination: Destination,
+        scrub: Iterable[str],
+        *,
+        version_at: datetime | None = None,
+    ) -> CryptRemote:
         """The destination's crypt remote; its messages are scrubbed of `scrub` and of the
-        obscured passwords."""
+        obscured passwords. With `version_at` it reads the storage's object versions as they
+        were then (read-only; s3 and b2 only, ValueError otherwise)."""
         obscured = (self.obscured_password, *([self.obscured_salt] if self.obscured_salt else []))
-        env = remote_env(self.remotes(destination))
+        remotes = self.remotes(destination)
+        if version_at is not None:
+            remotes = at_versions(remotes, version_at)
+        env = remote_env(remotes)
         return CryptRemote(binary, env, (*scrub, *obscured), destination.name)
 
 
@@ -167,10 +181,19 @@ class DestinationContext:
         return destination_lock(self.settings.data_dir, destination.id)
 
     async def open_remote(
-        self, destination: Destination, secrets: Mapping[str, str] | None = None
+        self,
+        destination: Destination,
+        secrets: Mapping[str, str] | None = None,
+        *,
+        version_at: datetime | None = None,
     ) -> CryptRemote:
         """The destination's crypt remote, with its secrets (loaded from where they are kept
-        unless given) obscured in memory."""
+        unless given) obscured in memory; with `version_at`, reading the storage's object
+        versions as they were then (UsageProblem for a destination without versions)."""
+        if version_at is not None:
+            problem = from_versions_problem(destination)
+            if problem:
+                raise UsageProblem(problem)
         binary = execute.find_rclone(self.settings.rclone_binary)
         if secrets is None:
             secrets = await load_secrets(destination)
@@ -181,7 +204,7 @@ class DestinationContext:
                 "add them where the secrets are kept"
             )
         prepared = await RcloneSecrets.prepare(binary, secrets)
-        return prepared.remote(binary, destination, secrets.values())
+        return prepared.remote(binary, destination, secrets.values(), version_at=version_at)
 
     async def rclone_secrets(self, destination: Destination) -> RcloneSecrets:
         """The destination's secrets, loaded and obscured, whatever fields they lack (the
@@ -212,9 +235,12 @@ class DestinationContext:
             )
         return {name for name, is_dir in root.items() if is_dir}
 
-    async def open(self, name: str | None) -> OpenDestination:
-        """Resolve `name`, open its remote and check its backup (see the module's contract)."""
+    async def open(
+        self, name: str | None, *, version_at: datetime | None = None
+    ) -> OpenDestination:
+        """Resolve `name`, open its remote (reading the object versions of `version_at`, when
+        given) and check its backup (see the module's contract)."""
         destination = await self.resolve(name)
-        remote = await self.open_remote(destination)
+        remote = await self.open_remote(destination, version_at=version_at)
         folders = await self.check(destination, remote)
         return OpenDestination(destination, remote, frozenset(folders))

@@ -465,7 +465,12 @@ class Restorer:
         a dry run), copy step by step until one fails, then say what was not restored and
         which files already in the target differ from the backup and were left alone. A
         restore by meaning or of a whole Immich reads the database dump first."""
-        opened = await self.destinations.open(request.destination)
+        if request.from_versions and request.moment is None:
+            raise UsageProblem("--from-versions goes with --as-of TIME: the moment to read")
+        # --from-versions: the storage's own object versions at the moment (#17), for when the
+        # archive itself was tampered with; the plan is the usual --as-of over that view.
+        version_at = request.moment if request.from_versions else None
+        opened = await self.destinations.open(request.destination, version_at=version_at)
         destination, remote = opened.destination, opened.remote
         request = _resolved(request)
         if request.immich or request.selection is not None:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from photos_sync.core.append_only import is_append_only, kept_run_message, refused_delete
 from photos_sync.core.archive import expired_stamps, parse_stamp
 from photos_sync.core.config import Settings
 from photos_sync.core.destinations import (
@@ -634,6 +635,7 @@ class Runner:
             log.warning("archive_listing_failed", error=str(exc))
             return []
         expired = expired_stamps(stamps, self.settings.keep_deleted_days, utcnow())
+        kept: list[str] = []
         for stamp in expired:
             verb = "would remove" if dry_run else "removing"
             self.sink(
@@ -647,8 +649,19 @@ class Runner:
                 )
             )
             if not dry_run:
-                await remote.remove_folder(crypt_path(ARCHIVE_FOLDER, stamp))
+                try:
+                    await remote.remove_folder(crypt_path(ARCHIVE_FOLDER, stamp))
+                except DestinationError as exc:
+                    # An append-only destination may refuse deletes by design (#17): the run
+                    # folder stays, and the bucket's lifecycle rule expires it.
+                    if not (is_append_only(destination) and refused_delete(str(exc))):
+                        raise
+                    kept.append(stamp)
+                    self._say(destination, kept_run_message(stamp))
+                    log.warning("archive_run_kept", destination=destination.name, run=stamp)
+                    continue
                 log.info("archive_pruned", destination=destination.name, run=stamp)
+        expired = [s for s in expired if s not in kept]
         if expired and manifest is not None and not dry_run:
             await manifest.set_archive_runs(s for s in stamps if s not in expired)
         return expired

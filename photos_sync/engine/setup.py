@@ -13,7 +13,9 @@ The wizard asks first, proves second and saves last:
    the encryption password (generated unless the person types one, twice);
 4. check the required fields, naming any that are missing;
 5. configure the raw remote (b2/s3 through RCLONE_CONFIG_* only; a folder for local) and check
-   the bucket is reachable and the credentials accepted (creating the bucket if asked);
+   the bucket is reachable and the credentials accepted (creating the bucket if asked); with
+   --append-only (#17), prove the storage keeps what is written (S3: versioning on, Object Lock
+   seen on a probe object) and record how uploads are locked in the destination's options;
 6. configure the crypt overlay;
 7. test-write through encryption: upload, read back decrypted, delete;
 8. save: the key file or the new 1Password item, then the destination (a reference to its
@@ -36,13 +38,27 @@ import asyncio
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from photos_sync.cloud.b2_account import require_append_only_key
-from photos_sync.core.config import Settings
+from photos_sync.core.append_only import (
+    APPEND_ONLY,
+    LOCK_PROBE,
+    OBJECT_LOCK,
+    PER_OBJECT,
+    PER_OBJECT_MODE,
+    ObjectLock,
+    bucket_default_lock,
+    default_lock_days,
+    is_append_only,
+    lock_missing,
+    seen_lock,
+    versioning_problem,
+)
+from photos_sync.core.config import ConfigError, Settings
 from photos_sync.core.destinations import (
     ENCRYPTION_PASSWORD,
     ENCRYPTION_SALT,
@@ -171,7 +187,8 @@ class SetupRequest:
     item: str | None = None
     vault: str | None = None  # None: the only vault, else chosen (see onepassword.default_vault)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    append_only: bool = False  # --append-only: a key that cannot delete the backup (#17)
+    #: --append-only (#17): a destination its own keys cannot destroy, validated before saving
+    append_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -824,7 +841,7 @@ class _Wizard:
             if self.kind.type_name == "s3":
                 options["provider"] = s3_provider(endpoint)
         if request.append_only:
-            options["append_only"] = True
+            options[APPEND_ONLY] = True
         return Destination(
             id=0,
             name=request.name,
@@ -869,8 +886,9 @@ class _Wizard:
             if not os.access(target, os.W_OK):
                 raise SetupError(f"{target} is not writable by this user; choose another folder")
             return
+        kind = self.kind.type_name
         description = self.kind.describe(destination)
-        self.ui.step(5, f"configuring the {self.kind.type_name} remote: {description}")
+        self.ui.step(5, f"configuring the {kind} remote: {description}")
         bucket = destination.bucket_name or ""
         probe = await remote.probe(f"psbase:{bucket}")
         if probe.ok:
@@ -882,7 +900,9 @@ class _Wizard:
             )
         if not self.ui.confirm(f"Bucket {bucket!r} does not exist. Create it?"):
             raise SetupError(f"bucket {bucket!r} does not exist: create it, then run setup again")
-        made = await remote.probe(f"psbase:{bucket}", create=True)
+        made = await remote.probe(
+            f"psbase:{bucket}", create=True, object_lock=self.append_only and kind == "s3"
+        )
         if not made.ok:
             raise SetupError(
                 f"cannot create bucket {bucket!r}: "
@@ -891,6 +911,66 @@ class _Wizard:
             )
         self.bucket_created = True
         self.ui.info(f"created bucket {bucket!r}")
+
+    @property
+    def append_only(self) -> bool:
+        """--append-only, or an update of a destination that is append-only already (updating
+        its keys never drops the protection silently)."""
+        return self.request.append_only or (
+            self.existing is not None and is_append_only(self.existing)
+        )
+
+    async def validate_append_only(
+        self, destination: Destination, remote: CryptRemote
+    ) -> Destination:
+        """Prove the storage keeps what this destination writes, and return the destination
+        with its append-only options (SetupError, nothing saved, when it does not). B2's key
+        is judged earlier, in `run`, before anything is configured."""
+        if self.kind.type_name == "s3":
+            return await self._s3_append_only(destination, remote)
+        raise SetupError(
+            f"--append-only needs a bucket (b2 or s3): a {self.kind.type_name} folder can "
+            "always be deleted by the host that writes it"
+        )
+
+    async def _s3_append_only(self, destination: Destination, remote: CryptRemote) -> Destination:
+        """Versioning must be Enabled and Object Lock must lock what is written: a probe
+        object written without a lock shows the bucket's default retention; without one, a
+        probe with a one-day lock shows that per-object locks work (photos-sync then locks
+        every upload for BACKUP_OBJECT_LOCK_DAYS)."""
+        from photos_sync.rclone import object_lock as s3lock
+
+        bucket = destination.bucket_name or ""
+        self.ui.info(f"checking versioning and Object Lock on bucket {bucket!r} (--append-only)")
+        status = await s3lock.bucket_versioning(remote, bucket)
+        problem = versioning_problem(bucket, status)
+        if problem:
+            raise SetupError(problem)
+        folder = self.kind.underlying_path(destination)
+        written = utcnow()
+        lock = bucket_default_lock(await s3lock.write_probe(remote, folder, lock=False), written)
+        if lock is None:
+            try:
+                metadata = await s3lock.write_probe(remote, folder, lock=True)
+            except DestinationError as exc:
+                raise SetupError(lock_missing(bucket, str(exc))) from None
+            if seen_lock(metadata) is None:
+                raise SetupError(lock_missing(bucket))
+            try:
+                days = default_lock_days(
+                    self.settings.keep_deleted_days, self.settings.object_lock_days
+                )
+            except ConfigError as exc:
+                raise SetupError(str(exc)) from None
+            lock = ObjectLock(PER_OBJECT_MODE, days, PER_OBJECT)
+        removed = await s3lock.delete_probe(remote, folder)
+        self.ui.info(
+            f"bucket {bucket!r}: versioning on, {lock.describe()}; the probe object "
+            f"{LOCK_PROBE} was {'deleted' if removed else 'left'}, its locked version stays "
+            "until its retention ends"
+        )
+        options = {**destination.options, APPEND_ONLY: True, OBJECT_LOCK: lock.as_option()}
+        return replace(destination, options=options)
 
     async def test_write(self, destination: Destination, remote: CryptRemote) -> None:
         self.ui.step(7, "test-write through encryption (upload, read back decrypted, delete)")
@@ -1028,11 +1108,18 @@ class _Wizard:
             else:
                 await self.file_secrets()
             destination = self.candidate()
-            if destination.type == "b2" and self.request.append_only:
+            if destination.type == "b2" and self.append_only:
+                # the key is judged before anything is configured: B2 says what it may do
                 key = await require_append_only_key(self.secrets, destination.endpoint)
                 self.ui.info(f"B2 key cannot delete files ({key.describe()}): append-only")
+                destination = replace(
+                    destination, options={**destination.options, APPEND_ONLY: True}
+                )
             remote = await self.open_remote(destination)
             await self.configure_storage(destination, remote)
+            if self.append_only and destination.type != "b2":
+                destination = await self.validate_append_only(destination, remote)
+                remote = await self.open_remote(destination)
             self.ui.step(6, "configuring the crypt overlay (names and contents encrypted)")
             await self.test_write(destination, remote)
         except (DestinationError, SecretsError, execute.RcloneNotFound) as exc:

@@ -28,12 +28,17 @@ from photos_sync.core.redact import redact
 from photos_sync.system import execute
 
 
-def _rclone_error(stderr: bytes, secrets: Iterable[str]) -> str:
+def _error_lines(stderr: bytes) -> list[str]:
     errors = []
     for line in stderr.decode("utf-8", "replace").splitlines():
         event = parse_line(line)
         if isinstance(event, ErrorLine):
             errors.append(event.message)
+    return errors
+
+
+def _rclone_error(stderr: bytes, secrets: Iterable[str]) -> str:
+    errors = _error_lines(stderr)
     text = errors[-1] if errors else stderr.decode("utf-8", "replace").strip()[-300:]
     return redact(text or "no error text", secrets)
 
@@ -173,12 +178,14 @@ class CryptRemote:
         finally:
             await self._run("deletefile", path)
 
-    async def probe(self, path: str, *, create: bool = False) -> Probe:
+    async def probe(self, path: str, *, create: bool = False, object_lock: bool = False) -> Probe:
         """List (or with `create`, mkdir) `path` on the raw remote, e.g. "psbase:bucket",
-        telling apart a missing bucket from refused credentials or an unreachable service."""
+        telling apart a missing bucket from refused credentials or an unreachable service.
+        `object_lock`: an S3 bucket created here has Object Lock (and versioning) on."""
         quick = ("--low-level-retries", "1", "--contimeout", "15s", "--timeout", "60s")
         if create:
-            result = await self._run("mkdir", path, *quick)
+            lock = ("--s3-bucket-object-lock-enabled",) if object_lock else ()
+            result = await self._run("mkdir", path, *lock, *quick)
         else:
             result = await self._run("lsf", path, "--max-depth", "1", "--dirs-only", *quick)
         if result.returncode == 0:
@@ -210,7 +217,14 @@ class CryptRemote:
         """Delete `path` and everything below it."""
         result = await self._run("purge", path, timeout=3600)
         if result.returncode != 0:
-            raise self.failure(f"removing {path}", result)
+            failure = self.failure(f"removing {path}", result)
+            # rclone ends with a count ("failed to delete 3 files"); the cause (a refusal,
+            # AccessDenied, an object lock) is in the first error
+            errors = _error_lines(result.stderr)
+            if errors and errors[0] not in str(failure):
+                cause = redact(errors[0], self.secrets)
+                raise DestinationError(f"{failure} (first error: {cause})")
+            raise failure
 
     @property
     def removal_hides(self) -> bool:

@@ -324,7 +324,7 @@ async def test_check_reads_the_1password_item_once_per_destination(
 ) -> None:
     """`--check` judges the secrets and then reaches the bucket with the same secrets: one
     `op item get`, not one for each (every read is a 1Password API call)."""
-    from photos_sync.engine.check import OK, check_destination
+    from photos_sync.engine.check import FAIL, OK, check_destination
 
     settings = load_settings()
     store = await Store.open(settings.db_path)
@@ -336,10 +336,13 @@ async def test_check_reads_the_1password_item_once_per_destination(
         checks = await check_destination(settings, store, destination)
     finally:
         await store.close()
-    assert [(c.name, c.status) for c in checks] == [
-        ("destination cloud secrets", OK),
-        ("destination cloud remote", OK),
+    assert [(c.name, c.status, c.required) for c in checks] == [
+        ("destination cloud secrets", OK, True),
+        ("destination cloud remote", OK, True),
+        # `rclone serve s3` keeps no versions: a key that can delete can delete for good
+        ("destination cloud protection", FAIL, False),
     ]
+    assert checks[2].detail.startswith("not protected: bucket immich-backup has versioning")
     reads = [c for c in op_double.calls()[before:] if c["argv"][:2] == ["item", "get"]]
     assert len(reads) == 1, reads
 
