@@ -82,6 +82,7 @@ from photos_sync.core.planning import (
 )
 from photos_sync.core.rclone_args import (
     ARCHIVE_FOLDER,
+    DESTINATION_MARKER,
     RcServer,
     SyncOptions,
     archive_path,
@@ -289,6 +290,17 @@ class DestinationPresence:
             )
         return None
 
+    def _stored_marker(self) -> str | None:
+        """A local destination's marker file as it lies on the disk (its encrypted name,
+        learned from the first listing of the backup's root): looking at it needs no rclone
+        start, and a disk that went away takes it along just the same."""
+        if self.device is None:
+            return None
+        stored = self.remote.stored_root_names.get(DESTINATION_MARKER)
+        if not stored:
+            return None
+        return os.path.join(self.destination.remote_path or "", stored)
+
     async def problem(self) -> str | None:
         """None while the destination is there; else a one-line explanation."""
         moved = self._moved()
@@ -298,8 +310,9 @@ class DestinationPresence:
             if not self.written:
                 return None
             self.written = False
+        stored = self._stored_marker()
         try:
-            present = await self.marker_present()
+            present = os.path.isfile(stored) if stored else await self.marker_present()
         except DestinationError as exc:
             return f"{DESTINATION_GONE}: {exc}"
         if not present:

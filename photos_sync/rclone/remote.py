@@ -10,7 +10,7 @@ import json
 import os
 import secrets as pysecrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from photos_sync.core.archive import RAW_LISTING_FLAGS, parse_raw_listing
@@ -63,6 +63,9 @@ class CryptRemote:
     env: Mapping[str, str]  # RCLONE_CONFIG_* for this destination (secret)
     secrets: tuple[str, ...]  # values to scrub from any message
     label: str  # the destination's name, for messages
+    #: the encrypted names of the entries at the top of the backup, learned by `list_root`
+    #: (plain name -> name as stored)
+    stored_root_names: dict[str, str] = field(default_factory=dict)
 
     def child_env(self) -> dict[str, str]:
         return execute.child_env(self.env)
@@ -82,10 +85,13 @@ class CryptRemote:
 
     async def list_root(self) -> dict[str, bool]:
         """Names at the top of the backup, mapped to whether each is a folder."""
-        result = await self._run("lsjson", crypt_path(), "--max-depth", "1")
+        result = await self._run("lsjson", crypt_path(), "--max-depth", "1", "--encrypted")
         if result.returncode != 0:
             raise self.failure("listing the backup", result)
         entries = json.loads(result.stdout or b"[]")
+        self.stored_root_names = {
+            str(e["Path"]): str(e["EncryptedPath"]) for e in entries if e.get("EncryptedPath")
+        }
         return {str(e["Path"]): bool(e.get("IsDir")) for e in entries}
 
     async def lsjson(self, path: str, *flags: str, timeout: float = 120) -> list[dict[str, Any]]:

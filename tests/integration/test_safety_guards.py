@@ -186,6 +186,34 @@ async def test_destination_replaced_between_folders_fails_the_rest_of_the_run(
     await store.close()
 
 
+async def test_a_local_destination_is_looked_for_between_folders_without_starting_rclone(
+    immich: tuple[Path, TreeStats],
+    tmp_path: Path,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The marker of a local destination is looked at on the disk, under the encrypted name
+    the first listing of the backup's root showed: one listing per run, not one per folder
+    (and the test above shows a replaced disk is still caught that way)."""
+    from photos_sync.system import execute
+
+    dest = tmp_path / "dest"
+    store = await _setup(settings, dest)
+    started: list[tuple[str, ...]] = []
+    real_run = execute.run_captured
+
+    async def recorded(argv: tuple[str, ...], *args: object, **kwargs: object) -> object:
+        started.append(tuple(argv))
+        return await real_run(argv, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(execute, "run_captured", recorded)
+    result = await Runner(settings, store).run(RunRequest(full=True))
+    assert result.ok and len(result.jobs) == 4
+    root_listings = [a for a in started if "lsjson" in a and "--max-depth" in a]
+    assert len(root_listings) == 1, started
+    await store.close()
+
+
 async def test_lazy_unmount_during_a_sync_stops_it_and_is_not_a_success(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mounted: Path
 ) -> None:
