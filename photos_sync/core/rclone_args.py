@@ -294,11 +294,6 @@ def b2_lifecycle_argv(binary: str, bucket: str) -> tuple[str, ...]:
     )
 
 
-def obscure_argv(binary: str) -> tuple[str, ...]:
-    """argv for `rclone obscure -`, which reads the secret from stdin, never from argv."""
-    return (binary, "obscure", "-")
-
-
 def copy_argv(
     binary: str,
     source: str,

@@ -18,7 +18,6 @@ Contract of `DestinationContext`:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -41,6 +40,7 @@ from photos_sync.core.destinations import (
     unknown_destination_message,
 )
 from photos_sync.core.events import RunRefused, UsageProblem
+from photos_sync.core.obscure import obscure
 from photos_sync.core.rclone_args import DESTINATION_MARKER, RemoteSpec, remote_env
 from photos_sync.core.records import Destination
 from photos_sync.credentials.loader import load_secrets
@@ -88,20 +88,20 @@ class RcloneSecrets:
 
     @classmethod
     async def prepare(cls, binary: str, secrets: Mapping[str, str]) -> RcloneSecrets:
-        """Obscure `secrets`' encryption password and salt with `binary` (`rclone obscure`).
+        """Obscure `secrets`' encryption password and salt as `rclone obscure` would
+        (core.obscure, in memory: no process start, nothing in any argv). `binary` is the
+        rclone the remote will run, unused here since rclone no longer obscures for us.
 
-        KeyError when there is no encryption password; whatever execute.obscure raises when
-        rclone cannot obscure.
+        KeyError when there is no encryption password.
         """
+        del binary
         password = secrets[ENCRYPTION_PASSWORD]
         salt = secrets.get(ENCRYPTION_SALT)
-        if not salt:
-            return cls(secrets, await execute.obscure(binary, password), None)
-        # Both at once: each `rclone obscure` is a process start (~50 ms).
-        obscured_password, obscured_salt = await asyncio.gather(
-            execute.obscure(binary, password), execute.obscure(binary, salt)
+        return cls(
+            secrets,
+            obscure(password, os.urandom(16)),
+            obscure(salt, os.urandom(16)) if salt else None,
         )
-        return cls(secrets, obscured_password, obscured_salt)
 
     @property
     def password(self) -> str:

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from photos_sync.core.rclone_args import obscure_argv
 from photos_sync.core.rclone_log import LineSplitter
 from photos_sync.storage.datadir import user_umask
 
@@ -178,19 +177,6 @@ def _die_with_parent() -> None:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-
-
-async def obscure(binary: str, secret: str) -> str:
-    """The rclone-obscured form of `secret` (what rclone.conf and RCLONE_CONFIG_* expect).
-
-    The secret goes to `rclone obscure -` on stdin, so it never appears in an argv.
-    """
-    result = await run_captured(
-        obscure_argv(binary), child_env({"RCLONE_CONFIG": ""}), stdin=secret.encode() + b"\n"
-    )
-    if result.returncode != 0:
-        raise RuntimeError("rclone obscure failed: the rclone binary may be broken")
-    return result.stdout.decode().strip()
 
 
 LineHandler = Callable[[str], Awaitable[None] | None]

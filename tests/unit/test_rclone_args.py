@@ -25,7 +25,6 @@ from photos_sync.core.rclone_args import (
     crypt_remote,
     listed_copy_argv,
     logging_flags,
-    obscure_argv,
     remote_env,
     simple_argv,
     sync_argv,
@@ -367,10 +366,6 @@ def test_b2_lifecycle_argv_is_accepted_by_the_real_rclone(rclone: str) -> None:
     assert "unknown flag" not in result.stderr
 
 
-def test_obscure_reads_the_secret_from_stdin() -> None:
-    assert obscure_argv(RCLONE) == (RCLONE, "obscure", "-")
-
-
 # --- paths ------------------------------------------------------------------------------------
 
 
@@ -473,7 +468,6 @@ def test_no_secret_ever_appears_in_any_argv() -> None:
         ),
         simple_argv(RCLONE, "lsjson", crypt_path(), "--max-depth", "1"),
         simple_argv(RCLONE, "rcat", crypt_path(DESTINATION_MARKER)),
-        obscure_argv(RCLONE),
         b2_lifecycle_argv(RCLONE, "bucket"),
     ]
     for argv in argvs:
