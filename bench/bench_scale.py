@@ -6,7 +6,7 @@ docs/BENCHMARKS.md records the sizes a run used.
 
 1. many  — a many-small-files tree (`tests/immich_tree.py`, originals only, upload/): full
    backup and no-change rerun of `photos-sync backup` (A; its no-change runs are incremental),
-   a forced reconcile of photos-sync (F: `BACKUP_RECONCILE_EVERY=1s`, the old full sync), plain
+   a forced reconcile of photos-sync (F: `backup --full`, the old full sync), plain
    `rclone sync` with photos-sync's flags (B), restic (R) and borg (G), to a local disk.
 2. small — no-change run of a ~1,600-file tree: A vs B (and F).
 3. s3    — S3 requests per run through the counting proxy in front of `rclone serve s3`:
@@ -113,7 +113,8 @@ class PhotosSync(bc.PhotosSyncC):
     def run_said(
         self, reconcile: bool = False, no_head: bool = False, flags: tuple[str, ...] = ()
     ) -> tuple[Measure, str]:
-        """One `photos-sync backup` (a forced reconcile with `reconcile`) and its output.
+        """One `photos-sync backup` (a forced reconcile, `--full`, with `reconcile`) and its
+        output.
 
         `no_head`: the first run to an S3 destination, with BACKUP_FOLLOW_SYMLINKS=true (the
         tree has no links): photos-sync 225cd44 reads the manifest's head with `rclone
@@ -122,7 +123,10 @@ class PhotosSync(bc.PhotosSyncC):
         (and writes it at its end, so the next runs find it)."""
         log = self.base / "out.log"
         offset = log.stat().st_size if log.exists() else 0
-        self.extra = {"BACKUP_RECONCILE_EVERY": "1s"} if reconcile else {}
+        # `--full`, not BACKUP_RECONCILE_EVERY=1s: on the small tree two reconciles can
+        # follow each other within a second, and the second then rightly runs incrementally.
+        flags = (*flags, "--full") if reconcile else flags
+        self.extra = {}
         if no_head:
             self.extra["BACKUP_FOLLOW_SYMLINKS"] = "true"
         try:
@@ -354,16 +358,20 @@ print(json.dumps({"files": n, "seconds": time.perf_counter() - start, "hwm_mib":
 """
 )
 
-NAMES_SCAN = (
+WALK_NAMED = (
     HWM
     + """
 import json, sys, time
 from pathlib import Path
-from photos_sync.system.source_names import scan_names
+from photos_sync.core.names import NameCheck
+from photos_sync.system.source_scan import WalkProblems, walk_files
 start = time.perf_counter()
 cpu = time.process_time()
-problems = scan_names(Path(sys.argv[1]), "upload", 255)
-print(json.dumps({"problems": len(problems), "seconds": time.perf_counter() - start,
+problems = WalkProblems()
+check = NameCheck("upload", 255)
+n = sum(1 for _ in walk_files(Path(sys.argv[1]), problems, check))
+print(json.dumps({"files": n, "problems": len(check.problems()),
+                  "seconds": time.perf_counter() - start,
                   "cpu": time.process_time() - cpu, "hwm_mib": hwm()}))
 """
 )
@@ -760,10 +768,10 @@ def part_tiny(work: Path, args: argparse.Namespace, rep: dict[str, Any]) -> None
         )
     names = []
     for _ in range(args.tiny_rounds):
-        # the runner's other walk of every folder, each run: the file-name check
-        answer, wall, hwm = run_py(NAMES_SCAN, str(source / "upload"))
+        # the run's one walk of a folder: the manifest's, checking the file names on the way
+        answer, wall, hwm = run_py(WALK_NAMED, str(source / "upload"))
         names.append({**answer, "wall": wall, "hwm": hwm})
-        say(f"    scan_names: {answer['seconds']:.2f} s (cpu {answer['cpu']:.2f} s)")
+        say(f"    walk_files + NameCheck: {answer['seconds']:.2f} s (cpu {answer['cpu']:.2f} s)")
     lsf = []
     for _ in range(args.tiny_rounds):
         log = work / "lsf.out"
@@ -897,10 +905,10 @@ def render_analysis(rep: dict[str, Any]) -> str:
                     f" (about 1.5 files per folder: Immich's `<xx>/<yy>/` folders are nearly "
                     f"empty at this size, and the walks pay per folder). At {tn:,} tiny files "
                     f"(~8 per folder) the incremental run costs {run_cpu * 1e6:.0f} µs of "
-                    f"photos-sync CPU per file, of which the source is walked twice: "
-                    f"`walk_files` for the manifest ({walk * 1e6:.0f} µs/file) and "
-                    f"`scan_names`, the runner's file-name check ({names * 1e6:.0f} µs/file), "
-                    "both every run; one walk doing both would save the second"
+                    f"photos-sync CPU per file, of which the source's one walk is "
+                    f"{names * 1e6:.0f} µs/file: `walk_files` for the manifest "
+                    f"({walk * 1e6:.0f} µs/file alone) checking the file names on the way "
+                    "(`NameCheck`; before 9aa6c4f a second walk, `scan_names`, did that)"
                 )
             slope += "."
         lines.append(
@@ -959,7 +967,7 @@ FINDINGS = """### What the benchmark ran into (photos-sync at 225cd44; for the e
   benchmark's run after the move uses `--force`.
 - Deleting `<data dir>/manifests/` no longer forces a full sync: the next run adopts the
   manifest's copy from the destination (by design, #15 point 5). The benchmark forces a
-  reconcile with `BACKUP_RECONCILE_EVERY=1s` instead.
+  reconcile with `backup --full` instead.
 - Test tooling, not photos-sync: `tests/support/s3server.py` started `rclone serve s3` with
   its stderr on a pipe nobody read. rclone logs an ERROR line for each directory it fails to
   remove after an S3 delete ("Dir.Remove not empty"); after ~400 deletes the 64 KiB pipe was
@@ -1033,7 +1041,7 @@ destination), then {args.rounds} no-change rounds on the last one.
   `photos-sync backup --setup local --name bench --path DIR --yes`; keys from
   `PHOTOS_SYNC_ENCRYPTION_PASSWORD`/`_SALT`). Its first run reconciles (full sync, builds the
   manifest); its no-change runs are incremental (checked in its output: no "full sync of").
-- **photos-sync reconcile** — the same data dir with `BACKUP_RECONCILE_EVERY=1s`: a forced
+- **photos-sync reconcile** — the same data dir, `photos-sync backup --full`: a forced
   reconcile (today's full `rclone sync` plus the manifest's rebuild), i.e. the no-change run
   before #15 and what runs every 7 days.
 - **plain rclone** — `rclone sync` per folder, crypt over local from `RCLONE_CONFIG_*`, with
@@ -1249,7 +1257,7 @@ def render_tiny(
         ("`walk_files` (median)", f"{walk:.1f} s ({walk / n * 1e6:.1f} µs/file)",
          f"≈ {walk * scale:.0f} s"),
         *(
-            [("`scan_names` (the runner's file-name check, a second walk each run)",
+            [("`walk_files` with the file-name check (`NameCheck`): the run's one walk",
               f"{names:.1f} s ({names / n * 1e6:.1f} µs/file)", f"≈ {names * scale:.0f} s")]
             if names else []
         ),
