@@ -951,7 +951,9 @@ def render_analysis(rep: dict[str, Any]) -> str:
 
 FINDINGS = """### What the benchmark ran into (photos-sync at 225cd44; for the engine's owner)
 
-- *(Fixed since: `CryptRemote.download` now says "none" when rclone copied nothing; tested by tests/integration/test_incremental.py.)* **The first run to a new S3 (or B2) destination died** with a `FileNotFoundError` traceback:
+- *(Fixed since: `CryptRemote.download` now says "none" when rclone copied nothing; tested
+  by tests/integration/test_incremental.py.)* **The first run to a new S3 (or B2)
+  destination died** with a `FileNotFoundError` traceback:
   `ManifestRun.open` reads the manifest's head with `CryptRemote.download` (`rclone copyto`),
   and on a bucket remote `rclone copyto REMOTE:missing-file LOCAL` exits 0 without writing
   anything — it finds no object (HEAD → 404), takes the name for a folder, lists it (one LIST:
@@ -961,7 +963,9 @@ FINDINGS = """### What the benchmark ran into (photos-sync at 225cd44; for the e
   no /tmp/x, 1 HEAD + 1 LIST). A local destination says "not found" and is not affected. The
   benchmark's first S3 runs set `BACKUP_FOLLOW_SYMLINKS=true` (no links in its trees), which
   reconciles without reading the head; later runs find the head the first one wrote.
-- *(Fixed since: a folder whose every file is found again elsewhere is not "emptied"; tested by `test_a_storage_template_migration_that_empties_upload_is_not_refused`.)* **After a storage-template migration the next run was refused** without `--force`: every
+- *(Fixed since: a folder whose every file is found again elsewhere is not "emptied";
+  tested by `test_a_storage_template_migration_that_empties_upload_is_not_refused`.)*
+  **After a storage-template migration the next run was refused** without `--force`: every
   original left `upload/`, and the emptied-source guard ("upload/ is empty at the source but
   not in the backup") fires although the manifest knows the files were moved, not lost. The
   benchmark's run after the move uses `--force`.

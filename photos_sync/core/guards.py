@@ -33,6 +33,8 @@ class FolderPreview:
     #: files whose content changed: the sync would archive the old copy and send the new
     replaced: int = 0
     deleted_examples: tuple[str, ...] = ()
+    #: a few of the replaced files (folder-relative), when the preview knows them
+    replaced_examples: tuple[str, ...] = ()
     #: rclone's exit status and last error line when the dry run itself failed
     exit_code: int = 0
     error: str | None = None

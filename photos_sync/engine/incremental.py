@@ -91,6 +91,8 @@ class ManifestRun:
         #: the file-name check of each folder walked whole by `plan`
         self.names: dict[str, NameCheck] = {}
         self._fresh_stages: set[str] = set()
+        #: folders whose last stage could not read every directory
+        self._incomplete_stages: set[str] = set()
         self._mover: ServerSideMover | None = None
         self._mover_stack = contextlib.AsyncExitStack()
 
@@ -362,6 +364,10 @@ class ManifestRun:
         if names is not None and not problems.unreadable:
             self.names[folder] = names
         self._fresh_stages.add(folder)
+        if problems.unreadable:
+            self._incomplete_stages.add(folder)
+        else:
+            self._incomplete_stages.discard(folder)
         log.info("folder_staged", folder=folder, files=count, unreadable=len(problems.unreadable))
 
     def take_fresh_stage(self, folder: str) -> bool:
@@ -371,6 +377,39 @@ class ManifestRun:
             self._fresh_stages.discard(folder)
             return True
         return False
+
+    def judged_by_stage(self, folder: str) -> bool:
+        """True when a folder about to be reconciled may have its guards judged from its walk
+        against the manifest, without an rclone dry run listing the destination: the run is
+        only a periodic reconcile (BACKUP_RECONCILE_EVERY) of a manifest trusted in every
+        other way (written for this destination, matching its copy there, finished for this
+        folder), so the manifest says what the backup holds. Whatever else makes a run a full
+        sync (--full, a first backup, a manifest from elsewhere or from a run that stopped,
+        followed links, odd names) keeps the dry run: there the destination may hold what
+        the manifest does not know of."""
+        return (
+            self.reason is Reconcile.DUE
+            and self.reconciling.get(folder) is Reconcile.DUE
+            and folder_reconcile(self.state, folder) is None
+            and not self.settings.follow_symlinks
+        )
+
+    async def staged_changes(self, folder: str, source: Path) -> FolderChanges | None:
+        """What the reconcile of `folder` will send and archive, from its walk (staged now
+        unless a fresh stage is waiting for the attempt, which then keeps it) against the
+        manifest; None when the folder is not `judged_by_stage` or the walk could not read
+        every directory (a dry run judges it then)."""
+        if not self.judged_by_stage(folder):
+            return None
+        if folder not in self._fresh_stages:
+            await self.stage(folder, source)
+        if folder in self._incomplete_stages:
+            return None
+
+        def diff() -> FolderChanges:
+            return folder_changes(folder, self.db.staged_entries(folder), self.db.entries(folder))
+
+        return await asyncio.to_thread(diff)
 
     async def commit_reconciled(self, folder: str, left_out: set[str], run_id: str) -> None:
         left = [os.fsencode(p) for p in left_out]

@@ -1334,12 +1334,20 @@ class Runner:
         changes: FolderChanges | None = None,
     ) -> tuple[str | None, int, str | None]:
         """Preview the job's sync: (refusal, 0, None) when it would archive more deleted
-        files than BACKUP_MAX_DELETE; (None, code, error) when the preview itself failed (the
-        attempt fails the same way); (None, 0, None) when the sync may go on. An incremental
-        folder's `changes` are its preview (no dry run, no listing)."""
+        files than BACKUP_MAX_DELETE or replace more than BACKUP_MAX_CHANGE; (None, code,
+        error) when the preview itself failed (the attempt fails the same way); (None, 0,
+        None) when the sync may go on. An incremental folder's `changes` are its preview, and
+        so is a periodic reconcile's walk against a trusted manifest (ManifestRun.
+        judged_by_stage): no dry run, no listing. Any other full sync is previewed by an
+        rclone dry run."""
+        judged_by = "manifest"
+        manifest = self._manifest
+        if changes is None and manifest is not None and not self._is_people_thumbnails(job.folder):
+            changes = await manifest.staged_changes(job.folder, Path(job.source_path))
         if changes is not None:
             preview = _preview_of(changes)
         else:
+            judged_by = "dry run"
             preview = await self._preview(remote, job.source_path, job.folder, run_id, options)
         if preview.exit_code:
             return None, preview.exit_code, preview.error
@@ -1347,9 +1355,12 @@ class Runner:
         self._refused_by = Refusal.MAX_DELETE
         if refusal is None and self._manifest is not None and preview.replaced:
             existing = await asyncio.to_thread(self._manifest.db.count, job.folder)
-            examples = tuple(os.fsdecode(s.path) for s in (changes.changed if changes else [])[:5])
             refusal = max_change_refusal(
-                job.folder, preview.replaced, existing, examples, self.settings.max_change
+                job.folder,
+                preview.replaced,
+                existing,
+                preview.replaced_examples,
+                self.settings.max_change,
             )
             self._refused_by = Refusal.MAX_CHANGE
         log.info(
@@ -1359,6 +1370,7 @@ class Runner:
             deletes=preview.deletes,
             replaced=preview.replaced,
             refused=refusal is not None,
+            judged_by=judged_by,
         )
         return refusal, 0, None
 
@@ -1830,6 +1842,7 @@ def _preview_of(changes: FolderChanges) -> FolderPreview:
         deletes=len(changes.deleted),
         replaced=len(changes.changed),
         deleted_examples=tuple(os.fsdecode(s.path) for s in changes.deleted[:5]),
+        replaced_examples=tuple(os.fsdecode(s.path) for s in changes.changed[:5]),
     )
 
 

@@ -191,6 +191,14 @@ class ManifestDB:
         for path, size, mtime_ns in cursor:
             yield FileState(bytes(path), size, mtime_ns)
 
+    def staged_entries(self, folder: str) -> Iterator[FileState]:
+        """The folder's staged walk (see `stage`) in byte order of its paths, streamed."""
+        cursor = self._conn.execute(
+            "SELECT path, size, mtime_ns FROM staged WHERE folder = ? ORDER BY path", (folder,)
+        )
+        for path, size, mtime_ns in cursor:
+            yield FileState(bytes(path), size, mtime_ns)
+
     def count(self, folder: str | None = None) -> int:
         if folder is None:
             row = self._conn.execute("SELECT COUNT(*) FROM files").fetchone()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -400,3 +400,79 @@ async def test_originals_encrypted_in_place_stop_the_folder_with_nothing_replace
     assert refused is not None and "BACKUP_MAX_CHANGE" in refused
     forced = await Runner(settings, bench.store).run(RunRequest("cloud", force=True))
     assert next(j for j in forced.jobs if j.folder == "upload").files_archived == len(hit)
+
+
+def _logging_rclone(tmp_path: Path) -> tuple[Path, Path]:
+    """An rclone that notes each start's command (and `--dry-run`) in a file, then runs the
+    real one: (the wrapper, the file)."""
+    calls = tmp_path / "rclone-calls"
+    wrapper = tmp_path / "rclone-logging"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" --dry-run "*) echo "$1 --dry-run" >> {calls} ;; '
+        f'*) echo "$1" >> {calls} ;; esac\n'
+        f'exec {rclone_binary()} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper, calls
+
+
+async def test_a_periodic_full_sync_is_judged_by_the_manifest_without_a_dry_run(
+    bench: Bench,
+    immich: tuple[Path, TreeStats],
+    counting_s3: CountingS3,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A full sync due by BACKUP_RECONCILE_EVERY over a trusted manifest judges its guards
+    by the folders' walks against the manifest: one rclone sync per folder, no dry run
+    listing the destination a second time; ransomware is still stopped with nothing
+    replaced. `--full` keeps the dry run (the destination may hold what the manifest does
+    not know of)."""
+    root = immich[0]
+    await bench.run()
+    destination = await bench.store.get_destination("cloud")
+    assert destination is not None
+
+    def make_reconcile_due() -> None:
+        db = ManifestDB(manifest_path(bench.settings.data_dir, destination.id))
+        db.mark_reconciled(datetime.now(UTC) - timedelta(days=30))
+        db.close()
+
+    wrapper, calls = _logging_rclone(tmp_path)
+    monkeypatch.setenv("RCLONE_BINARY", str(wrapper))
+    monkeypatch.setenv("BACKUP_MAX_CHANGE", "10%")  # the test tree is small: no 500 floor
+    settings = load_settings()
+
+    make_reconcile_due()
+    due = await Runner(settings, bench.store).run(RunRequest("cloud"))
+    assert due.ok, due.as_dict()
+    assert modes(due) == {f"full sync: {Reconcile.DUE}"}
+    started = calls.read_text().split("\n")
+    assert "sync --dry-run" not in started
+    assert started.count("sync") == len(due.jobs)
+
+    originals = files(root, "upload")
+    hit = originals[: max(2, len(originals) * 3 // 10)]
+    for path in hit:
+        path.write_bytes(os.urandom(path.stat().st_size + 16))  # "encrypted"
+    make_reconcile_due()
+    calls.unlink()
+    counting_s3.counter.reset()
+    attacked = await Runner(settings, bench.store).run(RunRequest("cloud"))
+    counts = counting_s3.counter.snapshot()
+    upload = next(j for j in attacked.jobs if j.folder == "upload")
+    assert upload.status.value == "FAILED" and upload.error_message is not None
+    assert f"refused: {len(hit)} of the" in upload.error_message
+    assert os.fsdecode(hit[0].relative_to(root / "upload")) in upload.error_message
+    assert counts[Kind.COPY] == 0, counts.describe()  # nothing archived, nothing replaced
+    assert "sync --dry-run" not in calls.read_text().split("\n")
+    check = plain_rclone.cryptcheck(
+        root / "upload", "secret:upload", crypt_env(counting_s3, settings)
+    )
+    assert check.returncode != 0 and f"{len(hit)} differences found" in check.stderr
+
+    calls.unlink()
+    asked = await Runner(settings, bench.store).run(RunRequest("cloud", full=True))
+    assert next(j for j in asked.jobs if j.folder == "upload").status.value == "FAILED"
+    assert "sync --dry-run" in calls.read_text().split("\n")
