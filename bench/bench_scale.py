@@ -6,7 +6,8 @@ docs/BENCHMARKS.md records the sizes a run used.
 
 1. many  — a many-small-files tree (`tests/immich_tree.py`, originals only, upload/): full
    backup and no-change rerun of `photos-sync backup` (A; its no-change runs are incremental),
-   a forced reconcile of photos-sync (F: `backup --full`, the old full sync), plain
+   photos-sync's periodic reconcile (F: the manifest's last full sync aged by 30 days, as
+   BACKUP_RECONCILE_EVERY makes one due; the old full sync), plain
    `rclone sync` with photos-sync's flags (B), restic (R) and borg (G), to a local disk.
 2. small — no-change run of a ~1,600-file tree: A vs B (and F).
 3. s3    — S3 requests per run through the counting proxy in front of `rclone serve s3`:
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -64,6 +65,7 @@ from photos_sync.core.rclone_args import (
 )
 from photos_sync.core.records import utcnow
 from photos_sync.engine.runner import _run_stamp
+from photos_sync.storage.manifest_db import ManifestDB
 from tests.immich_tree import MARKER, make_immich_tree
 from tests.support.s3server import serve_s3
 
@@ -113,8 +115,9 @@ class PhotosSync(bc.PhotosSyncC):
     def run_said(
         self, reconcile: bool = False, no_head: bool = False, flags: tuple[str, ...] = ()
     ) -> tuple[Measure, str]:
-        """One `photos-sync backup` (a forced reconcile, `--full`, with `reconcile`) and its
-        output.
+        """One `photos-sync backup` (with `reconcile`, the periodic reconcile: the manifest's
+        last full sync is aged by 30 days first, as BACKUP_RECONCILE_EVERY makes one due) and
+        its output.
 
         `no_head`: the first run to an S3 destination, with BACKUP_FOLLOW_SYMLINKS=true (the
         tree has no links): photos-sync 225cd44 reads the manifest's head with `rclone
@@ -123,9 +126,12 @@ class PhotosSync(bc.PhotosSyncC):
         (and writes it at its end, so the next runs find it)."""
         log = self.base / "out.log"
         offset = log.stat().st_size if log.exists() else 0
-        # `--full`, not BACKUP_RECONCILE_EVERY=1s: on the small tree two reconciles can
-        # follow each other within a second, and the second then rightly runs incrementally.
-        flags = (*flags, "--full") if reconcile else flags
+        # aged, not BACKUP_RECONCILE_EVERY=1s: on the small tree two reconciles can follow
+        # each other within a second, and the second then rightly runs incrementally; not
+        # `--full` either, which also previews each folder with an rclone dry run (the
+        # periodic one judges its guards by the manifest)
+        if reconcile:
+            self.age_manifest(days=30)
         self.extra = {}
         if no_head:
             self.extra["BACKUP_FOLLOW_SYMLINKS"] = "true"
@@ -137,6 +143,15 @@ class PhotosSync(bc.PhotosSyncC):
             handle.seek(offset)
             said = handle.read().decode(errors="replace")
         return m, said
+
+    def age_manifest(self, days: int) -> None:
+        """Date the manifest's last full sync `days` back (the next run's reconcile is due)."""
+        for path in (self.data / "manifests").glob("*.sqlite"):
+            db = ManifestDB(path)
+            try:
+                db.mark_reconciled(datetime.now(UTC) - timedelta(days=days))
+            finally:
+                db.close()
 
     def manifest_bytes(self) -> int:
         """Size of the manifest (SQLite file and its WAL) in the data dir."""
@@ -970,8 +985,8 @@ FINDINGS = """### What the benchmark ran into (photos-sync at 225cd44; for the e
   not in the backup") fires although the manifest knows the files were moved, not lost. The
   benchmark's run after the move uses `--force`.
 - Deleting `<data dir>/manifests/` no longer forces a full sync: the next run adopts the
-  manifest's copy from the destination (by design, #15 point 5). The benchmark forces a
-  reconcile with `backup --full` instead.
+  manifest's copy from the destination (by design, #15 point 5). The benchmark makes the
+  periodic reconcile due instead (the manifest's last full sync aged by 30 days).
 - Test tooling, not photos-sync: `tests/support/s3server.py` started `rclone serve s3` with
   its stderr on a pipe nobody read. rclone logs an ERROR line for each directory it fails to
   remove after an S3 delete ("Dir.Remove not empty"); after ~400 deletes the 64 KiB pipe was
@@ -1045,9 +1060,10 @@ destination), then {args.rounds} no-change rounds on the last one.
   `photos-sync backup --setup local --name bench --path DIR --yes`; keys from
   `PHOTOS_SYNC_ENCRYPTION_PASSWORD`/`_SALT`). Its first run reconciles (full sync, builds the
   manifest); its no-change runs are incremental (checked in its output: no "full sync of").
-- **photos-sync reconcile** — the same data dir, `photos-sync backup --full`: a forced
-  reconcile (today's full `rclone sync` plus the manifest's rebuild), i.e. the no-change run
-  before #15 and what runs every 7 days.
+- **photos-sync reconcile** — the same data dir, the manifest's last full sync aged by 30
+  days first: the periodic reconcile (a full `rclone sync`, its guards judged by the
+  manifest, plus the manifest's rebuild), i.e. the no-change run before #15 and what runs
+  every 7 days.
 - **plain rclone** — `rclone sync` per folder, crypt over local from `RCLONE_CONFIG_*`, with
   the argv photos-sync builds (bench/bench_compare.py `PlainRcloneC`).
 - **restic** 0.14.0 / **borg** 1.2.4 — `restic backup` / `borg create` of the same folders into
