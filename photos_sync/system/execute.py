@@ -126,6 +126,8 @@ async def run_captured(
         env=dict(env),
         start_new_session=True,
         umask=_child_umask(),
+        # Also a fork, not a vfork: see _die_with_parent.
+        preexec_fn=_die_with_parent,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
@@ -164,6 +166,15 @@ def _die_with_parent() -> None:
     rclone runs in its own session (so a terminal's Ctrl-C reaches photos-sync only); without
     this, a SIGKILLed photos-sync would leave rclone running on as an orphan. Elsewhere
     (macOS) there is no such call and this is a no-op.
+
+    Giving a child any preexec function also makes CPython fork it rather than vfork it, and
+    that matters for Ctrl-C. Until its setsid() the child is still in the terminal's
+    foreground process group, so a Ctrl-C pressed then reaches it too. A vforked child has
+    its handled signals reset to the default with every signal blocked, and the pending
+    SIGINT kills it without a word once they are unblocked: setup's 1Password item, whose
+    save is held through Ctrl-C, failed with "no error text" (1 start in 10 under a SIGINT
+    every 0.5 ms). A forked child keeps Python's handler until exec, which only notes the
+    signal, and photos-sync itself still sees the Ctrl-C.
     """
     if not sys.platform.startswith("linux"):
         return
