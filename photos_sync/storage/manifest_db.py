@@ -75,6 +75,10 @@ class ManifestError(Exception):
     """The manifest file cannot be opened or read; the run reconciles without it."""
 
 
+_ENTRIES = "SELECT path, size, mtime_ns FROM files WHERE folder = ? ORDER BY path"
+_STAGED_ENTRIES = "SELECT path, size, mtime_ns FROM staged WHERE folder = ? ORDER BY path"
+
+
 class ManifestDB:
     """One destination's manifest. Every write is one transaction: a crash leaves the file
     as it was before the write or after it, never half-way."""
@@ -185,18 +189,14 @@ class ManifestDB:
 
     def entries(self, folder: str) -> Iterator[FileState]:
         """The folder's entries in byte order of their paths, streamed."""
-        cursor = self._conn.execute(
-            "SELECT path, size, mtime_ns FROM files WHERE folder = ? ORDER BY path", (folder,)
-        )
-        for path, size, mtime_ns in cursor:
-            yield FileState(bytes(path), size, mtime_ns)
+        return self._streamed(_ENTRIES, folder)
 
     def staged_entries(self, folder: str) -> Iterator[FileState]:
         """The folder's staged walk (see `stage`) in byte order of its paths, streamed."""
-        cursor = self._conn.execute(
-            "SELECT path, size, mtime_ns FROM staged WHERE folder = ? ORDER BY path", (folder,)
-        )
-        for path, size, mtime_ns in cursor:
+        return self._streamed(_STAGED_ENTRIES, folder)
+
+    def _streamed(self, query: str, folder: str) -> Iterator[FileState]:
+        for path, size, mtime_ns in self._conn.execute(query, (folder,)):
             yield FileState(bytes(path), size, mtime_ns)
 
     def count(self, folder: str | None = None) -> int:
