@@ -831,8 +831,6 @@ class Runner:
         result = RunResult(destination.name, plan.run_id, dry_run=False, resumed=plan.is_resume)
         self._announce_run(destination, plan, jobs, immich_path)
         options = destination_type(destination.type).tune(self._sync_options(False, request.force))
-        if any(j.folder == "backups" for j in jobs):  # Immich: a fresh DB dump first (#9)
-            result.immich = await self._fresh_immich_dump(destination, immich_path, request)
         guard_deletions = not request.force and (
             self.settings.max_delete > 0 or self.settings.max_change is not None
         )
@@ -840,6 +838,8 @@ class Runner:
         # the people thumbnails go through a copy: it archives nothing deleted at the source
         guarded = {f for f in guarded if not self._is_people_thumbnails(f)}
         try:
+            if any(j.folder == "backups" for j in jobs):  # Immich: a fresh DB dump first (#9)
+                result.immich = await self._fresh_immich_dump(destination, immich_path, request)
             walked = [j for j in jobs if self._is_walked(j.folder)]
             await self._plan_manifest(destination, walked, immich_path, plan.run_id, result)
             self._note_unwalked([j.folder for j in jobs], result)
@@ -849,9 +849,10 @@ class Runner:
                 destination, remote, jobs, plan.run_id, options, presence, guarded, result
             )
         except asyncio.CancelledError:
-            # Cancelled anywhere (starting rclone, a DB write, a retry's pause): no job of
-            # this run may stay RUNNING under a live owner, or the next run would refuse.
-            await asyncio.shield(self._interrupt_own_jobs(destination.id))
+            # Cancelled anywhere (the dump, the plan, starting rclone, a DB write, a retry's
+            # pause): no job of this run may stay RUNNING under a live owner, or the next run
+            # would refuse; and none may stay PENDING, which reads as "about to start".
+            await asyncio.shield(self._interrupt_own_jobs(destination.id, plan.run_id))
             raise
         return await self._settle_run(destination, remote, plan.run_id, result)
 
@@ -1157,12 +1158,18 @@ class Runner:
             current.append(job)
         return current
 
-    async def _interrupt_own_jobs(self, destination_id: int) -> None:
-        """Mark this process's RUNNING jobs of a destination INTERRUPTED (after a cancel)."""
+    async def _interrupt_own_jobs(self, destination_id: int, run_id: str) -> None:
+        """After a cancel: mark this process's RUNNING jobs of a destination INTERRUPTED, and
+        the jobs of run `run_id` that never started too (the next run resumes both, no retry
+        spent)."""
         pid = os.getpid()
         for job in await self.store.jobs_with_status(JobStatus.RUNNING, destination_id):
             if job.owner_pid == pid:
                 await self.store.mark_interrupted(job.id, "stopped before it finished")
+                log.info("job_interrupted", job_id=job.id, folder=job.folder)
+        for job in await self.store.jobs_of_run(destination_id, run_id):
+            if job.status is JobStatus.PENDING:
+                await self.store.mark_interrupted(job.id, "cancelled before it started")
                 log.info("job_interrupted", job_id=job.id, folder=job.folder)
 
     async def _run_job(

@@ -3,9 +3,12 @@ Immich's API on loopback, real rclone, real SQLite, a generated Immich tree."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from photos_sync.core.config import Settings
 from photos_sync.core.events import RunEvent, RunRequest, RunResult
@@ -234,3 +237,40 @@ async def test_key_in_the_destination_key_file_wins(
 
 def immich_newest(root: Path) -> str:
     return immich_io.list_dumps(root / "backups")[-1].name
+
+
+async def test_a_run_cancelled_while_waiting_for_the_dump_leaves_no_job_pending(
+    immich: tuple[Path, TreeStats], tmp_path: Path, settings: Settings
+) -> None:
+    """A cancel before any job started (here: while Immich writes its dump) marks the run's
+    jobs INTERRUPTED, not PENDING ("about to start"); the next run resumes them, no retry
+    spent, and completes."""
+    root, _ = immich
+    dest = tmp_path / "dest"
+    with serve_immich(root / "backups", KEY, write_dump=False) as fake:
+        live = _settings(settings, fake.url, immich_dump_timeout=60.0)
+        store = await Store.open(live.db_path)
+        try:
+            await setup_local(live, store, name="nas", path=dest)
+            immich_io.store_api_key(live, KEY)
+            asked = asyncio.Event()
+
+            def sink(event: RunEvent) -> None:
+                if event.kind == "message" and "asking" in str(event.data.get("text")):
+                    asked.set()
+
+            run = asyncio.create_task(Runner(live, store, sink=sink).run(RunRequest()))
+            await asyncio.wait_for(asked.wait(), 30)
+            run.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await run
+            jobs = await store.all_jobs()
+            assert jobs and {j.status for j in jobs} == {JobStatus.INTERRUPTED}
+            assert {j.error_message for j in jobs} == {"cancelled before it started"}
+            assert {j.retry_count for j in jobs} == {0}
+            resumed = await Runner(_settings(live, closed_port_url()), store).run(RunRequest())
+        finally:
+            await store.close()
+    assert resumed.ok and resumed.resumed, resumed.as_dict()
+    assert {j.id for j in resumed.jobs} == {j.id for j in jobs}
+    assert {j.status for j in resumed.jobs} == {JobStatus.COMPLETED}
