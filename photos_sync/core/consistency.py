@@ -12,7 +12,7 @@ BACKUP_INCLUDE_GENERATED, external libraries outside UPLOAD_LOCATION) are counte
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from photos_sync.core.immich_dump import (
@@ -155,7 +155,46 @@ def prove(
     external library's file lives under `extra/<name>/`). The records end with the dump's
     DumpEnd.
     """
+    pending = prove_deferring(
+        dump, records, covered=covered, present=present, backup_path=backup_path
+    )
+    return pending.settle(present)
+
+
+@dataclass
+class PendingProof:
+    """A proof with some covered references not yet looked up: those of a job that has yet
+    to run when the dump is read (the people thumbnails, read from the same pass)."""
+
+    proof: ConsistencyProof
+    #: the backup paths of the references put off, in the dump's order
+    deferred: list[str] = field(default_factory=list)
+
+    def settle(self, present: Callable[[str], bool]) -> ConsistencyProof:
+        """The finished proof: the deferred references looked up with `present` now."""
+        proof = replace(
+            self.proof,
+            missing_paths=list(self.proof.missing_paths),
+            not_covered=dict(self.proof.not_covered),
+        )
+        for relative in self.deferred:
+            _count(proof, relative, present(relative))
+        return proof
+
+
+def prove_deferring(
+    dump: str,
+    records: Iterable[DumpRecord],
+    *,
+    covered: Callable[[StoredPath, str], str | None],
+    present: Callable[[str], bool],
+    backup_path: Callable[[StoredPath], str] | None = None,
+    defer: Callable[[str], bool] = lambda kind: False,
+) -> PendingProof:
+    """`prove`, except that the covered references of a kind for which `defer(kind)` is
+    true are only collected: `PendingProof.settle` looks them up later."""
     proof = ConsistencyProof(dump, complete=False)
+    pending = PendingProof(proof)
     end: DumpEnd | None = None
     for record in records:
         if isinstance(record, DumpEnd):
@@ -167,24 +206,31 @@ def prove(
                 label = NOT_COVERED.get(why, why)
                 proof.not_covered[label] = proof.not_covered.get(label, 0) + 1
                 continue
-            proof.referenced += 1
             relative = backup_path(path) if backup_path else (path.relative or path.stored)
-            if present(relative):
-                proof.present += 1
+            if defer(kind):
+                pending.deferred.append(relative)
             else:
-                proof.missing += 1
-                if len(proof.missing_paths) < MISSING_NAMED:
-                    proof.missing_paths.append(relative)
+                _count(proof, relative, present(relative))
     if end is None:
         proof.problem = "the dump ended before its last line (truncated)"
         proof.truncated = True
-        return proof
+        return pending
     proof.complete = end.complete
     proof.immich_tables = end.has_immich_tables
     proof.problem = end.problem
     proof.truncated = end.truncated
     proof.immich_version = end.immich_version
-    return proof
+    return pending
+
+
+def _count(proof: ConsistencyProof, relative: str, held: bool) -> None:
+    proof.referenced += 1
+    if held:
+        proof.present += 1
+        return
+    proof.missing += 1
+    if len(proof.missing_paths) < MISSING_NAMED:
+        proof.missing_paths.append(relative)
 
 
 def folder_coverage(

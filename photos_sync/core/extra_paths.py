@@ -171,6 +171,14 @@ class Coverage:
         self._extras = sorted(extras, key=lambda e: len(e.host), reverse=True)
         self._mounts = sorted(mounts, key=lambda m: len(m.container), reverse=True)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Coverage):
+            return NotImplemented
+        return (self._extras, self._mounts) == (other._extras, other._mounts)
+
+    def __hash__(self) -> int:
+        return hash((tuple(self._extras), tuple(self._mounts)))
+
     def host_path(self, stored: str) -> str | None:
         """The host path of a path Immich stored (a container path), or None when it is not
         an absolute path. A path no mapping names is taken as a host path already."""

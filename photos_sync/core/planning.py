@@ -35,14 +35,15 @@ IMMICH_FOLDERS: tuple[ImmichFolder, ...] = (
 )
 
 
-#: The job that backs up, when thumbs/ is not backed up in full, the people thumbnails the
-#: newest Immich dump references (#16.4): face detection would have to run again, by hand, to
-#: make them anew. Same folder and place in the order as thumbs/.
-PEOPLE_THUMBNAILS = ImmichFolder(
-    "thumbs", 5, True, "people thumbnails (only face detection can make them again)"
-)
 #: Priority of the first extra folder (BACKUP_EXTRA_PATHS): after all of Immich's.
 EXTRA_PRIORITY = max(f.priority for f in IMMICH_FOLDERS) + 1
+#: The job that backs up, when thumbs/ is not backed up in full, the people thumbnails the
+#: newest Immich dump references (#16.4): face detection would have to run again, by hand, to
+#: make them anew. Same folder as thumbs/, but last of all (after the extra folders): its
+#: read of the dump then does the consistency proof's pass too, every other job being done.
+PEOPLE_THUMBNAILS = ImmichFolder(
+    "thumbs", 1_000_000, True, "people thumbnails (only face detection can make them again)"
+)
 
 
 def is_people_thumbnails(folder: str, include_generated: bool) -> bool:

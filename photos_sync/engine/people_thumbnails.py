@@ -102,6 +102,19 @@ def find_people_thumbnails(immich_path: Path) -> PeopleThumbnails:
             people.append(record)
         elif isinstance(record, DumpEnd):
             end = record
+    return people_thumbnails_of(immich_path, name, people, end)
+
+
+def newest_by_time(immich_path: Path) -> str | None:
+    """The name of the dump `find_people_thumbnails` reads (the newest by modification time)."""
+    dumps = list_dumps(immich_path / "backups")
+    return dumps[-1].name if dumps else None
+
+
+def people_thumbnails_of(
+    immich_path: Path, name: str, people: list[Person], end: DumpEnd | None
+) -> PeopleThumbnails:
+    """The people thumbnails of the dump `name`, from its Person records and its end."""
     if end is None or not end.complete:
         why = end.problem if end is not None and end.problem else "the dump is incomplete"
         return PeopleThumbnails(name, problem=why if name in why else f"{why} ({name})")

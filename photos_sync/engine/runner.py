@@ -122,7 +122,12 @@ from photos_sync.core.skips import (
 )
 from photos_sync.core.states import JobStatus, Refusal, Staleness, stale_threshold
 from photos_sync.core.units import human_bytes, plural
-from photos_sync.engine.consistency import prove_run
+from photos_sync.engine.consistency import (
+    ProofScope,
+    SharedDumpRead,
+    prove_run,
+    read_people_and_proof,
+)
 from photos_sync.engine.destination import DestinationContext
 from photos_sync.engine.incremental import ManifestRun
 from photos_sync.engine.people_thumbnails import (
@@ -492,6 +497,10 @@ class Runner:
         self._archived: dict[int, list[bytes]] = {}
         #: the people thumbnails read for a job (its id): its staging and retries reuse them
         self._people: tuple[int, PeopleThumbnails] | None = None
+        #: the people thumbnails' read of the dump, which also did the proof's pass over it
+        self._shared_read: SharedDumpRead | None = None
+        #: the result of the real run in progress (what the proof's scope is taken from)
+        self._result: RunResult | None = None
 
     # the run
 
@@ -829,6 +838,7 @@ class Runner:
         BACKUP_MAX_DELETE unless `--force`."""
         plan, jobs = await self._jobs_of_this_run(destination, immich_path, folders)
         result = RunResult(destination.name, plan.run_id, dry_run=False, resumed=plan.is_resume)
+        self._result = result
         self._announce_run(destination, plan, jobs, immich_path)
         options = destination_type(destination.type).tune(self._sync_options(False, request.force))
         guard_deletions = not request.force and (
@@ -1012,17 +1022,18 @@ class Runner:
         """Check the dump the run sent against the manifest (#16) and say how it went."""
         manifest = self._manifest
         immich_path = self.settings.immich_path
-        if manifest is None or immich_path is None:
+        scope = self._proof_scope(result)
+        if manifest is None or immich_path is None or scope is None:
             return
-        backed_up = manifest.state.folders | set(result.folder_modes)
-        people = "thumbs" in backed_up and not self.settings.include_generated
         proof = await prove_run(
             manifest.db,
             immich_path,
-            backed_up - ({"thumbs"} if people else set()),
-            person_thumbnails=people,
-            coverage=Coverage(self.settings.extra_paths, self.settings.external_library_map),
+            scope.covered_folders,
+            person_thumbnails=scope.person_thumbnails,
+            coverage=scope.coverage,
+            shared=self._shared_read,
         )
+        self._shared_read = None
         if proof is None:
             return
         result.consistency = proof.as_dict()
@@ -1032,6 +1043,21 @@ class Runner:
             log.error(
                 "consistency_failed", dump=proof.dump, problem=proof.problem, missing=proof.missing
             )
+
+    def _proof_scope(self, result: RunResult) -> ProofScope | None:
+        """What the proof of this run counts as backed up: every folder the backup held or
+        this run covers (thumbs/ as the people thumbnails only, unless generated folders are
+        backed up), and the extra folders."""
+        manifest = self._manifest
+        if manifest is None:
+            return None
+        backed_up = manifest.state.folders | set(result.folder_modes)
+        people = "thumbs" in backed_up and not self.settings.include_generated
+        return ProofScope(
+            frozenset(backed_up - ({"thumbs"} if people else set())),
+            people,
+            Coverage(self.settings.extra_paths, self.settings.external_library_map),
+        )
 
     def _full_sync_for_twins(
         self, folder: str, hazards: list[NameProblem], result: RunResult
@@ -1660,6 +1686,8 @@ class Runner:
         dump to read) and the BACKUP_EXTRA_PATHS folders. RunRefused when one of those is
         missing (see planning.check_extra_sources)."""
         self._people = None  # read anew by each run
+        self._shared_read = None
+        self._result = None
         extras = self.settings.extra_paths
         all_facts = {**facts, **gather_extra_facts(extras)}
         try:
@@ -1718,23 +1746,35 @@ class Runner:
         return await asyncio.to_thread(scan_names, Path(source), folder, limit)
 
     async def _people_thumbnails(
-        self, destination: Destination, immich_path: Path, key: int | None = None
+        self, destination: Destination, immich_path: Path, job: Job | None = None
     ) -> PeopleThumbnails:
         """The people thumbnails of the newest dump (read in a thread), said in one line when
-        some are missing at the source or none can be backed up. Read once per job (`key`):
-        its retries and its staging reuse them."""
+        some are missing at the source or none can be backed up. Read once per `job`: its
+        retries and its staging reuse them. When the proof will follow this job (see
+        `_proof_follows`), the same pass over the dump does the proof's reading too."""
         cached = self._people
-        if key is not None and cached is not None and cached[0] == key:
+        if job is not None and cached is not None and cached[0] == job.id:
             return cached[1]
-        found = await asyncio.to_thread(find_people_thumbnails, immich_path)
-        if key is not None:
-            self._people = (key, found)
+        shared = None
+        scope = await self._proof_follows(destination, job)
+        if scope is not None and self._manifest is not None:
+            shared = await asyncio.to_thread(
+                read_people_and_proof, self._manifest.db, immich_path, scope
+            )
+        self._shared_read = shared
+        if shared is not None:
+            found = shared.people
+        else:
+            found = await asyncio.to_thread(find_people_thumbnails, immich_path)
+        if job is not None:
+            self._people = (job.id, found)
         log.info(
             "people_thumbnails",
             dump=found.dump,
             present=len(found.present),
             missing=len(found.missing),
             problem=found.problem,
+            proof_read_too=shared is not None,
         )
         if found.problem is not None:
             log.warning("people_thumbnails_skipped", reason=found.problem)
@@ -1749,6 +1789,18 @@ class Runner:
             )
         return found
 
+    async def _proof_follows(self, destination: Destination, job: Job | None) -> ProofScope | None:
+        """The proof's scope when a consistency proof is sure to come right after `job` if
+        it completes: a real run with a manifest whose every other job has completed (the
+        people thumbnails run last). None otherwise: then the proof reads the dump itself."""
+        result = self._result
+        if job is None or result is None or self._manifest is None:
+            return None
+        jobs = await self.store.jobs_of_run(destination.id, job.run_id)
+        if any(j.status is not JobStatus.COMPLETED for j in jobs if j.id != job.id):
+            return None
+        return self._proof_scope(result)
+
     async def _stage(self, destination: Destination, manifest: ManifestRun, job: Job) -> None:
         """Walk a folder about to be reconciled into the manifest's staging area. The people
         thumbnails' backup keeps what it held (a copy deletes nothing), with the listed files
@@ -1757,7 +1809,7 @@ class Runner:
         if not self._is_people_thumbnails(job.folder):
             await manifest.stage(job.folder, Path(job.source_path))
             return
-        people = await self._people_thumbnails(destination, Path(job.source_path).parent, job.id)
+        people = await self._people_thumbnails(destination, Path(job.source_path).parent, job)
         db = manifest.db
 
         def stage() -> int:
@@ -1779,7 +1831,7 @@ class Runner:
         newest dump names (nothing else of thumbs/ is listed or sent), archiving the copies
         it replaces. None to copy (no usable dump, or none named): done, with what
         `_people_thumbnails` said. Same result as `_attempt`."""
-        people = await self._people_thumbnails(destination, Path(job.source_path).parent, job.id)
+        people = await self._people_thumbnails(destination, Path(job.source_path).parent, job)
         if not people.present:
             return 0, None, False
         tracker = _JobTracker(

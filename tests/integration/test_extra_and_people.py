@@ -78,7 +78,7 @@ async def test_extra_folders_are_backed_up_archived_and_restored(
 
     first = await runner.run(RunRequest())
     assert first.ok
-    assert [j.folder for j in first.jobs][-2:] == ["extra/family", "extra/scans"]
+    assert [j.folder for j in first.jobs][-3:] == ["extra/family", "extra/scans", "thumbs"]
     assert first.folder_modes["extra/family"] == "full sync: first backup with a manifest"
     env = plain_rclone.crypt_env(dest, key_file_path(settings, "nas"))
     for source, folder in ((family, "extra/family"), (scans, "extra/scans")):

@@ -8,6 +8,7 @@ from photos_sync.core.consistency import (
     folder_coverage,
     proof_from_dict,
     prove,
+    prove_deferring,
 )
 from photos_sync.core.immich_dump import (
     Asset,
@@ -88,3 +89,37 @@ def test_a_truncated_dump_is_not_ok_whatever_it_held() -> None:
         present=lambda p: True,
     )
     assert unended.truncated and not unended.ok
+
+
+def test_deferred_references_are_looked_up_when_settled_not_when_read() -> None:
+    """The people thumbnails' references wait for their job: looked up at settle time, with
+    what the backup holds then; every other reference is judged as the dump is read."""
+    records: list[DumpRecord] = [
+        asset(stored("library/a.jpg")),
+        Person("p1", "u1", "Anna", stored("thumbs/u/p1.jpeg"), False),
+        Person("p2", "u1", "Ben", stored("thumbs/u/p2.jpeg"), False),
+        END,
+    ]
+    held = {"library/a.jpg"}
+    pending = prove_deferring(
+        "d.sql.gz",
+        records,
+        covered=folder_coverage({"library"}, person_thumbnails=True),
+        present=held.__contains__,
+        defer=lambda kind: kind == PERSON_THUMBNAIL,
+    )
+    assert pending.deferred == ["thumbs/u/p1.jpeg", "thumbs/u/p2.jpeg"]
+    assert (pending.proof.referenced, pending.proof.present) == (1, 1)
+    held |= {"thumbs/u/p1.jpeg", "library/gone-after-the-read.jpg"}  # the job then ran
+    settled = pending.settle(held.__contains__)
+    assert (settled.referenced, settled.present, settled.missing) == (3, 2, 1)
+    assert settled.missing_paths == ["thumbs/u/p2.jpeg"] and not settled.ok
+    assert pending.proof.referenced == 1  # settling twice gives the same, the pending is kept
+    assert pending.settle(held.__contains__) == settled
+    whole = prove(
+        "d.sql.gz",
+        records,
+        covered=folder_coverage({"library"}, person_thumbnails=True),
+        present=held.__contains__,
+    )
+    assert whole == settled

@@ -8,6 +8,7 @@ from photos_sync.core.extra_paths import parse_extra_paths
 from photos_sync.core.planning import (
     IMMICH_FOLDERS,
     IMMICH_MARKER,
+    PEOPLE_THUMBNAILS,
     FolderFacts,
     ImmichFolder,
     JobView,
@@ -271,19 +272,21 @@ def test_folder_records_are_frozen() -> None:
 EXTRAS = parse_extra_paths("family=/mnt/photos/family:/srv/scans")
 
 
-def test_people_thumbnails_and_extra_folders_come_after_immichs_in_order() -> None:
+def test_extra_folders_come_after_immichs_and_the_people_thumbnails_last() -> None:
+    # last: the people thumbnails' read of the dump doubles as the proof's, all else done
     folders = run_folders(selected_folders(False), EXTRAS, people_thumbnails=True)
     assert [f.name for f in folders] == [
         "backups",
         "library",
         "upload",
         "profile",
-        "thumbs",
         "extra/family",
         "extra/scans",
+        "thumbs",
     ]
     assert [f.priority for f in folders] == sorted({f.priority for f in folders})
-    assert "/mnt/photos/family" in folders[-2].why
+    assert "/mnt/photos/family" in folders[-3].why
+    assert folders[-1] is PEOPLE_THUMBNAILS
 
 
 def test_no_second_thumbs_job_when_thumbs_is_backed_up_in_full() -> None:
