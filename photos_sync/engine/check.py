@@ -45,6 +45,7 @@ from photos_sync.core.destinations import (
 from photos_sync.core.planning import SourceRefused, check_sources, selected_folders
 from photos_sync.core.rclone_args import BASE_REMOTE, b2_lifecycle_argv
 from photos_sync.core.records import Destination, utcnow
+from photos_sync.core.units import plural
 from photos_sync.credentials.keyfile import SecretsError
 from photos_sync.rclone.remote import CryptRemote
 from photos_sync.storage import datadir
@@ -59,6 +60,9 @@ MIN_RCLONE = (1, 65)
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
 SYMBOLS = {OK: "✓", FAIL: "✗", SKIP: "–"}
+#: An optional check that failed: a warning, which must not read as the ✗ of a failure when
+#: the report ends with "all required checks passed".
+WARNING_SYMBOL = "!"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +99,18 @@ class CheckReport:
 def render_checks(report: CheckReport) -> list[str]:
     """One line per check: symbol, name, detail, and the hint for failures."""
     lines = []
+    warnings = 0
     for check in report.checks:
-        line = f"{SYMBOLS[check.status]} {check.name}: {check.detail}"
+        warning = check.status == FAIL and not check.required
+        warnings += warning
+        symbol = WARNING_SYMBOL if warning else SYMBOLS[check.status]
+        line = f"{symbol} {check.name}: {check.detail}"
         if check.hint and check.status == FAIL:
             line += f" — {check.hint}"
-        elif check.status == FAIL and not check.required:
-            line += " (optional)"
         lines.append(line)
     verdict = "all required checks passed" if report.ok else "some required checks failed"
+    if warnings:
+        verdict += f"; {plural(warnings, 'warning')} (!) to look at"
     lines.append(verdict)
     return lines
 

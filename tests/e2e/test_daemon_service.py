@@ -665,11 +665,11 @@ def test_check_shows_the_service_state(
 
     service_manager.answer("systemctl --user is-active", code=3, stdout="failed\n")
     lines = photos_sync("backup", "--check").stdout.splitlines()
-    assert "✗ service running: not running — start it, or read why it stopped in its log " in (
+    assert "! service running: not running — start it, or read why it stopped in its log " in (
         "\n".join(lines)
     )
     assert (
-        f"✗ lingering: off (the service stops at logout and does not start at boot) — run "
+        f"! lingering: off (the service stops at logout and does not start at boot) — run "
         f"`sudo loginctl enable-linger {user}`"
     ) in lines
 

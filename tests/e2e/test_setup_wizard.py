@@ -619,6 +619,14 @@ def test_scripted_setup_backup_and_check(
     assert any(line.startswith("✓ Immich folders:") for line in lines)
     assert "✓ destination cloud secrets: readable (1Password)" in lines
     assert any(line.startswith("✓ destination cloud remote: S3 bucket immich") for line in lines)
+    # an unversioned bucket is a warning, not a failure: marked "!", never "✗", and counted
+    assert any(
+        line.startswith("! destination cloud protection: not protected: bucket immich")
+        for line in lines
+    ), lines
+    assert not any(line.startswith("✗") for line in lines), lines
+    assert lines[-1].startswith("all required checks passed; ")
+    assert lines[-1].endswith(" (!) to look at")
 
     as_json = json.loads(photos_sync("backup", "--check", "--json").stdout)
     assert as_json["ok"] is True

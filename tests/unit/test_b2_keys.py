@@ -254,7 +254,8 @@ def test_append_only_lifecycle_without_a_rule_is_protected_but_billed() -> None:
     assert "keeps all versions: every file hidden (by an attacker" in text
     assert "stays recoverable, and billed, until deleted by hand" in text
     lines = render_checks(CheckReport([b2_versions_check("d", "b", "s", [], append_only=True)]))
-    assert lines[-1] == "all required checks passed"
+    assert lines[0].startswith("! d old versions: bucket b keeps all versions")
+    assert lines[-1] == "all required checks passed; 1 warning (!) to look at"
 
 
 def test_append_only_lifecycle_hiding_after_upload_still_fails() -> None:

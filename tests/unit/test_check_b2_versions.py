@@ -44,8 +44,9 @@ def test_keep_all_versions_is_a_warning_with_the_fix() -> None:
         assert "rclone backend lifecycle psbase:my-immich -o daysFromHidingToDeleting=1" in text
     warning = b2_versions_check(LABEL, "my-immich", "server1", [])
     lines = render_checks(CheckReport([warning]))
-    assert lines[0].startswith("✗ destination b2 old versions: bucket my-immich keeps all")
-    assert lines[-1] == "all required checks passed"  # a warning, not a failure
+    assert lines[0].startswith("! destination b2 old versions: bucket my-immich keeps all")
+    # a warning, not a failure: marked apart from ✗, and counted in the verdict
+    assert lines[-1] == "all required checks passed; 1 warning (!) to look at"
 
 
 def test_a_rule_counts_only_when_it_covers_the_whole_backup() -> None:
