@@ -106,9 +106,18 @@ def child(mode: str, immich: Path, db_path: Path) -> dict[str, Any]:
         "mode": mode,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
-        "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec, so a child started by
+        # a parent that holds the manifest it built would report the parent's size
+        "maxrss_mib": _vm_hwm_mib(),
         "proof": proof,
     }
+
+
+def _vm_hwm_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: macOS
 
 
 def measure(mode: str, immich: Path, db_path: Path) -> dict[str, Any]:
@@ -187,22 +196,34 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--wait-load", type=float, default=60.0)
     parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="reuse DIR/immich and DIR/manifest.sqlite3 of an earlier run (--keep) instead of "
+        "generating them",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         mode, immich, db_path = args.child
         print(json.dumps(child(mode, Path(immich), Path(db_path))))
         return
-    work = Path(tempfile.mkdtemp(prefix="bench-passes-", dir=args.workdir))
+    work = args.data or Path(tempfile.mkdtemp(prefix="bench-passes-", dir=args.workdir))
     try:
         immich = work / "immich"
-        (immich / "backups").mkdir(parents=True)
-        (immich / "thumbs").mkdir()
-        path = immich / "backups" / DUMP_V2_5.dump_name(datetime.now().replace(microsecond=0))
-        print(f"generating {args.assets:,} assets into {path} …", flush=True)
-        made = generate(path, args.assets, 512, 1)
         db_path = work / "manifest.sqlite3"
-        references = build_manifest(immich, db_path)
+        if args.data is None:
+            (immich / "backups").mkdir(parents=True)
+            (immich / "thumbs").mkdir()
+            path = immich / "backups" / DUMP_V2_5.dump_name(datetime.now().replace(microsecond=0))
+            print(f"generating {args.assets:,} assets into {path} …", flush=True)
+            made = generate(path, args.assets, 512, 1)
+            references = build_manifest(immich, db_path)
+            (work / "made.json").write_text(json.dumps({**made, "references": references}))
+        else:
+            made = json.loads((work / "made.json").read_text())
+            references = made["references"]
         waited = c.wait_for_low_load(args.wait_load)
         extra = {"Date": c.now(), "Load average at start (1/5/15 min)": f"{c.loadavg()} ({waited})"}
         results = []
@@ -225,7 +246,8 @@ def main() -> None:
         if not args.no_doc:
             c.update_doc("dump-passes", body)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep and args.data is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
