@@ -7,6 +7,7 @@ Each benchmark owns one section of docs/BENCHMARKS.md, delimited by HTML comment
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -190,3 +192,29 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def run_child(script: str, *args: str) -> dict[str, Any]:
+    """Run `script --child ARGS` in a fresh interpreter (from the repository root) and
+    return the JSON object its last line of output holds."""
+    output = subprocess.run(
+        [sys.executable, script, "--child", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def vm_hwm_mib() -> float | None:
+    """This process's peak RSS (VmHWM), None without /proc (macOS). Not ru_maxrss: Linux
+    carries that over an exec, so a child would report its parent's size if larger."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None

@@ -36,8 +36,6 @@ import os
 import random
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -329,30 +327,12 @@ def child(mode: str, path: Path) -> dict[str, Any]:
     result["seconds"] = time.perf_counter() - started
     result["cpu_seconds"] = time.process_time() - cpu
     result["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["vm_hwm_mib"] = _vm_hwm_mib()
+    result["vm_hwm_mib"] = c.vm_hwm_mib()
     return result
-
-
-def _vm_hwm_mib() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def measure(mode: str, path: Path) -> dict[str, Any]:
-    output = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=c.REPO,
-    ).stdout
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
+    return c.run_child(__file__, mode, str(path))
 
 
 # -- the report ---------------------------------------------------------------------------------

@@ -23,8 +23,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -106,30 +104,14 @@ def child(mode: str, immich: Path, db_path: Path) -> dict[str, Any]:
         "mode": mode,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
-        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec, so a child started by
-        # a parent that holds the manifest it built would report the parent's size
-        "maxrss_mib": _vm_hwm_mib(),
+        # VmHWM: ru_maxrss would report the parent's size (it built the manifest)
+        "maxrss_mib": c.vm_hwm_mib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "proof": proof,
     }
 
 
-def _vm_hwm_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: macOS
-
-
 def measure(mode: str, immich: Path, db_path: Path) -> dict[str, Any]:
-    output = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(immich), str(db_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=c.REPO,
-    ).stdout
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
+    return c.run_child(__file__, mode, str(immich), str(db_path))
 
 
 def render(
